@@ -1,0 +1,53 @@
+# Shared settings and helpers for the ci/ scripts. Sourced, never run.
+
+GHA_CLUSTER_DIR="${GHA_CLUSTER_DIR:-/tmp/spank-gha-cluster}"
+GHA_TEST_USER="${GHA_TEST_USER:-gha-ci}"
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+
+log() { printf '%s %s\n' "[$(date -u +%H:%M:%S)]" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+require_root() {
+    [ "$(id -u)" = 0 ] || die "$(basename "$0") must run as root (it starts munged, slurmctld and slurmd)"
+}
+
+# Installs the Debian packages that are missing; runs apt-get update only when something is missing.
+ensure_packages() {
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# A missing Rust toolchain is a clear failure rather than a confusing one later.
+ensure_cargo() {
+    command -v cargo >/dev/null || die "cargo is not on PATH; install Rust with rustup first"
+}
+
+# Is the process with the PID in file $1 alive and running the program named $2?
+pidfile_alive() {
+    local pidfile=$1 prog=$2 pid
+    [ -s "$pidfile" ] || return 1
+    pid=$(cat "$pidfile")
+    [ -d "/proc/$pid" ] || return 1
+    # A zombie has exited already; only its parent has not reaped it yet.
+    [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
+    # comm is the name it was started under (Debian's alternatives make the file slurmd-wlm).
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$prog" ]
+}
+
+# Serialises slurm-up and slurm-down: test processes may ask for the cluster at the same time.
+# The lock is inherited by slurm-down when slurm-up calls it, so it is taken only once.
+hold_cluster_lock() {
+    [ -n "${GHA_CLUSTER_LOCK_HELD:-}" ] && return 0
+    exec 9>"$GHA_CLUSTER_DIR.lock"
+    flock --timeout 600 9 || die "another slurm-up/slurm-down held $GHA_CLUSTER_DIR.lock for 10 minutes"
+    export GHA_CLUSTER_LOCK_HELD=1
+}
