@@ -2,7 +2,9 @@
 //! with the real spank-gha plugin loaded. Tests submit jobs as the non-root test user, wait for
 //! conditions with deadlines (never fixed sleeps), and read outputs and node state.
 
+pub mod bench;
 pub mod cluster;
+pub mod demo;
 pub mod wait;
 
 pub use cluster::{Cluster, JobInfo, Submitted};

@@ -1,0 +1,134 @@
+//! Wiring: build every part from a validated config and its secrets, serve HTTP and run
+//! the control loop until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::{AuthConfig, Config, GithubSecret, Secrets};
+use crate::control::Controller;
+use crate::db::Db;
+use crate::github::{Credentials, GithubClient};
+use crate::metrics::Metrics;
+use crate::server::{self, AppState};
+use crate::status::SharedStatus;
+
+/// A running dispatcher.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    control: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop serving and let the control loop finish its current pass.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.control.await;
+        let _ = self.server.await;
+    }
+
+    /// Wait until either task ends (they only end on shutdown or a fatal server error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let Running {
+            server,
+            control,
+            stop,
+            ..
+        } = self;
+        tokio::select! {
+            r = server => { let _ = stop.send(true); r??; }
+            _ = control => { let _ = stop.send(true); }
+        }
+        Ok(())
+    }
+
+    pub fn stop_handle(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Start on `config.listen`, or on `listener` when given (tests bind 127.0.0.1:0).
+pub async fn start(
+    config: Config,
+    secrets: Secrets,
+    listener: Option<TcpListener>,
+) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let db = Db::open(&config.db_path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open state database {}: {e}",
+            config.db_path.display()
+        )
+    })?;
+    let metrics = Arc::new(Metrics::new());
+    let credentials = match (&config.github.auth, &secrets.github) {
+        (
+            AuthConfig::App {
+                app_id,
+                installation_id,
+                ..
+            },
+            GithubSecret::AppKeyPem(pem),
+        ) => Credentials::App {
+            app_id: *app_id,
+            key: jsonwebtoken::EncodingKey::from_rsa_pem(pem).map_err(|_| {
+                anyhow::anyhow!("github.private_key_file is not an RSA private key in PEM format")
+            })?,
+            installation_id: *installation_id,
+        },
+        (AuthConfig::Token { .. }, GithubSecret::Token(token)) => Credentials::Token(token.clone()),
+        _ => anyhow::bail!("GitHub credentials do not match the configured authentication"),
+    };
+    let github = Arc::new(GithubClient::new(
+        &config.github.api_url,
+        credentials,
+        metrics.clone(),
+    )?);
+    let wake = Arc::new(Notify::new());
+    let shared = Arc::new(Mutex::new(SharedStatus::default()));
+    let state = AppState {
+        config: config.clone(),
+        db: db.clone(),
+        webhook_secret: Arc::new(secrets.webhook_secret.clone()),
+        metrics: metrics.clone(),
+        wake: wake.clone(),
+        shared: shared.clone(),
+    };
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?,
+    };
+    let local_addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let router = server::router(state);
+    let server_stop = stopped(stop_rx.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(server_stop)
+            .await
+    });
+    let controller = Controller::new(config, db, github, metrics, wake, shared);
+    let control = tokio::spawn(controller.run(stopped(stop_rx)));
+    tracing::info!(%local_addr, "gha-dispatcher listening");
+    Ok(Running {
+        local_addr,
+        stop,
+        server,
+        control,
+    })
+}

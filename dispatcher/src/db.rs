@@ -1,0 +1,736 @@
+//! State database: schema, migrations and every query the dispatcher makes.
+//!
+//! SQLite in WAL mode with `synchronous=FULL`, so a row written before a side effect
+//! (minting a runner, calling `sbatch`) survives `kill -9`. The connection lives behind a
+//! mutex; async code reaches it through [`Db::call`] (`spawn_blocking`) and keeps
+//! every transaction short.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the database directory {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database task failed: {0}")]
+    Join(String),
+}
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE deliveries (
+    delivery_id TEXT PRIMARY KEY,
+    event       TEXT NOT NULL,
+    action      TEXT,
+    job_id      INTEGER,
+    received_at INTEGER NOT NULL
+);
+CREATE TABLE jobs (
+    job_id        INTEGER PRIMARY KEY,
+    run_id        INTEGER NOT NULL,
+    repo          TEXT NOT NULL,
+    labels        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    status_rank   INTEGER NOT NULL,
+    runner_name   TEXT,
+    first_seen_ms INTEGER NOT NULL,
+    queued_ms     INTEGER,
+    started_ms    INTEGER,
+    updated_ms    INTEGER NOT NULL
+);
+CREATE INDEX jobs_by_status ON jobs(status);
+CREATE TABLE runners (
+    name             TEXT PRIMARY KEY,
+    pool             TEXT NOT NULL,
+    scope            TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    for_job_id       INTEGER,
+    github_runner_id INTEGER,
+    slurm_job_id     INTEGER,
+    slurm_state      TEXT,
+    online           INTEGER NOT NULL DEFAULT 0,
+    ever_online      INTEGER NOT NULL DEFAULT 0,
+    busy             INTEGER NOT NULL DEFAULT 0,
+    assigned_job_id  INTEGER,
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    submitted_at     INTEGER,
+    slurm_started_at INTEGER,
+    finished_at      INTEGER
+);
+CREATE INDEX runners_by_state ON runners(state);
+"#];
+
+/// Status of a GitHub job as far as we know; the rank only moves forward so a late or
+/// repeated delivery never undoes a newer one.
+pub fn status_rank(status: &str) -> i64 {
+    match status {
+        "requested" | "pending" | "waiting" => 0,
+        "queued" => 1,
+        "in_progress" => 2,
+        "completed" => 3,
+        _ => 0,
+    }
+}
+
+/// What a webhook or a poll tells us about one GitHub job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobUpdate {
+    pub job_id: u64,
+    pub run_id: u64,
+    pub repo: String,
+    pub labels: Vec<String>,
+    pub status: String,
+    pub runner_name: Option<String>,
+    /// GitHub's `created_at` / `started_at`, epoch seconds, when given.
+    pub created_at: Option<i64>,
+    pub started_at: Option<i64>,
+}
+
+/// Epoch seconds of an RFC 3339 timestamp such as GitHub's `2024-05-01T12:00:00Z`.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub job_id: u64,
+    pub run_id: u64,
+    pub repo: String,
+    pub labels: Vec<String>,
+    pub status: String,
+    pub runner_name: Option<String>,
+    /// When we first saw it queued, epoch milliseconds.
+    pub queued_ms: Option<i64>,
+}
+
+/// Lifecycle of a runner we create. Intent is recorded before each side effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerState {
+    /// Row written, `generate-jitconfig` not yet answered.
+    Minting,
+    /// Registered on GitHub, `sbatch` not yet confirmed.
+    Submitting,
+    /// A Slurm job exists.
+    Submitted,
+    /// `scancel --state=PENDING` sent because demand fell.
+    Cancelling,
+    /// Slurm job gone; the registration may still need deleting.
+    Finished,
+    /// Given up (lost credential after a restart, boot deadline, ...); cleaned up.
+    Abandoned,
+}
+
+impl RunnerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunnerState::Minting => "minting",
+            RunnerState::Submitting => "submitting",
+            RunnerState::Submitted => "submitted",
+            RunnerState::Cancelling => "cancelling",
+            RunnerState::Finished => "finished",
+            RunnerState::Abandoned => "abandoned",
+        }
+    }
+    pub fn parse(s: &str) -> RunnerState {
+        match s {
+            "minting" => RunnerState::Minting,
+            "submitting" => RunnerState::Submitting,
+            "submitted" => RunnerState::Submitted,
+            "cancelling" => RunnerState::Cancelling,
+            "finished" => RunnerState::Finished,
+            _ => RunnerState::Abandoned,
+        }
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, RunnerState::Finished | RunnerState::Abandoned)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerRow {
+    pub name: String,
+    pub pool: String,
+    pub scope: String,
+    pub state: RunnerState,
+    pub for_job_id: Option<u64>,
+    pub github_runner_id: Option<u64>,
+    pub slurm_job_id: Option<u64>,
+    pub slurm_state: Option<String>,
+    pub online: bool,
+    pub ever_online: bool,
+    pub busy: bool,
+    pub assigned_job_id: Option<u64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub submitted_at: Option<i64>,
+    pub slurm_started_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    New,
+    Duplicate,
+}
+
+/// What applying a job update changed, for metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobTransition {
+    /// Seconds from first seen queued to first seen in progress, when this update started it.
+    pub queue_to_start_secs: Option<f64>,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn opt_u64(v: Option<i64>) -> Option<u64> {
+    v.map(|x| x as u64)
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| DbError::Dir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Db, DbError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Db, DbError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Run `f` with the connection on a blocking thread.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard).map_err(DbError::from)
+        })
+        .await
+        .map_err(|e| DbError::Join(e.to_string()))?
+    }
+
+    /// Synchronous access for tests and the CLI.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, DbError> {
+        let mut guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard).map_err(DbError::from)
+    }
+}
+
+/// Record a delivery and the job update it carries in one transaction. A delivery id seen
+/// before changes nothing.
+pub fn record_delivery(
+    conn: &mut Connection,
+    delivery_id: &str,
+    event: &str,
+    action: Option<&str>,
+    update: Option<&JobUpdate>,
+) -> rusqlite::Result<(DeliveryOutcome, JobTransition)> {
+    let tx = conn.transaction()?;
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO deliveries (delivery_id, event, action, job_id, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![delivery_id, event, action, update.map(|u| u.job_id as i64), now_secs()],
+    )?;
+    if inserted == 0 {
+        return Ok((DeliveryOutcome::Duplicate, JobTransition::default()));
+    }
+    let transition = match update {
+        Some(u) => apply_job_update(&tx, u)?,
+        None => JobTransition::default(),
+    };
+    tx.commit()?;
+    Ok((DeliveryOutcome::New, transition))
+}
+
+/// Insert or advance a job; its status never moves backwards.
+pub fn apply_job_update(conn: &Connection, u: &JobUpdate) -> rusqlite::Result<JobTransition> {
+    let now = now_millis();
+    let rank = status_rank(&u.status);
+    let labels = serde_json::to_string(&u.labels).unwrap_or_else(|_| "[]".into());
+    let existing: Option<(i64, Option<i64>, Option<i64>)> = conn
+        .query_row(
+            "SELECT status_rank, queued_ms, started_ms FROM jobs WHERE job_id = ?1",
+            params![u.job_id as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let mut transition = JobTransition::default();
+    // GitHub's own timestamps measure queue-to-start even when deliveries arrive out of order.
+    let github_wait = match (u.created_at, u.started_at) {
+        (Some(created), Some(started)) if started >= created => Some((started - created) as f64),
+        _ => None,
+    };
+    match existing {
+        None => {
+            if rank >= 2 {
+                transition.queue_to_start_secs = github_wait;
+            }
+            let queued_at = (rank >= 1).then_some(now);
+            let started_at = (rank >= 2).then_some(now);
+            conn.execute(
+                "INSERT INTO jobs (job_id, run_id, repo, labels, status, status_rank, runner_name, first_seen_ms, queued_ms, started_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?8)",
+                params![u.job_id as i64, u.run_id as i64, u.repo, labels, u.status, rank, u.runner_name, now, queued_at, started_at],
+            )?;
+        }
+        Some((old_rank, queued_at, started_at)) => {
+            if rank > old_rank {
+                let new_queued = queued_at.or((rank >= 1).then_some(now));
+                let new_started = started_at.or((rank >= 2).then_some(now));
+                if started_at.is_none() && rank >= 2 {
+                    transition.queue_to_start_secs =
+                        github_wait.or(queued_at.map(|q| (now - q) as f64 / 1000.0));
+                }
+                conn.execute(
+                    "UPDATE jobs SET status = ?2, status_rank = ?3, runner_name = COALESCE(?4, runner_name),
+                     queued_ms = ?5, started_ms = ?6, updated_ms = ?7 WHERE job_id = ?1",
+                    params![u.job_id as i64, u.status, rank, u.runner_name, new_queued, new_started, now],
+                )?;
+            }
+        }
+    }
+    if let (Some(runner), true) = (&u.runner_name, rank >= 2) {
+        // The runner named here has (or had) a job: it is no longer spare capacity.
+        conn.execute(
+            "UPDATE runners SET busy = CASE WHEN ?3 >= 3 THEN 0 ELSE 1 END, assigned_job_id = ?2 WHERE name = ?1",
+            params![runner, u.job_id as i64, rank],
+        )?;
+    }
+    Ok(transition)
+}
+
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    let labels: String = r.get(3)?;
+    Ok(JobRow {
+        job_id: r.get::<_, i64>(0)? as u64,
+        run_id: r.get::<_, i64>(1)? as u64,
+        repo: r.get(2)?,
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        status: r.get(4)?,
+        runner_name: r.get(5)?,
+        queued_ms: r.get(6)?,
+    })
+}
+
+const JOB_COLUMNS: &str = "job_id, run_id, repo, labels, status, runner_name, queued_ms";
+
+pub fn jobs_with_status(conn: &Connection, status: &str) -> rusqlite::Result<Vec<JobRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE status = ?1 ORDER BY queued_ms, job_id"
+    ))?;
+    let rows = stmt.query_map(params![status], job_from_row)?;
+    rows.collect()
+}
+
+pub fn job(conn: &Connection, job_id: u64) -> rusqlite::Result<Option<JobRow>> {
+    conn.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?1"),
+        params![job_id as i64],
+        job_from_row,
+    )
+    .optional()
+}
+
+const RUNNER_COLUMNS: &str = "name, pool, scope, state, for_job_id, github_runner_id, slurm_job_id, slurm_state, online, ever_online, busy, assigned_job_id, last_error, created_at, submitted_at, slurm_started_at";
+
+fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunnerRow> {
+    let state: String = r.get(3)?;
+    Ok(RunnerRow {
+        name: r.get(0)?,
+        pool: r.get(1)?,
+        scope: r.get(2)?,
+        state: RunnerState::parse(&state),
+        for_job_id: opt_u64(r.get(4)?),
+        github_runner_id: opt_u64(r.get(5)?),
+        slurm_job_id: opt_u64(r.get(6)?),
+        slurm_state: r.get(7)?,
+        online: r.get(8)?,
+        ever_online: r.get(9)?,
+        busy: r.get(10)?,
+        assigned_job_id: opt_u64(r.get(11)?),
+        last_error: r.get(12)?,
+        created_at: r.get(13)?,
+        submitted_at: r.get(14)?,
+        slurm_started_at: r.get(15)?,
+    })
+}
+
+/// Runners that are not finished or abandoned.
+pub fn live_runners(conn: &Connection) -> rusqlite::Result<Vec<RunnerRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RUNNER_COLUMNS} FROM runners WHERE state NOT IN ('finished', 'abandoned') ORDER BY created_at, name"
+    ))?;
+    let rows = stmt.query_map([], runner_from_row)?;
+    rows.collect()
+}
+
+pub fn runner(conn: &Connection, name: &str) -> rusqlite::Result<Option<RunnerRow>> {
+    conn.query_row(
+        &format!("SELECT {RUNNER_COLUMNS} FROM runners WHERE name = ?1"),
+        params![name],
+        runner_from_row,
+    )
+    .optional()
+}
+
+/// Runners whose Slurm side is over but whose GitHub registration may remain.
+pub fn final_runners_with_registration(conn: &Connection) -> rusqlite::Result<Vec<RunnerRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RUNNER_COLUMNS} FROM runners WHERE state IN ('finished', 'abandoned') AND github_runner_id IS NOT NULL"
+    ))?;
+    let rows = stmt.query_map([], runner_from_row)?;
+    rows.collect()
+}
+
+pub fn recent_runners(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<RunnerRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RUNNER_COLUMNS} FROM runners ORDER BY created_at DESC, name LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map(params![limit as i64], runner_from_row)?;
+    rows.collect()
+}
+
+/// Record the intent to create a runner (before `generate-jitconfig`).
+pub fn insert_minting_runner(
+    conn: &Connection,
+    name: &str,
+    pool: &str,
+    scope: &str,
+    for_job_id: Option<u64>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO runners (name, pool, scope, state, for_job_id, created_at) VALUES (?1, ?2, ?3, 'minting', ?4, ?5)",
+        params![name, pool, scope, for_job_id.map(|j| j as i64), now_secs()],
+    )?;
+    Ok(())
+}
+
+pub fn set_runner_registered(
+    conn: &Connection,
+    name: &str,
+    github_runner_id: u64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runners SET state = 'submitting', github_runner_id = ?2 WHERE name = ?1",
+        params![name, github_runner_id as i64],
+    )?;
+    Ok(())
+}
+
+pub fn set_runner_submitted(
+    conn: &Connection,
+    name: &str,
+    slurm_job_id: u64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runners SET state = 'submitted', slurm_job_id = ?2, slurm_state = COALESCE(slurm_state, 'PENDING'),
+         submitted_at = COALESCE(submitted_at, ?3), last_error = NULL WHERE name = ?1",
+        params![name, slurm_job_id as i64, now_secs()],
+    )?;
+    Ok(())
+}
+
+pub fn set_runner_state(
+    conn: &Connection,
+    name: &str,
+    state: RunnerState,
+    error: Option<&str>,
+) -> rusqlite::Result<()> {
+    let finished_at = state.is_final().then(now_secs);
+    conn.execute(
+        "UPDATE runners SET state = ?2, last_error = COALESCE(?3, last_error), finished_at = COALESCE(?4, finished_at) WHERE name = ?1",
+        params![name, state.as_str(), error, finished_at],
+    )?;
+    Ok(())
+}
+
+pub fn set_runner_error(conn: &Connection, name: &str, error: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runners SET last_error = ?2 WHERE name = ?1",
+        params![name, error],
+    )?;
+    Ok(())
+}
+
+pub fn set_runner_slurm_state(
+    conn: &Connection,
+    name: &str,
+    slurm_state: &str,
+) -> rusqlite::Result<()> {
+    let started = (slurm_state != "PENDING").then(now_secs);
+    conn.execute(
+        "UPDATE runners SET slurm_state = ?2, slurm_started_at = COALESCE(slurm_started_at, ?3) WHERE name = ?1",
+        params![name, slurm_state, started],
+    )?;
+    Ok(())
+}
+
+pub fn set_runner_github(
+    conn: &Connection,
+    name: &str,
+    github_runner_id: u64,
+    online: bool,
+    busy: bool,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runners SET github_runner_id = ?2, online = ?3, ever_online = MAX(ever_online, ?3), busy = ?4 WHERE name = ?1",
+        params![name, github_runner_id as i64, online, busy],
+    )?;
+    Ok(())
+}
+
+pub fn clear_registration(conn: &Connection, name: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runners SET github_runner_id = NULL, online = 0 WHERE name = ?1",
+        params![name],
+    )?;
+    Ok(())
+}
+
+/// Forget what can no longer matter: deliveries older than GitHub's redelivery window
+/// (3 days; kept 4 for clock skew), jobs completed a week ago, runners cleaned up a week ago.
+pub fn prune(conn: &mut Connection, now: i64) -> rusqlite::Result<usize> {
+    let tx = conn.transaction()?;
+    let mut removed = tx.execute(
+        "DELETE FROM deliveries WHERE received_at < ?1",
+        params![now - 4 * 86_400],
+    )?;
+    removed += tx.execute(
+        "DELETE FROM jobs WHERE status = 'completed' AND updated_ms < ?1",
+        params![(now - 7 * 86_400) * 1000],
+    )?;
+    removed += tx.execute(
+        "DELETE FROM runners WHERE state IN ('finished', 'abandoned') AND github_runner_id IS NULL AND finished_at < ?1",
+        params![now - 7 * 86_400],
+    )?;
+    tx.commit()?;
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(job_id: u64, status: &str, runner: Option<&str>) -> JobUpdate {
+        JobUpdate {
+            job_id,
+            run_id: 7,
+            repo: "acme/widgets".into(),
+            labels: vec!["self-hosted".into(), "linux".into()],
+            status: status.into(),
+            runner_name: runner.map(str::to_string),
+            created_at: None,
+            started_at: None,
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_redelivery_window() {
+        let db = Db::open_in_memory().unwrap();
+        db.with(|c| {
+            record_delivery(
+                c,
+                "old",
+                "workflow_job",
+                None,
+                Some(&update(1, "completed", None)),
+            )?;
+            insert_minting_runner(c, "r", "cpu", "org:a", None)?;
+            set_runner_state(c, "r", RunnerState::Finished, None)?;
+            let now = now_secs();
+            assert_eq!(prune(c, now + 3 * 86_400)?, 0);
+            assert_eq!(prune(c, now + 8 * 86_400)?, 3);
+            // A pruned delivery id is no longer a duplicate, but nothing older than the
+            // window can be redelivered.
+            assert!(job(c, 1)?.is_none());
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn duplicate_delivery_changes_nothing() {
+        let db = Db::open_in_memory().unwrap();
+        db.with(|c| {
+            let (first, _) = record_delivery(
+                c,
+                "g1",
+                "workflow_job",
+                Some("queued"),
+                Some(&update(1, "queued", None)),
+            )?;
+            assert_eq!(first, DeliveryOutcome::New);
+            let (again, _) = record_delivery(
+                c,
+                "g1",
+                "workflow_job",
+                Some("completed"),
+                Some(&update(1, "completed", None)),
+            )?;
+            assert_eq!(again, DeliveryOutcome::Duplicate);
+            assert_eq!(job(c, 1)?.unwrap().status, "queued");
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn reordered_deliveries_never_move_status_back() {
+        let db = Db::open_in_memory().unwrap();
+        db.with(|c| {
+            insert_minting_runner(c, "r1", "cpu", "org:acme", None)?;
+            record_delivery(
+                c,
+                "g2",
+                "workflow_job",
+                Some("in_progress"),
+                Some(&update(1, "in_progress", Some("r1"))),
+            )?;
+            record_delivery(
+                c,
+                "g1",
+                "workflow_job",
+                Some("queued"),
+                Some(&update(1, "queued", None)),
+            )?;
+            assert_eq!(job(c, 1)?.unwrap().status, "in_progress");
+            assert!(jobs_with_status(c, "queued")?.is_empty());
+            let r = runner(c, "r1")?.unwrap();
+            assert!(r.busy);
+            assert_eq!(r.assigned_job_id, Some(1));
+            record_delivery(
+                c,
+                "g3",
+                "workflow_job",
+                Some("completed"),
+                Some(&update(1, "completed", Some("r1"))),
+            )?;
+            assert_eq!(job(c, 1)?.unwrap().status, "completed");
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn queue_to_start_is_measured_once() {
+        let db = Db::open_in_memory().unwrap();
+        db.with(|c| {
+            record_delivery(
+                c,
+                "a",
+                "workflow_job",
+                None,
+                Some(&update(5, "queued", None)),
+            )?;
+            let (_, t) = record_delivery(
+                c,
+                "b",
+                "workflow_job",
+                None,
+                Some(&update(5, "in_progress", Some("x"))),
+            )?;
+            assert!(t.queue_to_start_secs.is_some());
+            let (_, t) = record_delivery(
+                c,
+                "c",
+                "workflow_job",
+                None,
+                Some(&update(5, "completed", Some("x"))),
+            )?;
+            assert_eq!(t.queue_to_start_secs, None);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn runner_lifecycle_and_persistence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.db");
+        {
+            let db = Db::open(&path).unwrap();
+            db.with(|c| {
+                insert_minting_runner(c, "r1", "cpu", "org:acme", Some(3))?;
+                set_runner_registered(c, "r1", 99)?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        db.with(|c| {
+            let live = live_runners(c)?;
+            assert_eq!(live.len(), 1);
+            assert_eq!(live[0].state, RunnerState::Submitting);
+            assert_eq!(live[0].github_runner_id, Some(99));
+            set_runner_submitted(c, "r1", 1234)?;
+            set_runner_slurm_state(c, "r1", "RUNNING")?;
+            let r = runner(c, "r1")?.unwrap();
+            assert_eq!(
+                (r.slurm_job_id, r.state),
+                (Some(1234), RunnerState::Submitted)
+            );
+            assert!(r.slurm_started_at.is_some());
+            set_runner_state(c, "r1", RunnerState::Finished, None)?;
+            assert!(live_runners(c)?.is_empty());
+            assert_eq!(final_runners_with_registration(c)?.len(), 1);
+            // A runner name is unique: a second intent with the same name fails.
+            assert!(insert_minting_runner(c, "r1", "cpu", "org:acme", None).is_err());
+            Ok(())
+        })
+        .unwrap();
+    }
+}

@@ -1,0 +1,188 @@
+//! `gha-dispatcher` command line: `serve`, `check-config`, `status`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gha_dispatcher::config::{Config, ConfigError};
+use gha_dispatcher::status::{render_table, Status};
+
+const DEFAULT_CONFIG: &str = "/etc/gha-dispatcher/config.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "gha-dispatcher",
+    version,
+    about = "GitHub Actions runners on Slurm: the dispatcher daemon"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        #[arg(long, short, env = "GHA_DISPATCHER_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate the config file and the secret files it names; print every problem.
+    CheckConfig {
+        #[arg(long, short, env = "GHA_DISPATCHER_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Print pools and runners of a running dispatcher.
+    Status {
+        /// Base URL of the dispatcher; default: from the config's `server.listen`.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, short, env = "GHA_DISPATCHER_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print the JSON document instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{}: {e}", path.display());
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => {
+            let cfg = match Config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match cfg.load_secrets() {
+                Ok(_) => {
+                    println!("{}: OK ({} pools)", config.display(), cfg.pools.len());
+                    ExitCode::SUCCESS
+                }
+                Err(ConfigError::Invalid { issues }) => {
+                    eprintln!("{}: invalid config:", config.display());
+                    for issue in issues {
+                        eprintln!("  {issue}");
+                    }
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Serve { config } => {
+            init_logging();
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let secrets = match cfg.load_secrets() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(cfg, secrets)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "gha-dispatcher stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Status { url, config, json } => {
+            let url = match url {
+                Some(u) => u,
+                None => match load(&config) {
+                    Ok(cfg) => format!("http://{}", cfg.listen),
+                    Err(code) => return code,
+                },
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(fetch_status(&url)) {
+                Ok(status) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&status).unwrap_or_default()
+                        );
+                    } else {
+                        print!("{}", render_table(&status));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cannot read status from {url}: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("GHA_DISPATCHER_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(cfg: Config, secrets: gha_dispatcher::config::Secrets) -> anyhow::Result<()> {
+    let running = gha_dispatcher::app::start(cfg, secrets, None).await?;
+    let stop = running.stop_handle();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    running.wait().await
+}
+
+async fn fetch_status(url: &str) -> anyhow::Result<Status> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/status", url.trim_end_matches('/')))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(response.json().await?)
+}

@@ -1,0 +1,206 @@
+//! Prometheus metrics (OpenMetrics text through `prometheus-client`).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub webhook_deliveries: Family<Labels, Counter>,
+    pub queue_to_submit: Histogram,
+    pub queue_to_runner_start: Histogram,
+    pub runners: Family<Labels, Gauge>,
+    pub queued_jobs: Family<Labels, Gauge>,
+    pub api_calls: Family<Labels, Counter>,
+    pub rate_limit_remaining: Gauge,
+    pub rate_limit_limit: Gauge,
+    pub sbatch_submissions: Counter,
+    pub sbatch_failures: Counter,
+    pub runners_cancelled: Counter,
+    pub runners_reaped: Family<Labels, Counter>,
+    pub jobs_not_ours: Counter,
+    pub reconcile_errors: Family<Labels, Counter>,
+}
+
+fn seconds_buckets() -> impl Iterator<Item = f64> {
+    // 0.25 s .. about 17 min
+    exponential_buckets(0.25, 2.0, 13)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("gha_dispatcher");
+        let m = Metrics {
+            webhook_deliveries: Family::default(),
+            queue_to_submit: Histogram::new(seconds_buckets()),
+            queue_to_runner_start: Histogram::new(seconds_buckets()),
+            runners: Family::default(),
+            queued_jobs: Family::default(),
+            api_calls: Family::default(),
+            rate_limit_remaining: Gauge::default(),
+            rate_limit_limit: Gauge::default(),
+            sbatch_submissions: Counter::default(),
+            sbatch_failures: Counter::default(),
+            runners_cancelled: Counter::default(),
+            runners_reaped: Family::default(),
+            jobs_not_ours: Counter::default(),
+            reconcile_errors: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries by outcome",
+            m.webhook_deliveries.clone(),
+        );
+        registry.register(
+            "queue_to_submit_seconds",
+            "From a job first seen queued to the sbatch of the runner made for it",
+            m.queue_to_submit.clone(),
+        );
+        registry.register(
+            "queue_to_runner_start_seconds",
+            "From a job first seen queued to it being seen in progress on a runner",
+            m.queue_to_runner_start.clone(),
+        );
+        registry.register(
+            "runners",
+            "Our runners per pool and phase",
+            m.runners.clone(),
+        );
+        registry.register(
+            "queued_jobs",
+            "Unassigned queued jobs per pool",
+            m.queued_jobs.clone(),
+        );
+        registry.register(
+            "github_api_calls",
+            "GitHub REST calls by endpoint and status",
+            m.api_calls.clone(),
+        );
+        registry.register(
+            "github_rate_limit_remaining",
+            "x-ratelimit-remaining from the last GitHub answer",
+            m.rate_limit_remaining.clone(),
+        );
+        registry.register(
+            "github_rate_limit_limit",
+            "x-ratelimit-limit from the last GitHub answer",
+            m.rate_limit_limit.clone(),
+        );
+        registry.register(
+            "sbatch_submissions",
+            "Successful sbatch calls",
+            m.sbatch_submissions.clone(),
+        );
+        registry.register(
+            "sbatch_failures",
+            "Failed sbatch calls",
+            m.sbatch_failures.clone(),
+        );
+        registry.register(
+            "runners_cancelled",
+            "Surplus pending Slurm jobs cancelled",
+            m.runners_cancelled.clone(),
+        );
+        registry.register(
+            "runners_reaped",
+            "Runner registrations or jobs cleaned up, by reason",
+            m.runners_reaped.clone(),
+        );
+        registry.register(
+            "jobs_not_ours",
+            "Queued jobs that matched no pool or target",
+            m.jobs_not_ours.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconcile steps that failed, by step",
+            m.reconcile_errors.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn webhook(&self, outcome: &str) {
+        self.webhook_deliveries
+            .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
+            .inc();
+    }
+
+    pub fn api_call(&self, endpoint: &str, status: u16) {
+        self.api_calls
+            .get_or_create(&vec![
+                ("endpoint".to_string(), endpoint.to_string()),
+                ("status".to_string(), status.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn reaped(&self, reason: &str) {
+        self.runners_reaped
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
+    pub fn reconcile_error(&self, step: &str) {
+        self.reconcile_errors
+            .get_or_create(&vec![("step".to_string(), step.to_string())])
+            .inc();
+    }
+
+    pub fn set_runners(&self, pool: &str, phase: &str, count: i64) {
+        self.runners
+            .get_or_create(&vec![
+                ("pool".to_string(), pool.to_string()),
+                ("phase".to_string(), phase.to_string()),
+            ])
+            .set(count);
+    }
+
+    pub fn set_queued(&self, pool: &str, count: i64) {
+        self.queued_jobs
+            .get_or_create(&vec![("pool".to_string(), pool.to_string())])
+            .set(count);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_named_families() {
+        let m = Metrics::new();
+        m.webhook("accepted");
+        m.api_call("POST /orgs/{org}/actions/runners/generate-jitconfig", 201);
+        m.queue_to_submit.observe(1.5);
+        m.set_runners("cpu", "idle", 2);
+        let text = m.render();
+        for needle in [
+            "gha_dispatcher_webhook_deliveries_total{outcome=\"accepted\"} 1",
+            "gha_dispatcher_queue_to_submit_seconds_count 1",
+            "gha_dispatcher_runners{pool=\"cpu\",phase=\"idle\"} 2",
+            "gha_dispatcher_github_api_calls_total{endpoint=\"POST /orgs/{org}/actions/runners/generate-jitconfig\",status=\"201\"} 1",
+            "# EOF",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

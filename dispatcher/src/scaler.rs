@@ -1,0 +1,298 @@
+//! The scaling decision, as a pure function.
+//!
+//! Runners are not bound to jobs: any idle runner whose labels cover a job may take it. So
+//! for each pool and registration scope we keep *spare* runners (on their way or online and
+//! idle) equal to the unassigned queued jobs, never exceeding the pool's `max_runners` in
+//! total. When demand falls, surplus runners whose Slurm job is still pending are cancelled;
+//! a runner that started (it may be taking a job right now) or has a job is never cancelled.
+
+use std::collections::BTreeMap;
+
+/// Where one of our runners is in its life, as far as scaling cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerPhase {
+    /// Being minted or submitted right now.
+    InFlight,
+    /// Slurm job pending: the only phase that may be cancelled.
+    SlurmPending,
+    /// Slurm job running, runner not (yet) seen idle online.
+    Starting,
+    /// Online on GitHub, no job.
+    Idle,
+    /// Has (or had) a job: not spare capacity, never cancelled.
+    Busy,
+    /// Cancellation requested; counted against `max_runners` until gone.
+    Cancelling,
+}
+
+impl RunnerPhase {
+    fn is_spare(self) -> bool {
+        matches!(
+            self,
+            RunnerPhase::InFlight
+                | RunnerPhase::SlurmPending
+                | RunnerPhase::Starting
+                | RunnerPhase::Idle
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerInfo {
+    pub name: String,
+    pub phase: RunnerPhase,
+    /// Creation time; the newest pending runners are cancelled first.
+    pub created_at: i64,
+}
+
+/// Demand and supply of one pool in one registration scope.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScopeDemand {
+    /// Unassigned queued job ids, oldest first.
+    pub queued_jobs: Vec<u64>,
+    pub runners: Vec<RunnerInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolDemand {
+    pub max_runners: u32,
+    /// Keyed by scope, so the decision is deterministic.
+    pub scopes: BTreeMap<String, ScopeDemand>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decision {
+    /// New runners to create: (scope, the queued job each one is made for).
+    pub create: Vec<(String, u64)>,
+    /// Runners whose pending Slurm job should be cancelled.
+    pub cancel: Vec<String>,
+    /// Queued jobs that cannot get a runner now because the pool is full.
+    pub blocked_by_max: usize,
+}
+
+pub fn decide(pool: &PoolDemand) -> Decision {
+    let mut decision = Decision::default();
+    let alive: usize = pool.scopes.values().map(|s| s.runners.len()).sum();
+    let mut room = (pool.max_runners as usize).saturating_sub(alive);
+
+    for (scope, demand) in &pool.scopes {
+        let spare = demand.runners.iter().filter(|r| r.phase.is_spare()).count();
+        let queued = demand.queued_jobs.len();
+        if queued > spare {
+            // The first `spare` queued jobs are covered by runners on their way.
+            let uncovered = &demand.queued_jobs[spare..];
+            let take = uncovered.len().min(room);
+            room -= take;
+            decision.blocked_by_max += uncovered.len() - take;
+            decision
+                .create
+                .extend(uncovered[..take].iter().map(|job| (scope.clone(), *job)));
+        } else if spare > queued {
+            let surplus = spare - queued;
+            let mut pending: Vec<&RunnerInfo> = demand
+                .runners
+                .iter()
+                .filter(|r| r.phase == RunnerPhase::SlurmPending)
+                .collect();
+            pending.sort_by(|a, b| {
+                b.created_at
+                    .cmp(&a.created_at)
+                    .then_with(|| b.name.cmp(&a.name))
+            });
+            decision
+                .cancel
+                .extend(pending.into_iter().take(surplus).map(|r| r.name.clone()));
+        }
+    }
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner(name: &str, phase: RunnerPhase, created_at: i64) -> RunnerInfo {
+        RunnerInfo {
+            name: name.into(),
+            phase,
+            created_at,
+        }
+    }
+
+    fn pool(max: u32, scopes: Vec<(&str, Vec<u64>, Vec<RunnerInfo>)>) -> PoolDemand {
+        PoolDemand {
+            max_runners: max,
+            scopes: scopes
+                .into_iter()
+                .map(|(s, q, r)| {
+                    (
+                        s.to_string(),
+                        ScopeDemand {
+                            queued_jobs: q,
+                            runners: r,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn nothing_queued_nothing_running_does_nothing() {
+        assert_eq!(
+            decide(&pool(5, vec![("org:a", vec![], vec![])])),
+            Decision::default()
+        );
+    }
+
+    #[test]
+    fn creates_one_runner_per_uncovered_job() {
+        let d = decide(&pool(10, vec![("org:a", vec![1, 2, 3], vec![])]));
+        assert_eq!(
+            d.create,
+            vec![
+                ("org:a".into(), 1),
+                ("org:a".into(), 2),
+                ("org:a".into(), 3)
+            ]
+        );
+        assert!(d.cancel.is_empty());
+    }
+
+    #[test]
+    fn spare_runners_of_every_kind_cover_demand() {
+        for phase in [
+            RunnerPhase::InFlight,
+            RunnerPhase::SlurmPending,
+            RunnerPhase::Starting,
+            RunnerPhase::Idle,
+        ] {
+            let d = decide(&pool(
+                10,
+                vec![("org:a", vec![1, 2], vec![runner("r", phase, 0)])],
+            ));
+            assert_eq!(d.create, vec![("org:a".into(), 2)], "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn busy_runners_do_not_cover_demand_but_count_against_max() {
+        let busy = vec![
+            runner("b1", RunnerPhase::Busy, 0),
+            runner("b2", RunnerPhase::Busy, 0),
+        ];
+        let d = decide(&pool(3, vec![("org:a", vec![7, 8], busy)]));
+        assert_eq!(d.create, vec![("org:a".into(), 7)]);
+        assert_eq!(d.blocked_by_max, 1);
+    }
+
+    #[test]
+    fn max_runners_caps_across_scopes() {
+        let d = decide(&pool(
+            3,
+            vec![
+                ("org:a", vec![1, 2], vec![]),
+                ("repo:b/c", vec![3, 4], vec![]),
+            ],
+        ));
+        assert_eq!(d.create.len(), 3);
+        assert_eq!(d.blocked_by_max, 1);
+        let full = decide(&pool(
+            1,
+            vec![(
+                "org:a",
+                vec![1],
+                vec![runner("c", RunnerPhase::Cancelling, 0)],
+            )],
+        ));
+        assert!(full.create.is_empty());
+        assert_eq!(full.blocked_by_max, 1);
+    }
+
+    #[test]
+    fn surplus_cancels_only_pending_newest_first() {
+        let runners = vec![
+            runner("old-pending", RunnerPhase::SlurmPending, 1),
+            runner("new-pending", RunnerPhase::SlurmPending, 5),
+            runner("starting", RunnerPhase::Starting, 9),
+            runner("idle", RunnerPhase::Idle, 9),
+            runner("busy", RunnerPhase::Busy, 9),
+            runner("inflight", RunnerPhase::InFlight, 9),
+        ];
+        // 4 spare + 2 pending... with one queued job: surplus 4, but only the 2 pending can go.
+        let d = decide(&pool(10, vec![("org:a", vec![1], runners.clone())]));
+        assert_eq!(
+            d.cancel,
+            vec!["new-pending".to_string(), "old-pending".to_string()]
+        );
+        assert!(d.create.is_empty());
+        // Surplus of exactly one: the newest pending goes.
+        let d = decide(&pool(10, vec![("org:a", vec![1, 2, 3, 4], runners)]));
+        assert_eq!(d.cancel, vec!["new-pending".to_string()]);
+    }
+
+    #[test]
+    fn never_cancels_a_runner_with_a_job() {
+        let runners = vec![
+            runner("busy", RunnerPhase::Busy, 9),
+            runner("idle", RunnerPhase::Idle, 9),
+        ];
+        let d = decide(&pool(10, vec![("org:a", vec![], runners)]));
+        assert!(d.cancel.is_empty());
+    }
+
+    #[test]
+    fn demand_in_one_scope_is_not_covered_by_another() {
+        let d = decide(&pool(
+            10,
+            vec![
+                (
+                    "org:a",
+                    vec![],
+                    vec![runner("p", RunnerPhase::SlurmPending, 0)],
+                ),
+                ("repo:b/c", vec![5], vec![]),
+            ],
+        ));
+        assert_eq!(d.create, vec![("repo:b/c".into(), 5)]);
+        assert_eq!(d.cancel, vec!["p".to_string()]);
+    }
+
+    #[test]
+    fn invariant_spare_plus_created_never_exceeds_demand_or_max() {
+        // Exhaustive small grid over queued, per-phase counts and max.
+        let phases = [
+            RunnerPhase::SlurmPending,
+            RunnerPhase::Idle,
+            RunnerPhase::Busy,
+            RunnerPhase::Starting,
+        ];
+        for queued in 0..6u64 {
+            for max in 1..6u32 {
+                for mask in 0..(4usize.pow(3)) {
+                    let mut runners = Vec::new();
+                    let mut m = mask;
+                    for i in 0..3 {
+                        let phase = phases[m % 4];
+                        m /= 4;
+                        runners.push(runner(&format!("r{i}"), phase, i));
+                    }
+                    let p = pool(max, vec![("s", (0..queued).collect(), runners.clone())]);
+                    let d = decide(&p);
+                    let spare = runners.iter().filter(|r| r.phase.is_spare()).count();
+                    let alive = runners.len();
+                    assert!(alive + d.create.len() <= (max as usize).max(alive));
+                    assert!(spare + d.create.len() <= (queued as usize).max(spare));
+                    for name in &d.cancel {
+                        let r = runners.iter().find(|r| &r.name == name).unwrap();
+                        assert_eq!(r.phase, RunnerPhase::SlurmPending);
+                    }
+                    assert!(d.cancel.is_empty() || d.create.is_empty());
+                    if (queued as usize) > spare && alive < max as usize {
+                        assert!(!d.create.is_empty());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Slurm commands: `sbatch --parsable`, `squeue` and `scancel`, run as child processes.
+//!
+//! They inherit the environment (so `SLURM_CONF` points at the cluster). The runner
+//! credential passed to `sbatch` is never logged, and is scrubbed from any error text.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::config::{PoolConfig, SlurmConfig};
+
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the runner needs to register with GitHub, as handed to the job.
+///
+/// Today an inline JIT config; a late-binding ticket (a reference the node redeems when the
+/// job starts) slots in as another variant without touching the submit path.
+#[derive(Clone)]
+pub enum RunnerCredential {
+    JitConfig(String),
+}
+
+impl RunnerCredential {
+    /// The value of `--gha-runner=`.
+    fn option_value(&self) -> &str {
+        match self {
+            RunnerCredential::JitConfig(config) => config,
+        }
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        let secret = self.option_value();
+        if secret.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(secret, "<redacted>")
+        }
+    }
+}
+
+impl fmt::Debug for RunnerCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunnerCredential::JitConfig(_) => f.write_str("JitConfig(<redacted>)"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmError {
+    #[error("{program} failed: {message}")]
+    Failed { program: String, message: String },
+    #[error("{program} gave unexpected output: {output:?}")]
+    Output { program: String, output: String },
+}
+
+/// One Slurm job of ours as `squeue` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob {
+    pub job_id: u64,
+    pub name: String,
+    /// PENDING, RUNNING, COMPLETING, ...
+    pub state: String,
+    pub comment: String,
+}
+
+/// States after which Slurm will not run a job again.
+const TERMINAL_STATES: &[&str] = &[
+    "COMPLETED",
+    "CANCELLED",
+    "FAILED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "OUT_OF_MEMORY",
+    "REVOKED",
+];
+
+impl QueuedJob {
+    /// Pending, running, completing, suspended...: not over yet.
+    pub fn is_active(&self) -> bool {
+        !TERMINAL_STATES.contains(&self.state.as_str())
+    }
+}
+
+pub struct SubmitRequest<'a> {
+    pub runner_name: &'a str,
+    pub comment: &'a str,
+    pub pool: &'a PoolConfig,
+    pub user: Option<&'a str>,
+    pub group: Option<&'a str>,
+    pub credential: &'a RunnerCredential,
+}
+
+#[derive(Clone)]
+pub struct Slurm {
+    config: SlurmConfig,
+}
+
+impl Slurm {
+    pub fn new(config: SlurmConfig) -> Slurm {
+        Slurm { config }
+    }
+
+    /// The `sbatch` arguments for a runner, the credential last.
+    pub fn sbatch_args(&self, req: &SubmitRequest<'_>) -> Vec<String> {
+        let p = req.pool;
+        let mut args = vec![
+            "--parsable".to_string(),
+            format!("--job-name={}", req.runner_name),
+            format!("--comment={}", req.comment),
+        ];
+        let mut opt = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.push(format!("--{flag}={v}"));
+            }
+        };
+        opt("partition", p.partition.clone());
+        opt("cpus-per-task", p.cpus.map(|c| c.to_string()));
+        opt("mem", p.memory.clone());
+        opt("gres", p.gres.clone());
+        opt("time", p.time_limit.clone());
+        opt("account", p.account.clone());
+        opt("qos", p.qos.clone());
+        opt("output", self.config.output.clone());
+        opt(
+            "chdir",
+            self.config.chdir.as_ref().map(|d| d.display().to_string()),
+        );
+        opt("uid", req.user.map(str::to_string));
+        opt(
+            "gid",
+            req.group
+                .or(req.user)
+                .map(str::to_string)
+                .filter(|_| req.user.is_some()),
+        );
+        opt("gha-image", p.image.clone());
+        args.extend(p.extra_args.iter().cloned());
+        args.push(format!("--gha-runner={}", req.credential.option_value()));
+        args.push(self.config.job_script.display().to_string());
+        args.extend(p.job_script_args.iter().cloned());
+        args
+    }
+
+    /// Submit a runner job; returns its Slurm job id.
+    pub async fn submit(&self, req: &SubmitRequest<'_>) -> Result<u64, SlurmError> {
+        let args = self.sbatch_args(req);
+        let output = run(&self.config.sbatch, &args)
+            .await
+            .map_err(|e| scrub_error(e, req.credential))?;
+        // `--parsable` prints `<id>` or `<id>;<cluster>`.
+        let first = output.lines().next().unwrap_or("").trim();
+        first
+            .split(';')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| SlurmError::Output {
+                program: "sbatch".into(),
+                output: req.credential.scrub(&output).chars().take(200).collect(),
+            })
+    }
+
+    /// Our jobs (names starting with `prefix`) in the queue.
+    pub async fn queue(&self, prefix: &str) -> Result<Vec<QueuedJob>, SlurmError> {
+        // All states: a job that already finished (kept by slurmctld for MinJobAge) still
+        // proves that its sbatch happened, which crash recovery needs to know.
+        let args = [
+            "--noheader",
+            "--all",
+            "--states=all",
+            "--format=%i|%j|%T|%k",
+        ]
+        .map(String::from);
+        let output = run(&self.config.squeue, &args).await?;
+        Ok(parse_squeue(&output, prefix))
+    }
+
+    /// Cancel `job_id` only if it is still pending (Slurm checks atomically), so a job that
+    /// started in the meantime is left alone.
+    pub async fn cancel_if_pending(&self, job_id: u64) -> Result<(), SlurmError> {
+        run(
+            &self.config.scancel,
+            &["--state=PENDING".into(), job_id.to_string()],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn cancel(&self, job_id: u64) -> Result<(), SlurmError> {
+        run(&self.config.scancel, &[job_id.to_string()])
+            .await
+            .map(drop)
+    }
+}
+
+pub fn parse_squeue(output: &str, prefix: &str) -> Vec<QueuedJob> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.trim().splitn(4, '|');
+            let job_id = parts.next()?.trim().parse().ok()?;
+            let name = parts.next()?.trim().to_string();
+            let state = parts.next()?.trim().to_string();
+            let comment = parts.next().unwrap_or("").trim().to_string();
+            name.starts_with(prefix).then_some(QueuedJob {
+                job_id,
+                name,
+                state,
+                comment,
+            })
+        })
+        .collect()
+}
+
+fn scrub_error(e: SlurmError, credential: &RunnerCredential) -> SlurmError {
+    match e {
+        SlurmError::Failed { program, message } => SlurmError::Failed {
+            program,
+            message: credential.scrub(&message),
+        },
+        SlurmError::Output { program, output } => SlurmError::Output {
+            program,
+            output: credential.scrub(&output),
+        },
+    }
+}
+
+async fn run(program: &PathBuf, args: &[String]) -> Result<String, SlurmError> {
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| program.display().to_string());
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(COMMAND_TIMEOUT, child).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => {
+            return Err(SlurmError::Failed {
+                program: name,
+                message: format!("cannot run {}: {e}", program.display()),
+            })
+        }
+        Err(_) => {
+            return Err(SlurmError::Failed {
+                program: name,
+                message: format!("no answer within {} s", COMMAND_TIMEOUT.as_secs()),
+            })
+        }
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let message = stderr.trim().chars().take(500).collect::<String>();
+        return Err(SlurmError::Failed {
+            program: name,
+            message: format!("{} ({})", message, output.status),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> PoolConfig {
+        PoolConfig {
+            name: "cpu".into(),
+            labels: vec!["self-hosted".into()],
+            priority: 0,
+            max_runners: 1,
+            image: Some("ubuntu:24.04".into()),
+            partition: Some("debug".into()),
+            cpus: Some(2),
+            memory: Some("1G".into()),
+            gres: None,
+            time_limit: Some("10:00".into()),
+            account: None,
+            qos: None,
+            extra_args: vec!["--exclusive".into()],
+            job_script_args: vec!["--idle-timeout".into(), "5".into()],
+        }
+    }
+
+    fn slurm(sbatch: &str) -> Slurm {
+        Slurm::new(SlurmConfig {
+            job_script: "/opt/job".into(),
+            sbatch: sbatch.into(),
+            squeue: "squeue".into(),
+            scancel: "scancel".into(),
+            user: Some("gha-ci".into()),
+            group: None,
+            user_map: Default::default(),
+            output: None,
+            chdir: None,
+        })
+    }
+
+    #[test]
+    fn sbatch_arguments() {
+        let cred = RunnerCredential::JitConfig("SECRET".into());
+        let p = pool();
+        let args = slurm("sbatch").sbatch_args(&SubmitRequest {
+            runner_name: "slurm-cpu-1",
+            comment: "gha runner=slurm-cpu-1",
+            pool: &p,
+            user: Some("gha-ci"),
+            group: None,
+            credential: &cred,
+        });
+        assert_eq!(
+            args,
+            [
+                "--parsable",
+                "--job-name=slurm-cpu-1",
+                "--comment=gha runner=slurm-cpu-1",
+                "--partition=debug",
+                "--cpus-per-task=2",
+                "--mem=1G",
+                "--time=10:00",
+                "--uid=gha-ci",
+                "--gid=gha-ci",
+                "--gha-image=ubuntu:24.04",
+                "--exclusive",
+                "--gha-runner=SECRET",
+                "/opt/job",
+                "--idle-timeout",
+                "5"
+            ]
+        );
+        assert_eq!(format!("{cred:?}"), "JitConfig(<redacted>)");
+    }
+
+    #[tokio::test]
+    async fn sbatch_failure_never_shows_the_credential() {
+        // `sh -c` echoes its arguments to stderr and fails, like an sbatch that complains
+        // about the command line it was given.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("sbatch");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho \"sbatch: error: bad option in $*\" >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut std::fs::metadata(&fake).unwrap().permissions(),
+            0o755,
+        );
+        let mut perms = std::fs::metadata(&fake).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&fake, perms).unwrap();
+        let cred = RunnerCredential::JitConfig("c2VjcmV0LWppdA==".into());
+        let p = pool();
+        let err = slurm(fake.to_str().unwrap())
+            .submit(&SubmitRequest {
+                runner_name: "r",
+                comment: "c",
+                pool: &p,
+                user: None,
+                group: None,
+                credential: &cred,
+            })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad option"), "{err}");
+        assert!(!err.contains("c2VjcmV0LWppdA=="), "{err}");
+        assert!(err.contains("<redacted>"), "{err}");
+    }
+
+    #[test]
+    fn squeue_parsing_keeps_only_our_jobs() {
+        let out = "12|slurm-cpu-abc|PENDING|gha runner=slurm-cpu-abc job=5\n13|other|RUNNING|\n14|slurm-cpu-def|RUNNING|a|b\n";
+        let jobs = parse_squeue(out, "slurm-");
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].job_id, 12);
+        assert_eq!(jobs[1].comment, "a|b");
+        assert!(jobs[0].is_active() && jobs[1].is_active());
+        let done = parse_squeue("15|slurm-x|COMPLETED|\n16|slurm-y|CANCELLED|\n", "slurm-");
+        assert!(done.iter().all(|j| !j.is_active()));
+    }
+}

@@ -1,0 +1,183 @@
+//! The `/status` document and the table `gha-dispatcher status` prints from it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::{self, DbError};
+use crate::pools;
+use crate::server::AppState;
+
+/// Facts the control loop publishes for the status endpoint.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct SharedStatus {
+    pub last_full_reconcile_at: Option<i64>,
+    pub last_github_error: Option<String>,
+    pub last_sbatch_error: Option<String>,
+    pub last_slurm_error: Option<String>,
+    pub sbatch_retry_in_secs: Option<u64>,
+    pub github_blocked_for_secs: Option<u64>,
+    pub github_calls: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolStatus {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub max_runners: u32,
+    pub queued_jobs: usize,
+    pub runners: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunnerStatus {
+    pub name: String,
+    pub pool: String,
+    pub scope: String,
+    pub state: String,
+    pub slurm_job_id: Option<u64>,
+    pub slurm_state: Option<String>,
+    pub github_runner_id: Option<u64>,
+    pub online: bool,
+    pub busy: bool,
+    pub job_id: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub pools: Vec<PoolStatus>,
+    pub runners: Vec<RunnerStatus>,
+    pub jobs_queued_not_ours: usize,
+    #[serde(flatten)]
+    pub shared: SharedStatus,
+}
+
+pub async fn build(app: &AppState) -> Result<Status, DbError> {
+    let (queued, live, recent) = app
+        .db
+        .call(|c| {
+            Ok((
+                db::jobs_with_status(c, "queued")?,
+                db::live_runners(c)?,
+                db::recent_runners(c, 50)?,
+            ))
+        })
+        .await?;
+    let mut per_pool: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut not_ours = 0;
+    for job in &queued {
+        let pool = app
+            .config
+            .github
+            .scope_for_repo(&job.repo)
+            .and_then(|_| pools::select(&app.config.pools, &job.labels));
+        match pool {
+            Some(p) if job.runner_name.is_none() => {
+                *per_pool.entry(p.name.as_str()).or_default() += 1
+            }
+            Some(_) => {}
+            None => not_ours += 1,
+        }
+    }
+    let pools = app
+        .config
+        .pools
+        .iter()
+        .map(|p| PoolStatus {
+            name: p.name.clone(),
+            labels: p.labels.clone(),
+            max_runners: p.max_runners,
+            queued_jobs: per_pool.get(p.name.as_str()).copied().unwrap_or(0),
+            runners: live.iter().filter(|r| r.pool == p.name).count(),
+        })
+        .collect();
+    let mut runners: Vec<RunnerStatus> = live
+        .iter()
+        .chain(recent.iter().filter(|r| r.state.is_final()))
+        .map(|r| RunnerStatus {
+            name: r.name.clone(),
+            pool: r.pool.clone(),
+            scope: r.scope.clone(),
+            state: r.state.as_str().into(),
+            slurm_job_id: r.slurm_job_id,
+            slurm_state: r.slurm_state.clone(),
+            github_runner_id: r.github_runner_id,
+            online: r.online,
+            busy: r.busy,
+            job_id: r.assigned_job_id,
+            last_error: r.last_error.clone(),
+        })
+        .collect();
+    runners.dedup_by(|a, b| a.name == b.name);
+    let shared = app.shared.lock().map(|s| s.clone()).unwrap_or_default();
+    Ok(Status {
+        pools,
+        runners,
+        jobs_queued_not_ours: not_ours,
+        shared,
+    })
+}
+
+/// Human-readable tables of pools and runners.
+pub fn render_table(status: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<16} {:>7} {:>8} {:>5}  LABELS",
+        "POOL", "QUEUED", "RUNNERS", "MAX"
+    );
+    for p in &status.pools {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>7} {:>8} {:>5}  {}",
+            p.name,
+            p.queued_jobs,
+            p.runners,
+            p.max_runners,
+            p.labels.join(",")
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<40} {:<10} {:<11} {:>9} {:<10} {:<7} {:<5} {:>10}",
+        "RUNNER", "POOL", "STATE", "SLURM_ID", "SLURM", "ONLINE", "BUSY", "JOB"
+    );
+    for r in &status.runners {
+        let _ = writeln!(
+            out,
+            "{:<40} {:<10} {:<11} {:>9} {:<10} {:<7} {:<5} {:>10}",
+            r.name,
+            r.pool,
+            r.state,
+            r.slurm_job_id
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.slurm_state.as_deref().unwrap_or("-"),
+            if r.online { "yes" } else { "no" },
+            if r.busy { "yes" } else { "no" },
+            r.job_id
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    if status.jobs_queued_not_ours > 0 {
+        let _ = writeln!(
+            out,
+            "\nqueued jobs matching no pool: {}",
+            status.jobs_queued_not_ours
+        );
+    }
+    for (label, value) in [
+        ("last sbatch error", &status.shared.last_sbatch_error),
+        ("last GitHub error", &status.shared.last_github_error),
+        ("last Slurm error", &status.shared.last_slurm_error),
+    ] {
+        if let Some(v) = value {
+            let _ = writeln!(out, "{label}: {v}");
+        }
+    }
+    out
+}

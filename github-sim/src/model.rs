@@ -1,0 +1,207 @@
+//! Data the simulator keeps and shows: world records, workflow specs, and the views tests read.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A GitHub App registered with the simulator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppSpec {
+    pub id: u64,
+    #[serde(default = "default_app_slug")]
+    pub slug: String,
+    pub public_key_pem: String,
+}
+
+fn default_app_slug() -> String {
+    "spank-gha".into()
+}
+
+/// An installation of an App on an org (or a repo owner).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstallationSpec {
+    pub app_id: u64,
+    pub account: String,
+    /// `None` = what an autoscaler needs (see API.md).
+    #[serde(default)]
+    pub permissions: Option<BTreeMap<String, String>>,
+}
+
+/// Where webhooks go.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct WebhookTarget {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log.
+        f.debug_struct("WebhookTarget")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One job of a workflow to enqueue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub name: String,
+    #[serde(alias = "runs-on")]
+    pub runs_on: Vec<String>,
+    /// Step command, run by the fake runner with `sh -c` after the `duration_ms` sleep.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Simulated work time the runner sleeps before the command.
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// Names of jobs of the same workflow this one waits for.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// A protected environment: the job waits (status and webhook `waiting`) until approved
+    /// (`Sim::approve_job`, `POST /_sim/jobs/{id}/approve`), then is queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Scenario files only: expand into `count` jobs named `<name>-1..N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+
+impl JobSpec {
+    /// A job with no command and no dependencies.
+    pub fn new(name: impl Into<String>, runs_on: &[&str]) -> Self {
+        Self {
+            name: name.into(),
+            runs_on: runs_on.iter().map(|l| l.to_string()).collect(),
+            command: None,
+            duration_ms: 0,
+            needs: Vec::new(),
+            environment: None,
+            count: None,
+        }
+    }
+}
+
+/// A workflow run to enqueue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSpec {
+    /// `owner/name`.
+    pub repo: String,
+    pub name: String,
+    pub jobs: Vec<JobSpec>,
+    /// Scenario files only: wait this long after start before enqueueing.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunCreated {
+    pub run_id: u64,
+    pub job_ids: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobView {
+    pub id: u64,
+    pub run_id: u64,
+    pub name: String,
+    pub repo: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub labels: Vec<String>,
+    pub runner_id: Option<u64>,
+    pub runner_name: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunView {
+    pub id: u64,
+    pub repo: String,
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub job_ids: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunnerView {
+    pub id: u64,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub status: String,
+    pub busy: bool,
+    pub ephemeral: bool,
+    /// `org` or `owner/repo` the runner is registered at.
+    pub scope: String,
+    pub job_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SimSnapshot {
+    pub runs: Vec<RunView>,
+    pub jobs: Vec<JobView>,
+    pub runners: Vec<RunnerView>,
+}
+
+impl SimSnapshot {
+    pub fn job(&self, id: u64) -> Option<&JobView> {
+        self.jobs.iter().find(|j| j.id == id)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointCount {
+    /// Every call answered, including 304s and errors.
+    pub calls: u64,
+    /// Calls answered 304 Not Modified (free).
+    pub not_modified: u64,
+    /// Calls answered with a 4xx/5xx.
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counters {
+    /// Key: `"<METHOD> <route template>"`, e.g. `"GET /repos/{owner}/{repo}/actions/jobs/{job_id}"`.
+    pub api: BTreeMap<String, EndpointCount>,
+    pub deliveries_sent: u64,
+    pub deliveries_failed: u64,
+    pub deliveries_dropped: u64,
+    pub deliveries_duplicated: u64,
+    pub jit_configs_issued: u64,
+    pub jit_configs_expired: u64,
+    pub runner_sessions: u64,
+}
+
+impl Counters {
+    /// Calls of one endpoint (0 when never called).
+    pub fn calls(&self, key: &str) -> u64 {
+        self.api.get(key).map_or(0, |c| c.calls)
+    }
+}
+
+/// One webhook delivery attempt, as the delivery log keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeliveryRecord {
+    pub id: u64,
+    pub guid: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub job_id: Option<u64>,
+    pub installation_id: Option<u64>,
+    pub repository_id: Option<u64>,
+    pub redelivery: bool,
+    /// `pending`, `delivered`, `failed`, `dropped`.
+    pub outcome: String,
+    /// GitHub's human text: `OK`, `Invalid HTTP Response: 500`, `timed out`, `failed to connect`.
+    pub status: String,
+    pub status_code: u16,
+    pub delivered_at: String,
+    pub duration: f64,
+    /// The exact body sent (signed bytes).
+    pub body: String,
+}

@@ -1,0 +1,235 @@
+//! The options users pass to `sbatch`/`srun` (`--gha-runner`, `--gha-image`, `--gha-docker`)
+//! and the checks on their values. Errors describe what is wrong without ever repeating the
+//! value: a runner's JIT config is a credential.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+
+/// `--gha-runner=<jitconfig|ticket:...>`
+pub const RUNNER_OPTION: &str = "gha-runner";
+/// `--gha-image=<registry/image:tag>`
+pub const IMAGE_OPTION: &str = "gha-image";
+/// `--gha-docker` (flag: ask for a rootless dockerd where the admin set `docker=on-request`)
+pub const DOCKER_OPTION: &str = "gha-docker";
+
+/// Largest `--gha-runner` value accepted.
+pub const MAX_RUNNER_VALUE: usize = 64 * 1024;
+/// Largest `--gha-image` value accepted.
+pub const MAX_IMAGE_NAME: usize = 512;
+/// Largest opaque part of a `ticket:` reference.
+pub const MAX_TICKET: usize = 1024;
+/// Prefix of a late-binding runner reference.
+pub const TICKET_PREFIX: &str = "ticket:";
+
+/// What `--gha-runner` carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerValueKind {
+    /// A base64 JIT config as GitHub's `generate-jitconfig` returns it.
+    JitConfig,
+    /// `ticket:<opaque>`: the config is fetched later (late binding).
+    Ticket,
+}
+
+/// Why a `--gha-runner` value was refused. Never contains the value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RunnerValueError {
+    #[error("--gha-runner: the value is empty")]
+    Empty,
+    #[error("--gha-runner: the value is {len} bytes, more than the {MAX_RUNNER_VALUE} allowed")]
+    TooLong { len: usize },
+    #[error("--gha-runner: the value contains control characters or spaces")]
+    ControlCharacters,
+    #[error(
+        "--gha-runner: the value is neither a base64 runner JIT config nor ticket:<reference>"
+    )]
+    NotBase64,
+    #[error("--gha-runner: the ticket reference must be 1 to {MAX_TICKET} characters from A-Z a-z 0-9 . _ ~ + / = : -")]
+    BadTicket,
+}
+
+/// Checks a `--gha-runner` value's syntax.
+pub fn validate_runner_value(value: &str) -> Result<RunnerValueKind, RunnerValueError> {
+    if value.is_empty() {
+        return Err(RunnerValueError::Empty);
+    }
+    if value.len() > MAX_RUNNER_VALUE {
+        return Err(RunnerValueError::TooLong { len: value.len() });
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(RunnerValueError::ControlCharacters);
+    }
+    if let Some(ticket) = value.strip_prefix(TICKET_PREFIX) {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "._~+/=:-".contains(c);
+        if ticket.is_empty() || ticket.len() > MAX_TICKET || !ticket.chars().all(allowed) {
+            return Err(RunnerValueError::BadTicket);
+        }
+        return Ok(RunnerValueKind::Ticket);
+    }
+    // GitHub pads its base64; a value pasted without the padding is still accepted.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    match LENIENT.decode(value) {
+        Ok(decoded) if !decoded.is_empty() => Ok(RunnerValueKind::JitConfig),
+        _ => Err(RunnerValueError::NotBase64),
+    }
+}
+
+/// Why an image name was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageNameError {
+    #[error("image name is empty")]
+    Empty,
+    #[error("image name is longer than {MAX_IMAGE_NAME} bytes")]
+    TooLong,
+    #[error("image name '{0}' must be relative to the image root (registry/image:tag)")]
+    Absolute(String),
+    #[error("image name '{0}' has an empty, '.' or '..' path component")]
+    BadComponent(String),
+    #[error("image name contains control characters or spaces")]
+    ControlCharacters,
+}
+
+/// Checks a `--gha-image` (or `default_image`) name: a relative path of plain components, as
+/// in a CVMFS `unpacked.cern.ch` layout (`registry.example/group/image:tag`).
+pub fn validate_image_name(name: &str) -> Result<(), ImageNameError> {
+    if name.is_empty() {
+        return Err(ImageNameError::Empty);
+    }
+    if name.len() > MAX_IMAGE_NAME {
+        return Err(ImageNameError::TooLong);
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ImageNameError::ControlCharacters);
+    }
+    if name.starts_with('/') {
+        return Err(ImageNameError::Absolute(name.into()));
+    }
+    if name
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return Err(ImageNameError::BadComponent(name.into()));
+    }
+    Ok(())
+}
+
+/// Name of the variable through which Slurm carries an option's value to the remote side
+/// (`_SLURM_SPANK_OPTION_<plugin>_<option>`, non-alphanumerics turned into `_`).
+pub fn option_env_name(option: &str) -> String {
+    let sanitize = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    };
+    format!(
+        "_SLURM_SPANK_OPTION_{}_{}",
+        sanitize(crate::PLUGIN_NAME),
+        sanitize(option)
+    )
+}
+
+/// Is this environment variable one of the copies of our options that Slurm puts in a job's
+/// environment (the plain one, and sbatch's `SLURM_SPANK_`-prefixed copy)?
+pub fn is_option_env_var(name: &str) -> bool {
+    let prefix = option_env_name("");
+    name.starts_with(&prefix)
+        || name
+            .strip_prefix("SLURM_SPANK_")
+            .is_some_and(|rest| rest.starts_with(&prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JIT: &str = "eyIucnVubmVyIjoiZXlKaFoyVnVkRWxrSWpveE1uMD0ifQ==";
+
+    #[test]
+    fn accepts_jit_configs_and_tickets() {
+        assert_eq!(validate_runner_value(JIT), Ok(RunnerValueKind::JitConfig));
+        assert_eq!(
+            validate_runner_value(JIT.trim_end_matches('=')),
+            Ok(RunnerValueKind::JitConfig)
+        );
+        assert_eq!(
+            validate_runner_value("ticket:abc-123_x.y~z"),
+            Ok(RunnerValueKind::Ticket)
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_runner_values_without_echoing_them() {
+        let long = "A".repeat(MAX_RUNNER_VALUE + 4);
+        let cases: Vec<(&str, RunnerValueError)> = vec![
+            ("", RunnerValueError::Empty),
+            (&long, RunnerValueError::TooLong { len: long.len() }),
+            ("c2VjcmV0\u{7}", RunnerValueError::ControlCharacters),
+            ("c2Vj cmV0", RunnerValueError::ControlCharacters),
+            ("c2VjcmV0\n", RunnerValueError::ControlCharacters),
+            ("not*base64!secretvalue", RunnerValueError::NotBase64),
+            ("ticket:", RunnerValueError::BadTicket),
+            ("ticket:bad;secretvalue", RunnerValueError::BadTicket),
+        ];
+        for (value, expected) in cases {
+            let err = validate_runner_value(value).unwrap_err();
+            assert_eq!(err, expected);
+            let message = err.to_string();
+            assert!(message.starts_with("--gha-runner"), "{message}");
+            assert!(!message.contains("secretvalue"), "{message}");
+            assert!(!message.contains("c2Vj"), "{message}");
+        }
+        assert_eq!(
+            validate_runner_value(&format!("ticket:{}", "a".repeat(MAX_TICKET + 1))),
+            Err(RunnerValueError::BadTicket)
+        );
+    }
+
+    #[test]
+    fn image_names() {
+        assert_eq!(
+            validate_image_name("registry.example/gha/runner:1.2"),
+            Ok(())
+        );
+        assert!(matches!(
+            validate_image_name("/etc"),
+            Err(ImageNameError::Absolute(_))
+        ));
+        for bad in ["../x", "a/../../b", "a//b", "a/./b", "a/", ".."] {
+            assert!(
+                matches!(
+                    validate_image_name(bad),
+                    Err(ImageNameError::BadComponent(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(validate_image_name(""), Err(ImageNameError::Empty));
+        assert_eq!(
+            validate_image_name("a\nb"),
+            Err(ImageNameError::ControlCharacters)
+        );
+        assert_eq!(
+            validate_image_name(&"a".repeat(MAX_IMAGE_NAME + 1)),
+            Err(ImageNameError::TooLong)
+        );
+    }
+
+    #[test]
+    fn option_variables() {
+        assert_eq!(
+            option_env_name(RUNNER_OPTION),
+            "_SLURM_SPANK_OPTION_spank_gha_gha_runner"
+        );
+        assert!(is_option_env_var(
+            "_SLURM_SPANK_OPTION_spank_gha_gha_runner"
+        ));
+        assert!(is_option_env_var(
+            "SLURM_SPANK__SLURM_SPANK_OPTION_spank_gha_gha_runner"
+        ));
+        assert!(!is_option_env_var("SLURM_JOB_ID"));
+        assert!(!is_option_env_var("_SLURM_SPANK_OPTION_pyxis_image"));
+    }
+}

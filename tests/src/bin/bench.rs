@@ -1,0 +1,663 @@
+//! `bench`: the README's benchmark command (through `ci/bench`). Measures, side by side in one
+//! run on the real local Slurm and the GitHub simulator: the plugin's overhead (a cluster
+//! without the plugin against one with it), the floor (bare `sbatch --wrap` submit-to-start),
+//! and through `gha-dispatcher`: webhook → sbatch latency, queued → runner start, GitHub API
+//! calls per job and per idle hour, a 1,000-webhook burst, and memory with 10,000 tracked jobs.
+//! Writes `report.json` and `report.md`. Nothing here asserts a speed: numbers are reported
+//! next to the issue's goals, also when they fall short.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use e2e::bench::cluster_jobs::{
+    plugin_bench_added_ms, restart_cluster, run_plugin_bench, time_jobs, JobTiming,
+};
+use e2e::bench::dispatch::{self, BurstResult, IdleResult, SequentialResult, Stack, TrackedResult};
+use e2e::bench::report::{ms, utc_now, Machine, Metric, Report};
+use e2e::demo::stats::Summary;
+use e2e::Cluster;
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark spank-gha on the local Slurm and the GitHub simulator")]
+struct Args {
+    /// Where report.json and report.md go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Jobs per variant for the plugin overhead and the floor.
+    #[arg(long, default_value_t = 30)]
+    overhead_jobs: usize,
+    /// Do not restart the cluster without the plugin (no plugin-overhead baseline).
+    #[arg(long)]
+    no_restart: bool,
+    /// Rounds of spank-gha/benches/bench-plugin (alternating no-plugin and plugin clusters).
+    #[arg(long, default_value_t = 2)]
+    plugin_bench_rounds: usize,
+    /// Jobs bench-plugin times rootless dockerd with.
+    #[arg(long, default_value_t = 3)]
+    docker_jobs: usize,
+    /// Jobs run one at a time through the dispatcher.
+    #[arg(long, default_value_t = 20)]
+    sequential_jobs: usize,
+    /// Seconds the dispatcher is watched with nothing queued.
+    #[arg(long, default_value_t = 90)]
+    idle_secs: u64,
+    /// Queued webhooks released within one second.
+    #[arg(long, default_value_t = 1000)]
+    burst: usize,
+    /// How long to let the burst's jobs run to completion (0: do not wait).
+    #[arg(long, default_value_t = 360)]
+    burst_drain_secs: u64,
+    /// Jobs the dispatcher tracks for the memory measurement.
+    #[arg(long, default_value_t = 10_000)]
+    tracked: usize,
+    /// Skip everything that needs gha-dispatcher (cluster measurements only).
+    #[arg(long)]
+    cluster_only: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench failed: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn say(text: impl AsRef<str>) {
+    eprintln!("[bench] {}", text.as_ref());
+}
+
+fn summary_of(timings: &[JobTiming], pick: fn(&JobTiming) -> f64) -> Option<Summary> {
+    Summary::of(&timings.iter().map(pick).collect::<Vec<_>>())
+}
+
+/// Everything measured, phase by phase; a phase that failed leaves its entry empty.
+#[derive(Default)]
+struct Measured {
+    /// Stdout of spank-gha/benches/bench-plugin, when it ran.
+    plugin_bench: Option<Vec<String>>,
+    without_plugin: Option<Vec<JobTiming>>,
+    with_plugin: Option<Vec<JobTiming>>,
+    runner_jobs: Option<Vec<JobTiming>>,
+    sequential: Option<SequentialResult>,
+    idle: Option<IdleResult>,
+    burst: Option<BurstResult>,
+    tracked: Option<TrackedResult>,
+    leftovers: Option<String>,
+    metrics_text: Option<String>,
+}
+
+fn run(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    let cluster = Cluster::shared();
+    cluster.assert_node_healthy()?;
+    let mut problems: Vec<String> = Vec::new();
+    let mut measured = Measured::default();
+    let mut record = |phase: &str, result: Result<()>| {
+        if let Err(error) = result {
+            say(format!("{phase} failed: {error:#}"));
+            problems.push(format!("{phase}: {error:#}"));
+        }
+    };
+
+    // 6: the plugin work's own benchmark when it exists (it alternates clusters without and
+    // with the plugin); otherwise the same comparison here, once each.
+    if !args.no_restart {
+        record(
+            "plugin overhead (spank-gha/benches/bench-plugin)",
+            (|| {
+                say(format!(
+                    "plugin overhead: spank-gha/benches/bench-plugin {} {} {} (restarts the cluster)",
+                    args.overhead_jobs, args.plugin_bench_rounds, args.docker_jobs
+                ));
+                measured.plugin_bench = run_plugin_bench(
+                    cluster,
+                    args.overhead_jobs,
+                    args.plugin_bench_rounds,
+                    args.docker_jobs,
+                )?;
+                Ok(())
+            })(),
+        );
+        if measured.plugin_bench.is_none() {
+            record(
+                "plugin overhead (no-plugin cluster)",
+                (|| {
+                    say("restarting the cluster without the plugin");
+                    restart_cluster(cluster, false)?;
+                    say(format!(
+                        "{} plain jobs without the plugin",
+                        args.overhead_jobs
+                    ));
+                    measured.without_plugin = Some(time_jobs(cluster, &[], args.overhead_jobs, 2)?);
+                    Ok(())
+                })(),
+            );
+        }
+        say("restarting the cluster with the plugin");
+        restart_cluster(cluster, true).context("restarting the cluster with the plugin")?;
+    }
+    record(
+        "floor and plugin overhead (plugin cluster)",
+        (|| {
+            say(format!(
+                "{} plain jobs with the plugin loaded",
+                args.overhead_jobs
+            ));
+            measured.with_plugin = Some(time_jobs(cluster, &[], args.overhead_jobs, 2)?);
+            say(format!(
+                "{} --gha-runner jobs with the plugin",
+                args.overhead_jobs
+            ));
+            let runner_option = format!("--gha-runner={}", sample_jit_config());
+            measured.runner_jobs =
+                Some(time_jobs(cluster, &[runner_option], args.overhead_jobs, 2)?);
+            Ok(())
+        })(),
+    );
+
+    if !args.cluster_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        match Stack::start(cluster, &runtime) {
+            Err(error) => record("starting the simulator and gha-dispatcher", Err(error)),
+            Ok(mut stack) => {
+                say(format!(
+                    "dispatcher up (log {})",
+                    stack.dispatcher.log_path().display()
+                ));
+                record(
+                    "sequential jobs through the dispatcher",
+                    (|| {
+                        say(format!(
+                            "{} jobs one at a time through the dispatcher",
+                            args.sequential_jobs
+                        ));
+                        measured.sequential =
+                            Some(dispatch::sequential(&mut stack, args.sequential_jobs)?);
+                        Ok(())
+                    })(),
+                );
+                record(
+                    "idle window",
+                    (|| {
+                        say("waiting for the sequential phase's runners to be gone");
+                        let left = stack.wait_quiet(Duration::from_secs(90))?;
+                        if !left.is_empty() {
+                            say(format!("still there before the idle window: {left}"));
+                        }
+                        say(format!(
+                            "watching the idle dispatcher for {} s",
+                            args.idle_secs
+                        ));
+                        measured.idle = Some(dispatch::idle(
+                            &mut stack,
+                            Duration::from_secs(args.idle_secs),
+                        )?);
+                        Ok(())
+                    })(),
+                );
+                record(
+                    "burst",
+                    (|| {
+                        say(format!(
+                            "burst of {} queued webhooks within one second",
+                            args.burst
+                        ));
+                        measured.burst = Some(dispatch::burst(
+                            &mut stack,
+                            args.burst,
+                            Duration::from_secs(args.burst_drain_secs),
+                        )?);
+                        Ok(())
+                    })(),
+                );
+                record(
+                    "tracked jobs",
+                    (|| {
+                        say(format!(
+                            "{} queued jobs tracked by the dispatcher",
+                            args.tracked
+                        ));
+                        measured.tracked = Some(dispatch::tracked(&mut stack, args.tracked)?);
+                        Ok(())
+                    })(),
+                );
+                measured.metrics_text = stack.dispatcher.metrics().ok();
+                say("waiting for runners, Slurm jobs and work dirs to be gone");
+                match stack.wait_quiet(Duration::from_secs(120)) {
+                    Ok(left) => measured.leftovers = Some(left.to_string()),
+                    Err(error) => record("leftover check", Err(error)),
+                }
+                record("stopping the dispatcher", stack.stop());
+            }
+        };
+    }
+
+    let report = Report {
+        generated_at: utc_now(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        duration_secs: started.elapsed().as_secs_f64(),
+        machine: Machine::describe(cluster.conf()),
+        metrics: metrics(&measured, args),
+        problems,
+        details: details(&measured),
+    };
+    let out = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        cluster.repo_root().join(&args.out)
+    };
+    let (json_path, md_path) = report.write(&out)?;
+    println!("{}", report.markdown());
+    say(format!(
+        "wrote {} and {}",
+        json_path.display(),
+        md_path.display()
+    ));
+    Ok(())
+}
+
+/// A JIT config in GitHub's format (the plugin may check it), pointing nowhere: the timed job
+/// is `--wrap`, so no runner uses it.
+fn sample_jit_config() -> String {
+    use github_sim::jit::{CredentialsFile, JitConfig, RunnerFile};
+    github_sim::jit::encode(&JitConfig {
+        runner: RunnerFile {
+            agent_id: 1,
+            agent_name: "bench-overhead".into(),
+            pool_id: 1,
+            pool_name: "Default".into(),
+            server_url: "http://127.0.0.1:9/_runner".into(),
+            git_hub_url: "http://127.0.0.1:9/acme".into(),
+            work_folder: "_work".into(),
+            use_v2_flow: false,
+            disable_update: true,
+            ephemeral: true,
+        },
+        credentials: CredentialsFile {
+            scheme: "OAuthAccessToken".into(),
+            data: [("token".to_owned(), "bench-not-a-secret".to_owned())].into(),
+        },
+        rsa_params: json!({}),
+    })
+}
+
+fn not_measured(why: &str) -> String {
+    format!("not measured ({why})")
+}
+
+fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
+    let mut out = Vec::new();
+
+    // 1
+    let seq = m.sequential.as_ref();
+    let webhook = seq.and_then(|s| Summary::of(&s.webhook_to_sbatch_secs));
+    let sbatch_itself = seq.and_then(|s| Summary::of(&s.sbatch_call_secs));
+    out.push(Metric {
+        id: "1".into(),
+        name: "webhook received → sbatch accepted".into(),
+        goal: "p99 < 50 ms".into(),
+        measured: match (&webhook, &sbatch_itself) {
+            (Some(w), Some(s)) => format!(
+                "p50 {}, p99 {} (n={}); of which sbatch itself p50 {}",
+                ms(w.p50),
+                ms(w.p99),
+                w.count,
+                ms(s.p50)
+            ),
+            _ => not_measured("sequential phase did not run"),
+        },
+        meets_goal: webhook.as_ref().map(|w| w.p99 < 0.050),
+        how: "jobs queued one at a time on an idle system; from the moment the recording relay \
+              started posting the simulator's `queued` webhook to the dispatcher, to the moment \
+              the real sbatch (behind a bash timing wrapper named in `slurm.sbatch`, ~2 ms of its \
+              own) exited having accepted the job. Includes the dispatcher's generate-jitconfig \
+              call to the simulator."
+            .into(),
+    });
+
+    // 2
+    let floor = m
+        .with_plugin
+        .as_deref()
+        .and_then(|t| summary_of(t, |j| j.submit_to_start_secs));
+    let path = seq.and_then(|s| Summary::of(&s.queued_to_runner_start_secs));
+    out.push(Metric {
+        id: "2".into(),
+        name: "job queued on GitHub → runner process started".into(),
+        goal: "within 1.25× the floor".into(),
+        measured: match (&path, &floor) {
+            (Some(p), Some(f)) => format!(
+                "p50 {} vs floor p50 {} (bare `sbatch --wrap` submit → start): {:.2}× ; p95 {} vs {}",
+                ms(p.p50),
+                ms(f.p50),
+                p.p50 / f.p50,
+                ms(p.p95),
+                ms(f.p95)
+            ),
+            (None, Some(f)) => format!("floor p50 {}; dispatcher path {}", ms(f.p50), not_measured("no dispatcher run")),
+            _ => not_measured("phase failed"),
+        },
+        meets_goal: match (&path, &floor) {
+            (Some(p), Some(f)) => Some(p.p50 <= 1.25 * f.p50),
+            _ => None,
+        },
+        how: "both on the plugin cluster in the same run, one job at a time on an idle node. \
+              Path: from just before the job is queued in the simulator to the kernel's start \
+              time of the runner's Runner.Listener process (read by the job's step from \
+              /proc/$PPID/stat). Floor: from just before `sbatch --wrap` runs (as the test user) \
+              to the kernel's start time of the batch shell. Both on CLOCK_BOOTTIME, 10 ms ticks."
+            .into(),
+    });
+
+    // 3a
+    out.push(Metric {
+        id: "3a".into(),
+        name: "GitHub API calls per job".into(),
+        goal: "≤ 2".into(),
+        measured: match seq {
+            Some(s) if s.jobs > 0 => format!(
+                "{:.2} (sequential: {} calls for {} jobs{}){}",
+                s.api_calls_paid as f64 / s.jobs as f64,
+                s.api_calls_paid,
+                s.jobs,
+                if s.api_calls_304 > 0 {
+                    format!(", plus {} free 304s", s.api_calls_304)
+                } else {
+                    String::new()
+                },
+                m.burst
+                    .as_ref()
+                    .map(|b| format!("; burst: {:.2}", b.api_calls_per_job))
+                    .unwrap_or_default()
+            ),
+            _ => not_measured("sequential phase did not run"),
+        },
+        meets_goal: seq
+            .filter(|s| s.jobs > 0)
+            .map(|s| s.api_calls_paid as f64 / s.jobs as f64 <= 2.0),
+        how: "REST calls the simulator counted (all endpoints, 304s excluded as free; runner \
+              protocol excluded: the real runner talks to a different service), divided by jobs \
+              run; the endpoint breakdown is in report.json."
+            .into(),
+    });
+
+    // 3b
+    out.push(Metric {
+        id: "3b".into(),
+        name: "GitHub API calls per idle hour per target".into(),
+        goal: "< 120 (304s free)".into(),
+        measured: match &m.idle {
+            Some(i) => format!(
+                "{:.0} ({} paid calls and {} free 304s in {:.0} s, {} target)",
+                i.paid_per_hour_per_target,
+                i.api_calls_paid,
+                i.api_calls_304,
+                i.window_secs,
+                i.targets
+            ),
+            None => not_measured("idle phase did not run"),
+        },
+        meets_goal: m.idle.as_ref().map(|i| i.paid_per_hour_per_target < 120.0),
+        how: format!(
+            "nothing queued; paid calls counted over a {} s window with the dispatcher's default \
+             reconcile interval, extrapolated to an hour. Windows shorter than the interval are \
+             noisy: scale with --idle-secs.",
+            args.idle_secs
+        ),
+    });
+
+    // 4
+    let burst = m.burst.as_ref();
+    out.push(Metric {
+        id: "4a".into(),
+        name: format!("burst of {} queued webhooks: response time", args.burst),
+        goal: "p99 < 100 ms".into(),
+        measured: match burst.and_then(|b| b.response_secs.clone().map(|r| (b, r))) {
+            Some((b, r)) => format!(
+                "p50 {}, p99 {}, max {} ({} sent within {:.2} s, {} not 2xx)",
+                ms(r.p50),
+                ms(r.p99),
+                ms(r.max),
+                b.webhooks,
+                b.send_span_secs,
+                b.non_2xx
+            ),
+            None => not_measured("burst phase did not run"),
+        },
+        meets_goal: burst
+            .and_then(|b| b.response_secs.as_ref())
+            .map(|r| r.p99 < 0.100),
+        how: "the simulator's deliveries are held by the relay, then released at the dispatcher \
+              at an even rate over one second, each on its own task; response time is from \
+              sending to the full answer."
+            .into(),
+    });
+    out.push(Metric {
+        id: "4b".into(),
+        name: "burst: every pool at its demand or max_runners".into(),
+        goal: "(no number given)".into(),
+        measured: match burst {
+            Some(b) => format!(
+                "{} ({})",
+                b.all_pools_at_target_secs
+                    .map_or("not reached".into(), |s| format!(
+                        "{s:.2} s after the first webhook"
+                    )),
+                b.pools
+                    .iter()
+                    .map(|(name, f)| format!(
+                        "{name}: demand {}, max {}, reached {} at {}",
+                        f.demand,
+                        f.max_runners,
+                        f.target,
+                        f.reached_after_secs
+                            .map_or("never".into(), |s| format!("{s:.2} s"))
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            None => not_measured("burst phase did not run"),
+        },
+        meets_goal: None,
+        how: "runners registered with the simulator (generate-jitconfig) per pool, polled every \
+              50 ms; a pool counts as there when it has min(demand, max_runners) runners."
+            .into(),
+    });
+    out.push(Metric {
+        id: "4c".into(),
+        name: "burst: nothing lost".into(),
+        goal: "every job tracked and run".into(),
+        measured: match burst {
+            Some(b) => format!(
+                "{}; {} of {} jobs succeeded, {} ended otherwise{}",
+                match b.intake_consistent_after_secs {
+                    Some(s) => format!(
+                        "every webhook answered 2xx: {}; dispatcher's queued = simulator's queued ({}) {:.1} s after the last answer",
+                        b.non_2xx == 0,
+                        b.intake_last_seen.1,
+                        s
+                    ),
+                    None => format!(
+                        "dispatcher held {} queued vs simulator's {} after 30 s",
+                        b.intake_last_seen.0, b.intake_last_seen.1
+                    ),
+                },
+                b.completed_success,
+                args.burst,
+                b.completed_other,
+                b.drain_secs.map_or(
+                    format!(", the rest not done within the {} s drain window", args.burst_drain_secs),
+                    |s| format!(", all done {s:.0} s after the first webhook")
+                )
+            ),
+            None => not_measured("burst phase did not run"),
+        },
+        meets_goal: burst.map(|b| {
+            b.non_2xx == 0
+                && b.intake_consistent_after_secs.is_some()
+                && b.completed_other == 0
+        }),
+        how: "intake: after the last answer, the dispatcher's `/status` queued jobs of the burst's \
+              pools must equal the burst jobs the simulator still has queued (polled every 200 ms, \
+              up to 30 s). Then the jobs run on runners the dispatcher starts on the real cluster \
+              (1 s of work each) for at most --burst-drain-secs; every one that finished must \
+              have succeeded."
+            .into(),
+    });
+
+    // 5
+    out.push(Metric {
+        id: "5a".into(),
+        name: format!("dispatcher RSS with {} tracked jobs", args.tracked),
+        goal: "< 50 MB".into(),
+        measured: match &m.tracked {
+            Some(t) => format!(
+                "{:.1} MiB (max over 5 s after all {} webhooks were answered 2xx; dispatcher's /status then showed {} queued on the pool; lifetime peak {:.1} MiB; {:.1} MiB before)",
+                t.rss_max_mib,
+                t.answered_2xx,
+                t.dispatcher_queued.map_or("?".into(), |n| n.to_string()),
+                t.rss_peak_hwm_mib,
+                t.rss_before_mib
+            ),
+            None => not_measured("tracked phase did not run"),
+        },
+        meets_goal: m.tracked.as_ref().map(|t| t.rss_max_mib * 1.048_576 < 50.0),
+        how: "VmRSS from /proc/<pid>/status, sampled every 200 ms; the jobs are queued on a pool \
+              with max_runners 2, so the dispatcher holds them as demand."
+            .into(),
+    });
+    out.push(Metric {
+        id: "5b".into(),
+        name: "dispatcher CPU time per job".into(),
+        goal: "(no number given)".into(),
+        measured: match burst {
+            Some(b) => format!(
+                "{:.2} ms per burst job ({:.2} s user+system for the whole burst){}",
+                b.dispatcher_cpu_ms_per_job,
+                b.dispatcher_cpu_secs,
+                m.tracked
+                    .as_ref()
+                    .map(|t| format!(
+                        "; intake of {} queued webhooks: {:.3} ms each",
+                        t.jobs,
+                        t.cpu_secs_for_intake * 1000.0 / t.jobs.max(1) as f64
+                    ))
+                    .unwrap_or_default()
+            ),
+            None => not_measured("burst phase did not run"),
+        },
+        meets_goal: None,
+        how: "utime+stime from /proc/<pid>/stat over the burst (intake, scaling, sbatch, \
+              reconciliation until the jobs were done), divided by the jobs that finished."
+            .into(),
+    });
+
+    // 6
+    let end = |t: &Option<Vec<JobTiming>>| {
+        t.as_deref()
+            .and_then(|t| summary_of(t, |j| j.submit_to_end_secs))
+    };
+    let (without, with, runner) = (
+        end(&m.without_plugin),
+        end(&m.with_plugin),
+        end(&m.runner_jobs),
+    );
+    out.push(Metric {
+        id: "6".into(),
+        name: "plugin overhead per job (docker off)".into(),
+        goal: "≤ 20 ms added per job".into(),
+        measured: match (&m.plugin_bench, &without, &with, &runner) {
+            (Some(lines), _, _, _) => format!(
+                "{} (bench-plugin: {}){}",
+                plugin_bench_added_ms(lines).map_or("?".into(), |a| format!("{a:+.1} ms per --gha-runner job, mean")),
+                lines
+                    .iter()
+                    .filter(|l| l.starts_with("without plugin") || l.starts_with("with plugin (docker off)") || l.starts_with("rootless dockerd ready"))
+                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                match (&with, &runner) {
+                    (Some(w), Some(r)) => format!(
+                        "; here, plugin loaded: plain job p50 {}, --gha-runner job p50 {}",
+                        ms(w.p50),
+                        ms(r.p50)
+                    ),
+                    _ => String::new(),
+                }
+            ),
+            (None, Some(base), Some(with), Some(runner)) => format!(
+                "submit→end p50: no plugin {}, plugin loaded {} ({:.2}×, {:+.1} ms), runner job with --gha-runner {} ({:.2}×, {:+.1} ms)",
+                ms(base.p50),
+                ms(with.p50),
+                with.p50 / base.p50,
+                (with.p50 - base.p50) * 1000.0,
+                ms(runner.p50),
+                runner.p50 / base.p50,
+                (runner.p50 - base.p50) * 1000.0
+            ),
+            (None, None, Some(with), Some(runner)) => format!(
+                "no baseline (--no-restart); plugin loaded {}, --gha-runner job {}",
+                ms(with.p50),
+                ms(runner.p50)
+            ),
+            _ => not_measured("phase failed"),
+        },
+        meets_goal: match (&m.plugin_bench, &without, &runner) {
+            (Some(lines), _, _) => plugin_bench_added_ms(lines).map(|a| a <= 20.0),
+            (None, Some(base), Some(runner)) => Some(runner.p50 - base.p50 <= 0.020),
+            _ => None,
+        },
+        how: format!(
+            "spank-gha/benches/bench-plugin (the plugin work's benchmark, reused): {} jobs per \
+             setup and round, {} rounds alternating a cluster restarted with GHA_WITHOUT_PLUGIN=1 \
+             and one with the plugin; the same `sbatch --wrap true` job, with --gha-runner on the \
+             plugin cluster (work dir, credential file, env scrub, epilog teardown); submit → \
+             Slurm reports the job ended, node idle before each submit. Its full table is in \
+             report.json. Without bench-plugin, the same comparison runs here once.",
+            args.overhead_jobs, args.plugin_bench_rounds
+        ),
+    });
+    out
+}
+
+fn details(m: &Measured) -> serde_json::Value {
+    let submetric = |t: &Option<Vec<JobTiming>>| {
+        t.as_deref().map(|t| {
+            json!({
+                "submit_to_start_secs": summary_of(t, |j| j.submit_to_start_secs),
+                "submit_to_end_secs": summary_of(t, |j| j.submit_to_end_secs),
+                "jobs": t,
+            })
+        })
+    };
+    let dispatcher_histograms: Option<Vec<String>> = m.metrics_text.as_ref().map(|text| {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && (l.contains("submit") || l.contains("start")))
+            .map(str::to_owned)
+            .collect()
+    });
+    json!({
+        "plugin_bench_output": m.plugin_bench,
+        "cluster_without_plugin": submetric(&m.without_plugin),
+        "cluster_with_plugin": submetric(&m.with_plugin),
+        "cluster_runner_option_jobs": submetric(&m.runner_jobs),
+        "sequential": m.sequential,
+        "idle": m.idle,
+        "burst": m.burst,
+        "tracked": m.tracked,
+        "leftovers_after_run": m.leftovers,
+        "dispatcher_metrics_submit_and_start_lines": dispatcher_histograms,
+    })
+}

@@ -1,0 +1,385 @@
+//! `demo`: the README's main command (through `ci/demo`). Runs the whole system on the local
+//! single-node Slurm with the spank-gha plugin: the GitHub simulator, the `gha-dispatcher`
+//! binary with SQLite state and a generated config, and a workload like a busy repository's
+//! (70 jobs over three label sets, dependencies, a cancelled run, one Docker step). Shows live
+//! progress, prints a summary, checks that nothing is left behind, and stops what it started.
+//! Exit status: 0 when every job ended as expected and nothing was left, 1 otherwise, 2 when
+//! the demo itself could not run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use e2e::demo::leftovers::{plugin_docker_mode, Leftovers};
+use e2e::demo::progress::{Board, Frame};
+use e2e::demo::slurm::{self, CancelOnDrop};
+use e2e::demo::stack::{random_hex, Dispatcher, DispatcherSpec, SimWorld};
+use e2e::demo::stats::Summary;
+use e2e::demo::tracker::Tracker;
+use e2e::demo::workflow;
+use e2e::Cluster;
+use github_sim::{Counters, RunCreated};
+
+#[derive(Parser, Debug)]
+#[command(about = "Run spank-gha end to end on the local Slurm with a 70-job workload")]
+struct Args {
+    /// Give up on the workload after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// How long to wait for runners, Slurm jobs and work dirs to go away after the workload
+    /// (a runner that got no job stops after the plugin's idle_timeout).
+    #[arg(long, default_value_t = 120)]
+    cleanup_secs: u64,
+    /// Dispatcher reconciliation interval in seconds (default: the dispatcher's own default).
+    #[arg(long)]
+    reconcile_interval_secs: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("demo failed: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// How the workload ended.
+enum Ending {
+    AllDone,
+    TimedOut,
+    Interrupted,
+}
+
+fn run(args: &Args) -> Result<bool> {
+    let started = Instant::now();
+    let cluster = Cluster::shared();
+    cluster.assert_node_healthy()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        runtime.spawn(async move {
+            wait_for_stop_signal().await;
+            flag.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let world = runtime.block_on(SimWorld::start(&["widgets", "gadgets"]))?;
+    let prefix = format!("demo-{}", random_hex(3)?);
+    let state_dir = tempfile::Builder::new()
+        .prefix("spank-gha-demo-")
+        .tempdir()
+        .context("creating the dispatcher's state directory")?;
+    let docker_mode = plugin_docker_mode(cluster);
+    let docker_args = match docker_mode.as_str() {
+        "on-request" => vec!["--gha-docker".to_owned()],
+        _ => Vec::new(),
+    };
+    let spec = DispatcherSpec {
+        pools: workflow::pools(docker_args),
+        runner_name_prefix: prefix.clone(),
+        reconcile_interval_secs: args.reconcile_interval_secs,
+        sbatch: None,
+    };
+    println!("spank-gha demo");
+    println!(
+        "  Slurm:       {} (plugin docker mode: {docker_mode})",
+        cluster.conf().display()
+    );
+    println!(
+        "  GitHub sim:  {} (org acme, repos widgets and gadgets, App {})",
+        world.sim.url(),
+        e2e::demo::stack::APP_ID
+    );
+    let mut dispatcher = Dispatcher::start(cluster, &world, &spec, state_dir.path())?;
+    println!(
+        "  dispatcher:  {} (pid {}, config {}, log {})",
+        dispatcher.url(),
+        dispatcher.pid(),
+        dispatcher.config_path().display(),
+        dispatcher.log_path().display()
+    );
+    if docker_mode != "on-request" && docker_mode != "rootless" {
+        println!(
+            "  note: the plugin runs with docker={docker_mode} on this cluster, so the Docker step has no daemon and will fail"
+        );
+    }
+    world.send_webhooks_to(&dispatcher.webhook_url());
+    let mut slurm_guard = CancelOnDrop {
+        cluster,
+        prefix: prefix.clone(),
+        seen: BTreeSet::new(),
+    };
+
+    let mut tracker = Tracker::default();
+    let mut to_cancel: Vec<RunCreated> = Vec::new();
+    let mut expected_cancelled: BTreeSet<u64> = BTreeSet::new();
+    let mut total_jobs = 0;
+    for run in workflow::runs() {
+        let without_needs: Vec<bool> = run.spec.jobs.iter().map(|j| j.needs.is_empty()).collect();
+        let at = Instant::now();
+        let created = world
+            .sim
+            .enqueue_workflow(run.spec)
+            .context("queueing a workflow run")?;
+        total_jobs += created.job_ids.len();
+        tracker.enqueued(
+            created
+                .job_ids
+                .iter()
+                .zip(&without_needs)
+                .filter(|(_, free)| **free)
+                .map(|(id, _)| *id),
+            at,
+        );
+        if run.cancel_when_queued {
+            expected_cancelled.extend(&created.job_ids);
+            to_cancel.push(created);
+        }
+    }
+    println!(
+        "  queued {total_jobs} jobs in 3 runs; the docs-preview run is cancelled once the dispatcher has its webhooks\n"
+    );
+
+    let workload_start = Instant::now();
+    let deadline = workload_start + Duration::from_secs(args.timeout_secs);
+    let mut board = Board::new();
+    let mut frame = Frame::default();
+    let mut last_squeue: Option<Instant> = None;
+    let mut squeue_failing_since: Option<Instant> = None;
+    let ending = loop {
+        if interrupted.load(Ordering::SeqCst) {
+            break Ending::Interrupted;
+        }
+        if !dispatcher.is_running() {
+            bail!(
+                "gha-dispatcher exited during the demo; its log:\n{}",
+                dispatcher.log_tail(30)
+            );
+        }
+        let now = Instant::now();
+        let snapshot = world.sim.snapshot();
+        tracker.observe(&snapshot.jobs, now);
+        if !to_cancel.is_empty() {
+            let deliveries = world.sim.deliveries();
+            let told: BTreeSet<u64> = deliveries
+                .iter()
+                .filter(|d| d.action.as_deref() == Some("queued") && d.outcome == "delivered")
+                .filter_map(|d| d.job_id)
+                .collect();
+            let mut still = Vec::new();
+            for run in to_cancel.drain(..) {
+                if run.job_ids.iter().all(|id| told.contains(id)) {
+                    world
+                        .sim
+                        .cancel_run(run.run_id)
+                        .context("cancelling a run")?;
+                } else {
+                    still.push(run);
+                }
+            }
+            to_cancel = still;
+        }
+        if last_squeue.is_none_or(|at| at.elapsed() >= Duration::from_millis(500)) {
+            last_squeue = Some(Instant::now());
+            match slurm::run_jobs(cluster, &prefix) {
+                Ok(jobs) => {
+                    slurm_guard.seen.extend(jobs.iter().map(|j| j.id));
+                    frame.slurm_pending = jobs.iter().filter(|j| j.state == "PENDING").count();
+                    frame.slurm_running = jobs.len() - frame.slurm_pending;
+                    squeue_failing_since = None;
+                }
+                // slurmctld may be busy for a moment; only a lasting failure ends the demo.
+                Err(error) => {
+                    let since = *squeue_failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(30) {
+                        return Err(error.context("squeue has failed for 30 s"));
+                    }
+                }
+            }
+        }
+        let (per_set, total) = tracker.tally();
+        frame.elapsed = workload_start.elapsed();
+        frame.per_set = per_set;
+        frame.total = total;
+        frame.runners_registered = snapshot.runners.len();
+        board.show(&frame);
+        if frame.total.done() == total_jobs && to_cancel.is_empty() {
+            break Ending::AllDone;
+        }
+        if now >= deadline {
+            break Ending::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let workload_secs = workload_start.elapsed().as_secs_f64();
+    frame.slurm_pending = 0;
+    frame.slurm_running = 0;
+    board.finish(&frame);
+    println!();
+
+    let leftovers = match ending {
+        Ending::AllDone => {
+            println!("all jobs done in {workload_secs:.1} s; waiting for runner jobs to end and clean up");
+            Leftovers::wait_until_none(
+                cluster,
+                &world.sim,
+                &prefix,
+                &slurm_guard.seen,
+                Duration::from_secs(args.cleanup_secs),
+            )?
+        }
+        Ending::TimedOut | Ending::Interrupted => {
+            Leftovers::collect(cluster, &world.sim, &prefix, &slurm_guard.seen)?
+        }
+    };
+    let dispatcher_status = dispatcher.stop()?;
+    let counters = world.sim.counters();
+    let (_, total) = tracker.tally();
+    let waits = tracker.queue_to_start_secs();
+
+    let cancelled_as_expected = tracker
+        .jobs()
+        .iter()
+        .filter(|(id, job)| {
+            expected_cancelled.contains(id) && job.conclusion.as_deref() == Some("cancelled")
+        })
+        .count();
+    let expected_successes = total_jobs - expected_cancelled.len();
+    let all_done = matches!(ending, Ending::AllDone);
+    let ok = all_done
+        && total.succeeded == expected_successes
+        && cancelled_as_expected == expected_cancelled.len()
+        && total.failed == 0
+        && total.skipped == 0
+        && leftovers.is_empty();
+
+    println!("Summary");
+    match ending {
+        Ending::AllDone => println!("  workload:    finished in {workload_secs:.1} s"),
+        Ending::TimedOut => println!("  workload:    NOT finished after {} s", args.timeout_secs),
+        Ending::Interrupted => println!("  workload:    interrupted after {workload_secs:.1} s"),
+    }
+    println!(
+        "  jobs:        {} succeeded, {} failed, {} cancelled, {} skipped, {} not done (of {total_jobs}; expected {expected_successes} succeeded, {} cancelled)",
+        total.succeeded,
+        total.failed,
+        total.cancelled,
+        total.skipped,
+        total_jobs - total.done(),
+        expected_cancelled.len()
+    );
+    let failed: Vec<String> = tracker
+        .jobs()
+        .iter()
+        .filter(|(_, j)| {
+            j.status == "completed"
+                && !matches!(
+                    j.conclusion.as_deref(),
+                    Some("success") | Some("cancelled") | Some("skipped")
+                )
+        })
+        .map(|(id, j)| {
+            format!(
+                "{id} ({}, {})",
+                j.label_set,
+                j.conclusion.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        println!("  failed jobs: {}", failed.join(", "));
+    }
+    match Summary::of(&waits) {
+        Some(s) => println!(
+            "  queue → runner start: p50 {:.2} s, p95 {:.2} s, max {:.2} s over {} jobs (seen by polling the simulator every 100 ms)",
+            s.p50, s.p95, s.max, s.count
+        ),
+        None => println!("  queue → runner start: no job was taken by a runner"),
+    }
+    print_api_calls(&counters, total_jobs);
+    println!(
+        "  webhooks:    {} sent, {} failed",
+        counters.deliveries_sent, counters.deliveries_failed
+    );
+    println!("  leftovers:   {leftovers}");
+    if let Some(status) = dispatcher_status {
+        println!(
+            "  dispatcher:  stopped ({status}); log {}",
+            dispatcher.log_path().display()
+        );
+    }
+    println!(
+        "  total time:  {:.1} s (start to stop)",
+        started.elapsed().as_secs_f64()
+    );
+    if !ok {
+        println!(
+            "  dispatcher log (last lines):\n{}",
+            dispatcher.log_tail(15)
+        );
+    }
+    drop(slurm_guard);
+    runtime.block_on(world.sim.shutdown());
+    // Keep the state dir when something went wrong, so the log can be read.
+    if !ok {
+        let kept = state_dir.keep();
+        println!(
+            "  kept the dispatcher's state and log in {}",
+            kept.display()
+        );
+    }
+    println!("{}", if ok { "demo OK" } else { "demo FAILED" });
+    Ok(ok)
+}
+
+/// GitHub REST calls (runner protocol and control API excluded), 304s shown apart as free.
+fn print_api_calls(counters: &Counters, jobs: usize) {
+    let mut paid = 0;
+    let mut free = 0;
+    let mut by_endpoint: BTreeMap<&str, u64> = BTreeMap::new();
+    for (key, count) in &counters.api {
+        if key.contains(" /_") {
+            continue;
+        }
+        paid += count.calls - count.not_modified;
+        free += count.not_modified;
+        if count.calls > count.not_modified {
+            by_endpoint.insert(key, count.calls - count.not_modified);
+        }
+    }
+    println!(
+        "  GitHub API:  {paid} calls ({:.2} per job), plus {free} answered 304 (free)",
+        paid as f64 / jobs.max(1) as f64
+    );
+    for (key, calls) in by_endpoint {
+        println!("               {calls:>5}  {key}");
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

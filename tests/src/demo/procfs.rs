@@ -1,0 +1,102 @@
+//! What `/proc` says about processes: start times on the kernel's boot clock (so a start seen
+//! by the kernel can be compared with a moment the driver noted), memory and CPU time.
+
+use std::fs;
+
+use anyhow::{ensure, Context, Result};
+
+/// Seconds since boot on `CLOCK_BOOTTIME`, the clock `/proc/<pid>/stat` start times use.
+pub fn boottime_now() -> f64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|ts| ts.tv_sec() as f64 + ts.tv_nsec() as f64 / 1e9);
+    // CLOCK_BOOTTIME exists on every Linux this runs on; MONOTONIC is the same minus suspend time.
+    ts.unwrap_or_else(|_| {
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|ts| ts.tv_sec() as f64 + ts.tv_nsec() as f64 / 1e9)
+            .unwrap_or(0.0)
+    })
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (100 on Linux).
+pub fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (field 3 is index 0).
+fn stat_fields(text: &str) -> Result<Vec<&str>> {
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    let after = text
+        .rfind(')')
+        .map(|i| &text[i + 1..])
+        .context("no ')' in /proc/<pid>/stat")?;
+    Ok(after.split_whitespace().collect())
+}
+
+/// A process's start time in seconds since boot, from a `/proc/<pid>/stat` text.
+pub fn start_time_from_stat(text: &str) -> Result<f64> {
+    let fields = stat_fields(text)?;
+    // starttime is field 22 of stat(5); fields[0] is field 3.
+    let ticks: f64 = fields
+        .get(19)
+        .context("/proc/<pid>/stat too short")?
+        .parse()
+        .context("starttime is not a number")?;
+    Ok(ticks / clock_ticks_per_second())
+}
+
+/// User plus system CPU seconds a process has used.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let fields = stat_fields(&text)?;
+    ensure!(fields.len() > 12, "/proc/{pid}/stat too short");
+    // utime and stime are fields 14 and 15.
+    let utime: f64 = fields[11].parse().context("utime")?;
+    let stime: f64 = fields[12].parse().context("stime")?;
+    Ok((utime + stime) / clock_ticks_per_second())
+}
+
+/// Resident memory now and at its peak, in MiB (`VmRSS`, `VmHWM` of `/proc/<pid>/status`).
+pub fn memory_mib(pid: u32) -> Result<(f64, f64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib = |key: &str| -> Result<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .with_context(|| format!("no {key} in /proc/{pid}/status"))
+    };
+    Ok((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_start_time_past_a_tricky_command_name() {
+        let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 250 1000 10";
+        assert_eq!(
+            start_time_from_stat(stat).unwrap() * clock_ticks_per_second(),
+            250.0
+        );
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        let pid = std::process::id();
+        let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let started = start_time_from_stat(&text).unwrap();
+        assert!(started > 0.0 && started <= boottime_now());
+        assert!(cpu_seconds(pid).unwrap() >= 0.0);
+        let (rss, peak) = memory_mib(pid).unwrap();
+        assert!(rss > 0.0 && peak >= rss);
+    }
+}

@@ -1,0 +1,418 @@
+//! `kill -9` of the dispatcher in the middle of a burst, then a restart on the same state
+//! database: every job runs exactly once, and no Slurm job or runner registration is left.
+//!
+//! The dispatcher runs as the built `gha-dispatcher serve` binary (so it can really be
+//! SIGKILLed), against the in-process GitHub simulator and the real Slurm with the plugin.
+//! `GHA_E2E_BURST` sets the burst size (default 200).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::Cluster;
+use github_sim::model::{AppSpec, InstallationSpec, JobSpec, WebhookTarget, WorkflowSpec};
+use github_sim::{test_keys, Sim, SimConfig};
+
+const APP_ID: u64 = 4242;
+const SECRET: &str = "crash-webhook-secret";
+const PREFIX: &str = "e2e-crash";
+
+/// Build (if needed) and locate the `gha-dispatcher` binary next to this test's profile dir.
+fn dispatcher_binary() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "gha-dispatcher",
+            "--bin",
+            "gha-dispatcher",
+        ])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building gha-dispatcher failed");
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir.join("gha-dispatcher");
+    assert!(bin.is_file(), "{} missing", bin.display());
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn spawn(bin: &Path, config: &Path, conf: &Path, log: &Path) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("SLURM_CONF", conf)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Daemon { child }
+    }
+
+    fn kill9(&mut self) {
+        // Child::kill sends SIGKILL.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn eventually(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<bool, String>,
+) {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        match check() {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => last = e,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn our_slurm_jobs(cluster: &Cluster) -> Vec<String> {
+    let out = cluster
+        .command("squeue")
+        .args(["--noheader", "--all", "--format=%i|%j|%T"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("|{PREFIX}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+async fn healthy(url: &str) {
+    let url = format!("{url}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(&url).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "dispatcher never answered {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_burst_then_restart_runs_every_job_exactly_once() {
+    let burst: usize = std::env::var("GHA_E2E_BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let cluster = Cluster::shared();
+    let bin = dispatcher_binary();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.add_org("acme");
+    sim.add_repo("acme", "widgets");
+    sim.add_app(AppSpec {
+        id: APP_ID,
+        slug: "spank-gha".into(),
+        public_key_pem: test_keys::APP_PUBLIC_KEY_PEM.into(),
+    })
+    .unwrap();
+    sim.add_installation(InstallationSpec {
+        app_id: APP_ID,
+        account: "acme".into(),
+        permissions: None,
+    })
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("webhook-secret"), SECRET).unwrap();
+    std::fs::write(d.join("app.pem"), test_keys::APP_PRIVATE_KEY_PEM).unwrap();
+    // Where each job records that it ran: our own directory (not the cluster's, which a
+    // concurrent `ci/slurm-up` may recreate), writable by the job user.
+    let markers = tempfile::Builder::new()
+        .prefix("gha-crash-markers")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        markers.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let ran = markers.path().join("ran");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = d.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+webhook_secret_file = "{d}/webhook-secret"
+[state]
+db_path = "{d}/state.db"
+[github]
+api_url = "{api}"
+app_id = {APP_ID}
+private_key_file = "{d}/app.pem"
+runner_name_prefix = "{PREFIX}"
+targets = [{{ org = "acme", repositories = ["acme/widgets"] }}]
+[slurm]
+job_script = "{script}"
+user = "{user}"
+group = "{user}"
+output = "{jobs}/%x-%j.out"
+chdir = "{jobs}"
+[scaling]
+reconcile_interval_secs = 2
+boot_deadline_secs = 120
+sbatch_backoff_max_secs = 2
+submit_concurrency = 4
+[[pools]]
+name = "cpu"
+labels = ["linux"]
+max_runners = 40
+time_limit = "10:00"
+"#,
+            d = d.display(),
+            api = sim.url(),
+            script = cluster.dir().join("libexec/gha-runner-job").display(),
+            user = cluster.test_user(),
+            jobs = cluster.jobs_dir().display(),
+        ),
+    )
+    .unwrap();
+    let log = d.join("dispatcher.log");
+    let mut daemon = Daemon::spawn(&bin, &config, cluster.conf(), &log);
+    healthy(&url).await;
+    sim.set_webhook(WebhookTarget {
+        url: format!("{url}/webhook"),
+        secret: SECRET.into(),
+    });
+
+    let jobs: Vec<JobSpec> = (0..burst)
+        .map(|i| JobSpec {
+            command: Some(format!("echo \"$GITHUB_JOB\" >> {}", ran.display())),
+            ..JobSpec::new(format!("job-{i}"), &["self-hosted", "linux"])
+        })
+        .collect();
+    let run = sim
+        .enqueue_workflow(WorkflowSpec {
+            repo: "acme/widgets".into(),
+            name: "burst".into(),
+            jobs,
+            delay_ms: 0,
+        })
+        .unwrap();
+
+    // Kill three times while the burst is under way (at 20 %, 45 % and 70 % of the jobs
+    // done), restarting on the same database each time; deliveries sent while the
+    // dispatcher is down fail, so reconciliation must make up for them.
+    let mut kills = Vec::new();
+    for percent in [20, 45, 70] {
+        let kill_at = burst * percent / 100;
+        eventually("the burst to progress", Duration::from_secs(300), || {
+            let done = sim
+                .jobs()
+                .iter()
+                .filter(|j| j.status == "completed")
+                .count();
+            Ok(done >= kill_at)
+        })
+        .await;
+        daemon.kill9();
+        let done_at_kill = sim
+            .jobs()
+            .iter()
+            .filter(|j| j.status == "completed")
+            .count();
+        assert!(
+            done_at_kill < burst,
+            "the burst finished before the kill; use a bigger GHA_E2E_BURST"
+        );
+        kills.push(done_at_kill);
+        daemon = Daemon::spawn(&bin, &config, cluster.conf(), &log);
+        healthy(&url).await;
+    }
+
+    let ids = run.job_ids.clone();
+    eventually(
+        "every job of the burst to complete",
+        Duration::from_secs(900),
+        || {
+            let jobs = sim.jobs();
+            let open: Vec<u64> = jobs
+                .iter()
+                .filter(|j| ids.contains(&j.id) && j.status != "completed")
+                .map(|j| j.id)
+                .collect();
+            if open.is_empty() {
+                Ok(true)
+            } else {
+                Err(format!(
+                    "{} not completed, e.g. {:?}",
+                    open.len(),
+                    &open[..open.len().min(5)]
+                ))
+            }
+        },
+    )
+    .await;
+    for job in sim.jobs().iter().filter(|j| ids.contains(&j.id)) {
+        assert_eq!(job.conclusion.as_deref(), Some("success"), "{job:?}");
+    }
+
+    // Exactly once: every job's command ran once.
+    let text = std::fs::read_to_string(&ran).unwrap();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in text.lines() {
+        *counts.entry(line.trim()).or_default() += 1;
+    }
+    assert_eq!(counts.len(), burst, "jobs that ran: {}", counts.len());
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "jobs that ran more than once: {twice:?}");
+
+    // Nothing left: idle surplus runners time out in the job script, then are deregistered.
+    eventually(
+        "no Slurm job and no registration left over",
+        Duration::from_secs(180),
+        || {
+            let slurm = our_slurm_jobs(cluster);
+            let regs: Vec<String> = sim
+                .runners()
+                .into_iter()
+                .map(|r| r.name)
+                .filter(|n| n.starts_with(PREFIX))
+                .collect();
+            if slurm.is_empty() && regs.is_empty() {
+                Ok(true)
+            } else {
+                Err(format!("slurm {slurm:?} registrations {regs:?}"))
+            }
+        },
+    )
+    .await;
+    let issued = sim.counters().jit_configs_issued as usize;
+    // Runners minted but not submitted at a kill (at most submit_concurrency = 4 each time)
+    // are deregistered and replaced; nothing else is minted twice.
+    assert!(
+        issued >= burst && issued <= burst + 3 * 4,
+        "JIT configs issued: {issued} for {burst} jobs"
+    );
+    eprintln!("burst {burst}: killed with {kills:?} jobs done; JIT configs issued: {issued}");
+    // Latency numbers of the last dispatcher process, for the record.
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in metrics.lines().filter(|l| {
+        (l.contains("queue_to_submit_seconds_") || l.contains("queue_to_runner_start_seconds_"))
+            && (l.contains("_sum") || l.contains("_count"))
+    }) {
+        eprintln!("  {line}");
+    }
+    daemon.kill9();
+
+    // No duplicate runner: every Slurm job submitted served exactly one GitHub job.
+    let runners_used: std::collections::BTreeSet<String> = sim
+        .jobs()
+        .into_iter()
+        .filter_map(|j| j.runner_name)
+        .collect();
+    assert_eq!(runners_used.len(), burst);
+    let state = gha_dispatcher::db::Db::open(&d.join("state.db")).unwrap();
+    let submitted = state
+        .with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT name, state, slurm_job_id, slurm_state, ever_online, busy, assigned_job_id, last_error, created_at
+                 FROM runners WHERE slurm_job_id IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(format!(
+                    "{} state={} slurm={:?}/{:?} ever_online={} busy={} job={:?} err={:?} created={}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, bool>(4)?,
+                    r.get::<_, bool>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, i64>(8)?,
+                ))
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+    let unused: Vec<&String> = submitted
+        .iter()
+        .filter(|line| {
+            !runners_used
+                .iter()
+                .any(|n| line.starts_with(&format!("{n} ")))
+        })
+        .collect();
+    assert!(
+        submitted.len() == burst && unused.is_empty(),
+        "{} Slurm jobs submitted for {burst} GitHub jobs; without a job: {unused:#?}",
+        submitted.len()
+    );
+
+    // No secret reached the log: webhook secret, App key, installation tokens, JIT configs
+    // (base64 of a JSON map starting with `{".credentials"` or `{".runner"`).
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("runner submitted"),
+        "the log is the dispatcher's"
+    );
+    for needle in [
+        SECRET,
+        "PRIVATE KEY",
+        "ghs_",
+        "--gha-runner=",
+        "eyIuY3JlZGVudGlhbHMi",
+        "eyIucnVubmVyIj",
+    ] {
+        assert!(
+            !log_text.contains(needle),
+            "the dispatcher log contains {needle:?}"
+        );
+    }
+}

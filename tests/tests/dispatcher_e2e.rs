@@ -1,0 +1,653 @@
+//! The dispatcher end to end: the GitHub simulator (in-process) sends webhooks to the
+//! dispatcher (in-process, running as root), which submits `sbatch --gha-runner=...
+//! --uid=gha-ci` jobs to the real single-node Slurm with the real spank-gha plugin; the
+//! simulator's fake runner runs in those jobs, takes a job, runs it and exits.
+//!
+//! Each test has its own simulator, database and runner-name prefix, so tests sharing the
+//! cluster never see each other's Slurm jobs or runners.
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use e2e::Cluster;
+use gha_dispatcher::app::Running;
+use gha_dispatcher::config::Config;
+use github_sim::model::{
+    AppSpec, InstallationSpec, JobSpec, RunCreated, WebhookTarget, WorkflowSpec,
+};
+use github_sim::{test_keys, Faults, Sim, SimConfig};
+
+const APP_ID: u64 = 4242;
+const SECRET: &str = "e2e-webhook-secret";
+
+fn cluster() -> &'static Cluster {
+    static ENV: Once = Once::new();
+    let cluster = Cluster::shared();
+    // The dispatcher, like every Slurm client, finds the cluster through SLURM_CONF.
+    ENV.call_once(|| std::env::set_var("SLURM_CONF", cluster.conf()));
+    cluster
+}
+
+struct Harness {
+    sim: Sim,
+    dispatcher: Option<Running>,
+    /// Holds the database and secret files for as long as the dispatcher runs.
+    _dir: tempfile::TempDir,
+    prefix: String,
+    config_text: String,
+    url: String,
+}
+
+/// Poll `check` until it holds or `timeout` passes (never a fixed sleep).
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        match check().await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => last = e,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Harness {
+    /// `pool_toml` is the `[[pools]]` section(s); `sbatch` overrides the sbatch command.
+    async fn start(prefix: &str, pool_toml: &str, sbatch: Option<&Path>) -> Harness {
+        let cluster = cluster();
+        let sim = Sim::start(SimConfig::default()).await.unwrap();
+        sim.add_org("acme");
+        sim.add_repo("acme", "widgets");
+        sim.add_app(AppSpec {
+            id: APP_ID,
+            slug: "spank-gha".into(),
+            public_key_pem: test_keys::APP_PUBLIC_KEY_PEM.into(),
+        })
+        .unwrap();
+        sim.add_installation(InstallationSpec {
+            app_id: APP_ID,
+            account: "acme".into(),
+            permissions: None,
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
+        std::fs::write(dir.path().join("app.pem"), test_keys::APP_PRIVATE_KEY_PEM).unwrap();
+        let jobs = cluster.jobs_dir();
+        let config_text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+webhook_secret_file = "{d}/webhook-secret"
+[state]
+db_path = "{d}/state.db"
+[github]
+api_url = "{api}"
+app_id = {APP_ID}
+private_key_file = "{d}/app.pem"
+runner_name_prefix = "{prefix}"
+targets = [{{ org = "acme", repositories = ["acme/widgets"] }}]
+[slurm]
+job_script = "{script}"
+sbatch = "{sbatch}"
+user = "{user}"
+group = "{user}"
+output = "{jobs}/%x-%j.out"
+chdir = "{jobs}"
+[scaling]
+reconcile_interval_secs = 2
+boot_deadline_secs = 15
+sbatch_backoff_max_secs = 2
+{pool_toml}
+"#,
+            d = dir.path().display(),
+            api = sim.url(),
+            script = cluster.dir().join("libexec/gha-runner-job").display(),
+            sbatch = sbatch
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "sbatch".into()),
+            user = cluster.test_user(),
+            jobs = jobs.display(),
+        );
+        let mut h = Harness {
+            sim,
+            dispatcher: None,
+            _dir: dir,
+            prefix: prefix.to_string(),
+            config_text,
+            url: String::new(),
+        };
+        h.start_dispatcher().await;
+        h
+    }
+
+    async fn start_dispatcher(&mut self) {
+        let config = Config::parse(&self.config_text).unwrap();
+        let secrets = config.load_secrets().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = gha_dispatcher::app::start(config, secrets, Some(listener))
+            .await
+            .unwrap();
+        self.url = format!("http://{}", running.local_addr);
+        self.sim.set_webhook(WebhookTarget {
+            url: format!("{}/webhook", self.url),
+            secret: SECRET.into(),
+        });
+        self.dispatcher = Some(running);
+    }
+
+    fn enqueue(&self, jobs: Vec<JobSpec>) -> RunCreated {
+        self.sim
+            .enqueue_workflow(WorkflowSpec {
+                repo: "acme/widgets".into(),
+                name: "ci".into(),
+                jobs,
+                delay_ms: 0,
+            })
+            .unwrap()
+    }
+
+    /// Our Slurm jobs (by name prefix): (id, name, state).
+    fn our_slurm_jobs(&self) -> Vec<(u64, String, String)> {
+        let out = cluster()
+            .command("squeue")
+            .args(["--noheader", "--all", "--format=%i|%j|%T"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "squeue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut p = l.trim().split('|');
+                let id = p.next()?.parse().ok()?;
+                let name = p.next()?.to_string();
+                let state = p.next()?.to_string();
+                name.starts_with(&format!("{}-", self.prefix))
+                    .then_some((id, name, state))
+            })
+            .collect()
+    }
+
+    fn our_registrations(&self) -> Vec<String> {
+        self.sim
+            .runners()
+            .into_iter()
+            .map(|r| r.name)
+            .filter(|n| n.starts_with(&format!("{}-", self.prefix)))
+            .collect()
+    }
+
+    async fn status(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/status", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_jobs_succeed(&self, ids: &[u64], timeout: Duration) {
+        let ids = ids.to_vec();
+        eventually("every job to complete", timeout, || {
+            let jobs: Vec<_> = ids.iter().map(|id| self.sim.job(*id).unwrap()).collect();
+            async move {
+                let pending: Vec<String> = jobs
+                    .iter()
+                    .filter(|j| j.status != "completed")
+                    .map(|j| format!("{}:{}", j.id, j.status))
+                    .collect();
+                if pending.is_empty() {
+                    Ok(true)
+                } else {
+                    Err(format!("not completed: {pending:?}"))
+                }
+            }
+        })
+        .await;
+        for id in &ids {
+            let job = self.sim.job(*id).unwrap();
+            assert_eq!(
+                job.conclusion.as_deref(),
+                Some("success"),
+                "job {id}: {job:?}"
+            );
+            assert!(
+                job.runner_name
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with(&self.prefix),
+                "{job:?}"
+            );
+        }
+    }
+
+    /// Nothing of ours left: no Slurm job, no runner registration.
+    async fn wait_nothing_left(&self, timeout: Duration) {
+        eventually(
+            "no Slurm job and no registration left over",
+            timeout,
+            || {
+                let jobs = self.our_slurm_jobs();
+                let regs = self.our_registrations();
+                async move {
+                    if jobs.is_empty() && regs.is_empty() {
+                        Ok(true)
+                    } else {
+                        Err(format!("slurm jobs {jobs:?}, registrations {regs:?}"))
+                    }
+                }
+            },
+        )
+        .await;
+    }
+
+    /// A directory the job user can write to, outside the cluster's directory.
+    fn marker_dir(&self) -> tempfile::TempDir {
+        let d = tempfile::Builder::new()
+            .prefix(&self.prefix)
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(
+            d.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .unwrap();
+        d
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Leave nothing behind on the shared cluster even when a test failed.
+        for (id, _, _) in self.our_slurm_jobs() {
+            let _ = cluster().command("scancel").arg(id.to_string()).status();
+        }
+    }
+}
+
+const CPU_POOL: &str = r#"
+[[pools]]
+name = "cpu"
+labels = ["linux", "x64"]
+max_runners = 4
+time_limit = "10:00"
+"#;
+
+fn job(name: &str, command: Option<String>) -> JobSpec {
+    JobSpec {
+        command,
+        ..JobSpec::new(name, &["self-hosted", "Linux"])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn happy_path_queued_webhook_becomes_a_slurm_job_that_runs_it_as_gha_ci() {
+    let h = Harness::start("e2e-happy", CPU_POOL, None).await;
+    let markers = h.marker_dir();
+    let marker = markers.path().join("whoami");
+    let run = h.enqueue(vec![job(
+        "build",
+        Some(format!("id -un > {}", marker.display())),
+    )]);
+    h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(90))
+        .await;
+
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        cluster().test_user()
+    );
+    let counters = h.sim.counters();
+    assert_eq!(
+        counters.jit_configs_issued, 1,
+        "exactly one runner for one job"
+    );
+    h.wait_nothing_left(Duration::from_secs(60)).await;
+
+    // The Slurm job was tied to the runner and the GitHub job, and ran as gha-ci.
+    let status = h.status().await;
+    let runner = &status["runners"][0];
+    let slurm_id = runner["slurm_job_id"].as_u64().unwrap();
+    // MinJobAge=3600 on the test cluster: the finished job's record is still there.
+    let record = cluster().job_record(slurm_id as u32).unwrap();
+    assert!(
+        record.contains(&format!("JobName={}", runner["name"].as_str().unwrap())),
+        "{record}"
+    );
+    assert!(
+        record.contains(&format!("job={}", run.job_ids[0])),
+        "{record}"
+    );
+    assert!(record.contains("UserId=gha-ci"), "{record}");
+    assert!(!record.contains(SECRET));
+    let metrics = h.metrics().await;
+    assert!(
+        metrics.contains("gha_dispatcher_queue_to_submit_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gha_dispatcher_sbatch_submissions_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gha_dispatcher_queue_to_runner_start_seconds_count 1"),
+        "{metrics}"
+    );
+
+    // Quiet period: once clean-up is over, full reconciliations cost nothing (every poll
+    // answers 304).
+    let wait_two_passes = || async {
+        let from = h.status().await["last_full_reconcile_at"].as_i64().unwrap();
+        eventually("two more full passes", Duration::from_secs(30), || async {
+            let last = h.status().await["last_full_reconcile_at"]
+                .as_i64()
+                .unwrap_or(0);
+            Ok(last >= from + 4)
+        })
+        .await;
+    };
+    wait_two_passes().await;
+    let before = h.sim.counters().api;
+    wait_two_passes().await;
+    let after = h.sim.counters().api;
+    let mut charged = Vec::new();
+    let mut free = 0;
+    for (endpoint, count) in &after {
+        let old = before.get(endpoint).cloned().unwrap_or_default();
+        let calls = count.calls - old.calls;
+        let not_modified = count.not_modified - old.not_modified;
+        free += not_modified;
+        if calls > not_modified {
+            charged.push((endpoint.clone(), calls - not_modified));
+        }
+    }
+    assert!(free > 0, "no polling happened");
+    assert!(
+        charged.is_empty(),
+        "calls that cost rate limit while idle: {charged:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missed_webhook_is_found_by_reconciliation() {
+    let h = Harness::start("e2e-missed", CPU_POOL, None).await;
+    h.sim.set_faults(Faults {
+        drop_deliveries: 1,
+        ..Default::default()
+    });
+    let run = h.enqueue(vec![job("build", Some("true".into()))]);
+    h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(90))
+        .await;
+    assert!(
+        h.sim.counters().deliveries_dropped >= 1,
+        "the queued delivery was dropped"
+    );
+    assert_eq!(h.sim.counters().jit_configs_issued, 1);
+    h.wait_nothing_left(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_and_reordered_deliveries_make_one_runner_per_job() {
+    let h = Harness::start("e2e-dupes", CPU_POOL, None).await;
+    h.sim.set_faults(Faults {
+        duplicate_deliveries: 20,
+        reorder_deliveries: 3,
+        ..Default::default()
+    });
+    let run = h.enqueue(vec![job("a", None), job("b", None), job("c", None)]);
+    h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(120))
+        .await;
+    assert!(h.sim.counters().deliveries_duplicated >= 1);
+    assert_eq!(
+        h.sim.counters().jit_configs_issued,
+        3,
+        "one runner per job despite duplicates"
+    );
+    let metrics = h.metrics().await;
+    assert!(
+        metrics.contains("gha_dispatcher_webhook_deliveries_total{outcome=\"duplicate\"}"),
+        "{metrics}"
+    );
+    h.wait_nothing_left(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_before_start_surplus_pending_jobs_are_cancelled() {
+    // `--begin` keeps the runner jobs pending, as on a busy cluster.
+    let pool = r#"
+[[pools]]
+name = "later"
+labels = ["linux"]
+max_runners = 4
+extra_args = ["--begin=now+1hour"]
+"#;
+    let h = Harness::start("e2e-cancel", pool, None).await;
+    let run = h.enqueue(vec![job("a", None), job("b", None)]);
+    eventually("two pending Slurm jobs", Duration::from_secs(60), || {
+        let jobs = h.our_slurm_jobs();
+        async move { Ok(jobs.len() == 2 && jobs.iter().all(|j| j.2 == "PENDING")) }
+    })
+    .await;
+    h.sim.cancel_run(run.run_id).unwrap();
+    h.wait_nothing_left(Duration::from_secs(60)).await;
+    assert!(h
+        .metrics()
+        .await
+        .contains("gha_dispatcher_runners_cancelled_total 2"));
+    assert_eq!(h.sim.counters().jit_configs_issued, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_pool_respects_max_runners_then_drains() {
+    let pool = r#"
+[[pools]]
+name = "one"
+labels = ["linux"]
+max_runners = 1
+"#;
+    let h = Harness::start("e2e-full", pool, None).await;
+    let run = h.enqueue(vec![job("a", None), job("b", None), job("c", None)]);
+    let ids = run.job_ids.clone();
+    let mut max_seen = 0;
+    eventually(
+        "all three jobs to complete through a pool of one",
+        Duration::from_secs(180),
+        || {
+            let slurm = h.our_slurm_jobs().len();
+            let regs = h.our_registrations().len();
+            max_seen = max_seen.max(slurm);
+            let done = ids
+                .iter()
+                .all(|id| h.sim.job(*id).unwrap().status == "completed");
+            async move {
+                if slurm > 1 {
+                    return Err(format!("{slurm} Slurm jobs at once"));
+                }
+                Ok(done && regs <= 1)
+            }
+        },
+    )
+    .await;
+    assert_eq!(max_seen, 1);
+    h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(5))
+        .await;
+    assert_eq!(h.sim.counters().jit_configs_issued, 3);
+    h.wait_nothing_left(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sbatch_failing_then_recovering_keeps_the_demand() {
+    // While the flag file exists, the real sbatch talks to a controller port nobody
+    // listens on, so it fails the way it does when slurmctld is down.
+    let work = tempfile::tempdir().unwrap();
+    let flag = work.path().join("controller-down");
+    std::fs::write(&flag, "").unwrap();
+    let broken_conf = work.path().join("slurm.conf");
+    let conf = std::fs::read_to_string(cluster().conf()).unwrap();
+    let broken: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("SlurmctldPort"))
+        .chain(["SlurmctldPort=9"])
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&broken_conf, broken).unwrap();
+    let wrapper = work.path().join("sbatch");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ -e {flag} ]; then SLURM_CONF={broken} exec sbatch \"$@\"; fi\nexec sbatch \"$@\"\n",
+            flag = flag.display(),
+            broken = broken_conf.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    let h = Harness::start("e2e-sbatch", CPU_POOL, Some(&wrapper)).await;
+    let run = h.enqueue(vec![job("build", None)]);
+    eventually(
+        "an sbatch failure to be reported",
+        Duration::from_secs(90),
+        || async {
+            let status = h.status().await;
+            Ok(status["last_sbatch_error"].as_str().is_some())
+        },
+    )
+    .await;
+    let status = h.status().await;
+    let error = status["last_sbatch_error"].as_str().unwrap().to_string();
+    assert!(error.contains("sbatch"), "{error}");
+    assert!(
+        !error.contains("--gha-runner=ey"),
+        "no credential in errors: {error}"
+    );
+    assert!(h
+        .metrics()
+        .await
+        .contains("gha_dispatcher_sbatch_failures_total"));
+    assert_eq!(h.sim.job(run.job_ids[0]).unwrap().status, "queued");
+
+    std::fs::remove_file(&flag).unwrap();
+    h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(120))
+        .await;
+    assert_eq!(
+        h.sim.counters().jit_configs_issued,
+        1,
+        "the minted runner was retried, not re-minted"
+    );
+    h.wait_nothing_left(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_server_errors_and_rate_limits_are_survived() {
+    let h = Harness::start("e2e-ghfaults", CPU_POOL, None).await;
+    h.sim.set_faults(Faults {
+        server_errors: 3,
+        secondary_rate_limit: 2,
+        secondary_retry_after_s: 2,
+        ..Default::default()
+    });
+    let run = h.enqueue(vec![job("a", None), job("b", None)]);
+    h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(120))
+        .await;
+    let api = h.sim.counters().api;
+    let errors: u64 = api.values().map(|c| c.errors).sum();
+    assert!(errors >= 5, "faults fired: {api:?}");
+    h.wait_nothing_left(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runner_that_never_comes_online_is_cancelled_and_deregistered() {
+    // A runner root whose run.sh never connects: the job runs, the runner never shows up.
+    let root = cluster().jobs_dir().join("never-online-runner");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::write(root.join("run.sh"), "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(
+        root.join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let pool = format!(
+        r#"
+[[pools]]
+name = "stuck"
+labels = ["linux"]
+max_runners = 1
+job_script_args = ["--runner-root", "{}"]
+"#,
+        root.display()
+    );
+    let h = Harness::start("e2e-stuck", &pool, None).await;
+    let run = h.enqueue(vec![job("a", None)]);
+    eventually(
+        "the stuck runner's Slurm job to run",
+        Duration::from_secs(60),
+        || {
+            let jobs = h.our_slurm_jobs();
+            async move { Ok(jobs.iter().any(|j| j.2 == "RUNNING")) }
+        },
+    )
+    .await;
+    eventually(
+        "the boot deadline to reap it",
+        Duration::from_secs(90),
+        || async {
+            Ok(h.metrics()
+                .await
+                .contains("gha_dispatcher_runners_reaped_total{reason=\"boot_deadline\"}"))
+        },
+    )
+    .await;
+    // The demand is still there, so a new runner follows; stop the dispatcher and check
+    // that the reaped one left nothing behind.
+    let status = h.status().await;
+    let reaped: Vec<String> = status["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "abandoned")
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!reaped.is_empty(), "{status}");
+    eventually(
+        "the reaped runner's job and registration to be gone",
+        Duration::from_secs(60),
+        || {
+            let jobs = h.our_slurm_jobs();
+            let regs = h.our_registrations();
+            let reaped = reaped.clone();
+            async move {
+                Ok(!jobs.iter().any(|j| reaped.contains(&j.1))
+                    && !regs.iter().any(|r| reaped.contains(r)))
+            }
+        },
+    )
+    .await;
+    h.sim.cancel_run(run.run_id).unwrap();
+}

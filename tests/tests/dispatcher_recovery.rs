@@ -1,0 +1,381 @@
+//! Restart recovery from each state a crash can leave a runner in, set up exactly:
+//! - `minting`, but GitHub had already registered the runner (crash after generate-jitconfig);
+//! - `submitting`, registered, no Slurm job (crash before sbatch): credential lost;
+//! - `submitting`, and the Slurm job exists (crash after sbatch, before the database write).
+//!
+//! On start, the first two registrations are deleted, the third job is adopted and serves one
+//! of the two queued jobs, and exactly one new runner is made for the other.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::Cluster;
+use gha_dispatcher::config::{Config, Scope};
+use gha_dispatcher::db::{self, Db, RunnerState};
+use gha_dispatcher::github::{Credentials, GithubClient};
+use gha_dispatcher::metrics::Metrics;
+use github_sim::model::{AppSpec, InstallationSpec, JobSpec, WebhookTarget, WorkflowSpec};
+use github_sim::{test_keys, Sim, SimConfig};
+
+const APP_ID: u64 = 4242;
+const SECRET: &str = "recovery-webhook-secret";
+const PREFIX: &str = "e2e-recover";
+
+async fn eventually(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<bool, String>,
+) {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        match check() {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => last = e,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A simulator with org `acme`, the App installed, and a dispatcher config using `prefix`.
+async fn setup(prefix: &str) -> (&'static Cluster, Sim, tempfile::TempDir, Config) {
+    let cluster = Cluster::shared();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.add_org("acme");
+    sim.add_repo("acme", "widgets");
+    sim.add_app(AppSpec {
+        id: APP_ID,
+        slug: "spank-gha".into(),
+        public_key_pem: test_keys::APP_PUBLIC_KEY_PEM.into(),
+    })
+    .unwrap();
+    sim.add_installation(InstallationSpec {
+        app_id: APP_ID,
+        account: "acme".into(),
+        permissions: None,
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("webhook-secret"), SECRET).unwrap();
+    std::fs::write(d.join("app.pem"), test_keys::APP_PRIVATE_KEY_PEM).unwrap();
+    let jobs_dir = cluster.jobs_dir();
+    let script = cluster.dir().join("libexec/gha-runner-job");
+    let config_text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+webhook_secret_file = "{d}/webhook-secret"
+[state]
+db_path = "{d}/state.db"
+[github]
+api_url = "{api}"
+app_id = {APP_ID}
+private_key_file = "{d}/app.pem"
+runner_name_prefix = "{prefix}"
+targets = [{{ org = "acme", repositories = ["acme/widgets"] }}]
+[slurm]
+job_script = "{script}"
+user = "{user}"
+group = "{user}"
+output = "{jobs}/%x-%j.out"
+chdir = "{jobs}"
+[scaling]
+reconcile_interval_secs = 2
+[[pools]]
+name = "cpu"
+labels = ["linux"]
+max_runners = 5
+"#,
+        d = d.display(),
+        api = sim.url(),
+        script = script.display(),
+        user = cluster.test_user(),
+        jobs = jobs_dir.display(),
+    );
+    let config = Config::parse(&config_text).unwrap();
+    (cluster, sim, dir, config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_recovers_every_interrupted_runner_state() {
+    let (cluster, sim, _dir, config) = setup(PREFIX).await;
+    let jobs_dir = cluster.jobs_dir();
+    let script = cluster.dir().join("libexec/gha-runner-job");
+
+    // Two queued jobs, whose webhooks nobody received.
+    let run = sim
+        .enqueue_workflow(WorkflowSpec {
+            repo: "acme/widgets".into(),
+            name: "ci".into(),
+            jobs: vec![
+                JobSpec::new("a", &["self-hosted", "linux"]),
+                JobSpec::new("b", &["self-hosted", "linux"]),
+            ],
+            delay_ms: 0,
+        })
+        .unwrap();
+
+    // The states a crash leaves behind.
+    let gh = GithubClient::new(
+        &sim.url(),
+        Credentials::app_from_pem(APP_ID, test_keys::APP_PRIVATE_KEY_PEM.as_bytes(), None).unwrap(),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    let org = Scope::Org("acme".into());
+    let labels = config.pools[0].labels.clone();
+    let (minting, lost, adopt) = (
+        format!("{PREFIX}-cpu-minting"),
+        format!("{PREFIX}-cpu-lost"),
+        format!("{PREFIX}-cpu-adopt"),
+    );
+    let mut minted = Vec::new();
+    for name in [&minting, &lost, &adopt] {
+        minted.push(
+            gh.generate_jitconfig(&org, name, &labels, 1)
+                .await
+                .ok()
+                .unwrap(),
+        );
+    }
+    let state = Db::open(&config.db_path).unwrap();
+    state
+        .with(|c| {
+            db::insert_minting_runner(c, &minting, "cpu", "org:acme", None)?;
+            db::insert_minting_runner(c, &lost, "cpu", "org:acme", None)?;
+            db::set_runner_registered(c, &lost, minted[1].runner_id)?;
+            db::insert_minting_runner(c, &adopt, "cpu", "org:acme", None)?;
+            db::set_runner_registered(c, &adopt, minted[2].runner_id)
+        })
+        .unwrap();
+    drop(state);
+    let submitted = cluster
+        .command("sbatch")
+        .args([
+            "--parsable",
+            &format!("--job-name={adopt}"),
+            &format!("--uid={}", cluster.test_user()),
+        ])
+        .arg(format!("--gid={}", cluster.test_user()))
+        .arg(format!("--output={}/%x-%j.out", jobs_dir.display()))
+        .arg(format!("--chdir={}", jobs_dir.display()))
+        .arg(format!("--gha-runner={}", minted[2].encoded_jit_config))
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let adopted_job: u64 = String::from_utf8_lossy(&submitted.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Restart.
+    std::env::set_var("SLURM_CONF", cluster.conf());
+    let secrets = config.load_secrets().unwrap();
+    let db_path = config.db_path.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = gha_dispatcher::app::start(config, secrets, Some(listener))
+        .await
+        .unwrap();
+    sim.set_webhook(WebhookTarget {
+        url: format!("http://{}/webhook", running.local_addr),
+        secret: SECRET.into(),
+    });
+
+    let ids = run.job_ids.clone();
+    eventually("both jobs to complete", Duration::from_secs(120), || {
+        let open: Vec<_> = ids
+            .iter()
+            .filter(|id| sim.job(**id).unwrap().status != "completed")
+            .collect();
+        if open.is_empty() {
+            Ok(true)
+        } else {
+            Err(format!("open: {open:?}"))
+        }
+    })
+    .await;
+    eventually(
+        "no registration and no Slurm job left",
+        Duration::from_secs(90),
+        || {
+            let regs: Vec<String> = sim
+                .runners()
+                .into_iter()
+                .map(|r| r.name)
+                .filter(|n| n.starts_with(PREFIX))
+                .collect();
+            let out = cluster
+                .command("squeue")
+                .args(["--noheader", "--all", "--format=%j"])
+                .output()
+                .unwrap();
+            let slurm: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with(PREFIX))
+                .map(str::to_string)
+                .collect();
+            if regs.is_empty() && slurm.is_empty() {
+                Ok(true)
+            } else {
+                Err(format!("{regs:?} {slurm:?}"))
+            }
+        },
+    )
+    .await;
+    let state = Db::open(&db_path).unwrap();
+    let read_rows = || {
+        state
+            .with(|c| {
+                Ok((
+                    db::runner(c, &minting)?.unwrap(),
+                    db::runner(c, &lost)?.unwrap(),
+                    db::runner(c, &adopt)?.unwrap(),
+                ))
+            })
+            .unwrap()
+    };
+    eventually(
+        "the adopted runner's row to be finished",
+        Duration::from_secs(30),
+        || Ok(read_rows().2.state == RunnerState::Finished),
+    )
+    .await;
+    running.shutdown().await;
+    let rows = read_rows();
+    assert_eq!(rows.0.state, RunnerState::Abandoned);
+    assert_eq!(rows.1.state, RunnerState::Abandoned);
+    assert_eq!(
+        rows.2.slurm_job_id,
+        Some(adopted_job),
+        "the Slurm job was adopted"
+    );
+    assert_eq!(rows.2.state, RunnerState::Finished);
+    // 3 before the restart, and one new runner for the job the adopted one did not take.
+    assert_eq!(sim.counters().jit_configs_issued, 4);
+    let served_by: Vec<String> = ids
+        .iter()
+        .map(|id| sim.job(*id).unwrap().runner_name.unwrap())
+        .collect();
+    assert!(served_by.contains(&adopt), "{served_by:?}");
+}
+
+/// A runner whose Slurm job the database sees gone while GitHub says it is running a job
+/// is not deleted (that would fail the job): the registration stays, the job succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_runner_is_never_deleted() {
+    let (cluster, sim, _dir, config) = setup("e2e-busy").await;
+    let name = "e2e-busy-cpu-stale".to_string();
+    let gh = GithubClient::new(
+        &sim.url(),
+        Credentials::app_from_pem(APP_ID, test_keys::APP_PRIVATE_KEY_PEM.as_bytes(), None).unwrap(),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    let org = Scope::Org("acme".into());
+    let minted = gh
+        .generate_jitconfig(&org, &name, &config.pools[0].labels, 1)
+        .await
+        .ok()
+        .unwrap();
+
+    // A real Slurm job id that has already ended, recorded as this runner's job.
+    let ended = cluster.sbatch(&["--wrap=true"]).unwrap();
+    cluster
+        .wait_for_end(ended.id, Duration::from_secs(60))
+        .unwrap();
+    let state = Db::open(&config.db_path).unwrap();
+    state
+        .with(|c| {
+            db::insert_minting_runner(c, &name, "cpu", "org:acme", None)?;
+            db::set_runner_registered(c, &name, minted.runner_id)?;
+            db::set_runner_submitted(c, &name, u64::from(ended.id))
+        })
+        .unwrap();
+
+    // The runner itself runs outside Slurm (a private copy of the fake runner) and takes a
+    // job that lasts a few seconds.
+    let root = tempfile::tempdir().unwrap();
+    github_sim::runner_install::install(
+        root.path(),
+        &cluster.dir().join("runner/bin/Runner.Listener"),
+    )
+    .unwrap();
+    let run = sim
+        .enqueue_workflow(WorkflowSpec {
+            repo: "acme/widgets".into(),
+            name: "ci".into(),
+            jobs: vec![JobSpec {
+                duration_ms: 6000,
+                ..JobSpec::new("long", &["self-hosted", "linux"])
+            }],
+            delay_ms: 0,
+        })
+        .unwrap();
+    let mut runner = std::process::Command::new(root.path().join("run.sh"))
+        .arg("--jitconfig")
+        .arg(&minted.encoded_jit_config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let job_id = run.job_ids[0];
+    eventually(
+        "the runner to take the job",
+        Duration::from_secs(30),
+        || Ok(sim.job(job_id).unwrap().runner_name.as_deref() == Some(name.as_str())),
+    )
+    .await;
+
+    std::env::set_var("SLURM_CONF", cluster.conf());
+    let secrets = config.load_secrets().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = gha_dispatcher::app::start(config, secrets, Some(listener))
+        .await
+        .unwrap();
+    sim.set_webhook(WebhookTarget {
+        url: format!("http://{}/webhook", running.local_addr),
+        secret: SECRET.into(),
+    });
+    let read_row = || state.with(|c| db::runner(c, &name)).unwrap().unwrap();
+    eventually(
+        "the dispatcher to see the Slurm job gone",
+        Duration::from_secs(30),
+        || Ok(read_row().state == RunnerState::Finished),
+    )
+    .await;
+    eventually("the job to finish", Duration::from_secs(60), || {
+        Ok(sim.job(job_id).unwrap().status == "completed")
+    })
+    .await;
+    assert_eq!(
+        sim.job(job_id).unwrap().conclusion.as_deref(),
+        Some("success")
+    );
+    let deletes = sim
+        .counters()
+        .api
+        .get("DELETE /orgs/{org}/actions/runners/{runner_id}")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        deletes.calls - deletes.errors,
+        0,
+        "a busy runner was deleted: {deletes:?}"
+    );
+    assert!(runner.wait().unwrap().success());
+    running.shutdown().await;
+}
