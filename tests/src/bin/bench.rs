@@ -28,7 +28,7 @@ struct Args {
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
     /// Jobs per variant for the plugin overhead and the floor.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 20)]
     overhead_jobs: usize,
     /// Do not restart the cluster without the plugin (no plugin-overhead baseline).
     #[arg(long)]
@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     burst: usize,
     /// How long to let the burst's jobs run to completion (0: do not wait).
-    #[arg(long, default_value_t = 360)]
+    #[arg(long, default_value_t = 120)]
     burst_drain_secs: u64,
     /// Jobs the dispatcher tracks for the memory measurement.
     #[arg(long, default_value_t = 10_000)]
