@@ -29,6 +29,11 @@ use crate::status::SharedStatus;
 const CREDENTIAL_MAX_AGE: Duration = Duration::from_secs(45 * 60);
 /// Queued jobs re-read one by one per full pass when no list showed them.
 const JOB_REFRESH_PER_PASS: usize = 100;
+/// How often `squeue` is asked, while a pool is full and jobs wait, whether a slot came free.
+const SATURATED_POLL: Duration = Duration::from_millis(1500);
+/// A runner marked finished by its job's `completed` event may still be tearing down in its
+/// Slurm job for a while; only after this is that job an orphan to cancel.
+const TEARDOWN_GRACE_SECS: i64 = 120;
 
 /// Our runners as GitHub listed them in this pass, by name.
 type Listed = HashMap<String, (Scope, GhRunner)>;
@@ -54,6 +59,8 @@ pub struct Controller {
     /// Set once queued jobs were read from GitHub without error by this process: until then
     /// the database may hold demand that was met while we were down.
     jobs_synced: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by a scale pass that left queued jobs waiting because a pool was at max_runners.
+    saturated: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -89,6 +96,7 @@ impl Controller {
             backoff: Arc::new(Mutex::new(Backoff::default())),
             last_prune: Arc::new(Mutex::new(None)),
             jobs_synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            saturated: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -122,11 +130,24 @@ impl Controller {
                     None => std::future::pending().await,
                 }
             };
+            let saturated = self.saturated.load(std::sync::atomic::Ordering::Relaxed);
+            let saturated_poll = async move {
+                if saturated {
+                    tokio::time::sleep(SATURATED_POLL).await
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => self.full_pass().await,
                 _ = self.wake.notified() => self.scale_pass().await,
                 _ = retry => self.scale_pass().await,
+                _ = saturated_poll => {
+                    if self.notice_ended_slurm_jobs().await {
+                        self.scale_pass().await;
+                    }
+                }
             }
         }
     }
@@ -137,13 +158,51 @@ impl Controller {
         lock(&self.shared).last_github_error = Some(e.to_string());
     }
 
+    /// Mark runners whose Slurm job ended as finished, from `squeue` alone (no GitHub
+    /// call), so a full pool frees its slot within seconds. Registrations are left to the
+    /// full pass. True when a runner finished.
+    async fn notice_ended_slurm_jobs(&self) -> bool {
+        let queue = match self.slurm.queue(&self.prefix()).await {
+            Ok(queue) => queue,
+            Err(e) => {
+                tracing::debug!(error = %e, "squeue failed; the full pass will retry");
+                return false;
+            }
+        };
+        let rows = match self.db.call(|c| db::live_runners(c)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read runners");
+                return false;
+            }
+        };
+        let mut any = false;
+        for row in rows
+            .iter()
+            .filter(|r| matches!(r.state, RunnerState::Submitted | RunnerState::Cancelling))
+        {
+            let Some(job_id) = row.slurm_job_id else {
+                continue;
+            };
+            let active = queue.iter().any(|j| j.job_id == job_id && j.is_active());
+            if !active {
+                tracing::info!(runner = %row.name, slurm_job = job_id, "Slurm job ended");
+                self.set_state(&row.name, RunnerState::Finished, None).await;
+                any = true;
+            }
+        }
+        any
+    }
+
     pub async fn full_pass(&self) {
         self.sync_jobs_from_github().await;
+        // A registration that outlives this moment outlived its Slurm job's end.
+        let listed_at = db::now_secs();
         let gh_runners = self.sync_runners_from_github().await;
         match self.slurm.queue(&self.prefix()).await {
             Ok(queue) => {
                 self.sync_from_slurm(&queue, gh_runners.as_ref()).await;
-                self.hygiene(&queue, gh_runners.as_ref()).await;
+                self.hygiene(&queue, gh_runners.as_ref(), listed_at).await;
             }
             Err(e) => {
                 // Without a trustworthy queue, nothing may be concluded about our jobs.
@@ -405,6 +464,28 @@ impl Controller {
         self.delete_registration(row, reason).await
     }
 
+    /// The registration of a runner whose Slurm job is over. A runner that took a job is
+    /// ephemeral: GitHub removed it after that job, so no call; if it is still listed once
+    /// its Slurm job has ended, hygiene deletes it. One that never took a job is removed
+    /// now (without a call when this pass's listing shows it gone). A busy one is kept.
+    async fn after_slurm_job_ended(&self, row: &RunnerRow, listed: Option<&Listed>) {
+        if row.busy {
+            return;
+        }
+        if row.assigned_job_id.is_some() {
+            if listed.is_some_and(|l| !l.contains_key(&row.name)) {
+                let name = row.name.clone();
+                self.record("registration gone", move |c| {
+                    db::clear_registration(c, &name)
+                })
+                .await;
+            }
+            return;
+        }
+        self.remove_registration(row, "slurm_job_ended", listed)
+            .await;
+    }
+
     async fn sync_from_slurm(&self, queue: &[QueuedJob], listed: Option<&Listed>) {
         let by_name: HashMap<&str, &QueuedJob> =
             queue.iter().map(|j| (j.name.as_str(), j)).collect();
@@ -452,10 +533,7 @@ impl Controller {
                             tracing::info!(runner = %row.name, slurm_job = id, "adopted Slurm job after restart");
                             if !job.is_active() {
                                 self.set_state(&row.name, RunnerState::Finished, None).await;
-                                if !row.busy {
-                                    self.remove_registration(&row, "slurm_job_ended", listed)
-                                        .await;
-                                }
+                                self.after_slurm_job_ended(&row, listed).await;
                             }
                         }
                         None => {
@@ -489,12 +567,8 @@ impl Controller {
                             .await;
                         }
                         None => {
-                            // The Slurm job is over; its registration goes unless the runner is busy.
                             self.set_state(&row.name, RunnerState::Finished, None).await;
-                            if !row.busy {
-                                self.remove_registration(&row, "slurm_job_ended", listed)
-                                    .await;
-                            }
+                            self.after_slurm_job_ended(&row, listed).await;
                         }
                     }
                 }
@@ -504,7 +578,7 @@ impl Controller {
     }
 
     /// Boot deadline, orphaned Slurm jobs and leftover registrations.
-    async fn hygiene(&self, queue: &[QueuedJob], gh_runners: Option<&Listed>) {
+    async fn hygiene(&self, queue: &[QueuedJob], gh_runners: Option<&Listed>, listed_at: i64) {
         let deadline = self.config.scaling.boot_deadline_secs as i64;
         let now = db::now_secs();
         let rows = self
@@ -565,7 +639,13 @@ impl Controller {
                 .await
                 .ok()
                 .flatten();
-            if row.is_some_and(|r| r.state.is_final()) {
+            let tearing_down = |r: &RunnerRow| {
+                r.state == RunnerState::Finished
+                    && r.assigned_job_id.is_some()
+                    && r.finished_at
+                        .is_some_and(|at| now.saturating_sub(at) < TEARDOWN_GRACE_SECS)
+            };
+            if row.is_some_and(|r| r.state.is_final() && !tearing_down(&r)) {
                 tracing::warn!(slurm_job = job.job_id, name = %job.name, "cancelling orphaned Slurm job");
                 if self.slurm.cancel(job.job_id).await.is_ok() {
                     self.metrics.reaped("orphan_slurm_job");
@@ -586,10 +666,32 @@ impl Controller {
                     .await
                     .ok()
                     .flatten();
-                if let Some(mut row) = row.filter(|r| r.state.is_final()) {
+                // One that took a job is given until this listing to go away by itself.
+                let outlived = |r: &RunnerRow| {
+                    r.assigned_job_id.is_none() || r.finished_at.is_some_and(|at| at < listed_at)
+                };
+                // A registration already removed in this pass (boot deadline, Slurm job
+                // ended) is in the listing taken before: no second DELETE.
+                let still_held = |r: &RunnerRow| r.github_runner_id.is_some();
+                if let Some(mut row) =
+                    row.filter(|r| r.state.is_final() && still_held(r) && outlived(r))
+                {
                     row.github_runner_id = Some(runner.id);
                     self.delete_registration(&row, "offline_leftover").await;
                 }
+            }
+            // Registrations the listing no longer shows are gone: forget them, no call.
+            let remembered = self
+                .db
+                .call(|c| db::final_runners_with_registration(c))
+                .await
+                .unwrap_or_default();
+            for row in remembered.iter().filter(|r| !gh.contains_key(&r.name)) {
+                let name = row.name.clone();
+                self.record("registration gone", move |c| {
+                    db::clear_registration(c, &name)
+                })
+                .await;
             }
         }
     }
@@ -679,6 +781,7 @@ impl Controller {
         self.publish_gauges(&demand);
 
         let mut to_create = Vec::new();
+        let mut saturated = false;
         for pool in &self.config.pools {
             let Some(d) = demand.get(&pool.name) else {
                 continue;
@@ -688,12 +791,15 @@ impl Controller {
                 self.cancel_surplus(&runners, &name).await;
             }
             if decision.blocked_by_max > 0 {
+                saturated = true;
                 tracing::debug!(pool = %pool.name, waiting = decision.blocked_by_max, "pool at max_runners");
             }
             for (scope, job) in decision.create {
                 to_create.push((pool.clone(), scope, job));
             }
         }
+        self.saturated
+            .store(saturated, std::sync::atomic::Ordering::Relaxed);
         if to_create.is_empty() {
             return;
         }
@@ -1014,6 +1120,7 @@ mod tests {
             created_at: 0,
             submitted_at: None,
             slurm_started_at: None,
+            finished_at: None,
         }
     }
 

@@ -173,6 +173,7 @@ pub struct RunnerRow {
     pub created_at: i64,
     pub submitted_at: Option<i64>,
     pub slurm_started_at: Option<i64>,
+    pub finished_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +187,8 @@ pub enum DeliveryOutcome {
 pub struct JobTransition {
     /// Seconds from first seen queued to first seen in progress, when this update started it.
     pub queue_to_start_secs: Option<f64>,
+    /// The update completed a job on one of our runners, which is now finished.
+    pub runner_finished: bool,
 }
 
 #[derive(Clone)]
@@ -349,6 +352,17 @@ pub fn apply_job_update(conn: &Connection, u: &JobUpdate) -> rusqlite::Result<Jo
             "UPDATE runners SET busy = CASE WHEN ?3 >= 3 THEN 0 ELSE 1 END, assigned_job_id = ?2 WHERE name = ?1",
             params![runner, u.job_id as i64, rank],
         )?;
+        if rank >= 3 {
+            // A JIT runner takes one job and leaves: its slot is free now, not when a
+            // reconcile pass sees its Slurm job gone. Only rows whose sbatch is recorded:
+            // a `submitting` row is crash recovery's to adopt.
+            let finished = conn.execute(
+                "UPDATE runners SET state = 'finished', finished_at = COALESCE(finished_at, ?2)
+                 WHERE name = ?1 AND state IN ('submitted', 'cancelling')",
+                params![runner, now_secs()],
+            )?;
+            transition.runner_finished = finished > 0;
+        }
     }
     Ok(transition)
 }
@@ -385,7 +399,7 @@ pub fn job(conn: &Connection, job_id: u64) -> rusqlite::Result<Option<JobRow>> {
     .optional()
 }
 
-const RUNNER_COLUMNS: &str = "name, pool, scope, state, for_job_id, github_runner_id, slurm_job_id, slurm_state, online, ever_online, busy, assigned_job_id, last_error, created_at, submitted_at, slurm_started_at";
+const RUNNER_COLUMNS: &str = "name, pool, scope, state, for_job_id, github_runner_id, slurm_job_id, slurm_state, online, ever_online, busy, assigned_job_id, last_error, created_at, submitted_at, slurm_started_at, finished_at";
 
 fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunnerRow> {
     let state: String = r.get(3)?;
@@ -406,6 +420,7 @@ fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunnerRow> {
         created_at: r.get(13)?,
         submitted_at: r.get(14)?,
         slurm_started_at: r.get(15)?,
+        finished_at: r.get(16)?,
     })
 }
 
@@ -660,6 +675,43 @@ mod tests {
                 Some(&update(1, "completed", Some("r1"))),
             )?;
             assert_eq!(job(c, 1)?.unwrap().status, "completed");
+            // r1 never had its sbatch recorded: crash recovery decides, not the webhook.
+            assert_eq!(runner(c, "r1")?.unwrap().state, RunnerState::Minting);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_completed_job_finishes_its_submitted_runner() {
+        let db = Db::open_in_memory().unwrap();
+        db.with(|c| {
+            insert_minting_runner(c, "r1", "cpu", "org:acme", Some(1))?;
+            set_runner_registered(c, "r1", 5)?;
+            set_runner_submitted(c, "r1", 77)?;
+            let (_, t) = record_delivery(
+                c,
+                "a",
+                "workflow_job",
+                Some("in_progress"),
+                Some(&update(1, "in_progress", Some("r1"))),
+            )?;
+            assert!(!t.runner_finished);
+            let r = runner(c, "r1")?.unwrap();
+            assert!(r.busy && r.state == RunnerState::Submitted);
+            let (_, t) = record_delivery(
+                c,
+                "b",
+                "workflow_job",
+                Some("completed"),
+                Some(&update(1, "completed", Some("r1"))),
+            )?;
+            assert!(t.runner_finished);
+            let r = runner(c, "r1")?.unwrap();
+            assert_eq!(r.state, RunnerState::Finished);
+            assert_eq!(r.assigned_job_id, Some(1));
+            assert!(r.finished_at.is_some());
+            assert!(live_runners(c)?.is_empty(), "its slot is free");
             Ok(())
         })
         .unwrap();

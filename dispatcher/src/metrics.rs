@@ -65,7 +65,7 @@ impl Metrics {
         );
         registry.register(
             "queue_to_submit_seconds",
-            "From a job first seen queued to the sbatch of the runner made for it",
+            "From the dispatcher first learning of a queued job (its webhook received, or a poll when the webhook was missed) to sbatch accepting the runner made for it",
             m.queue_to_submit.clone(),
         );
         registry.register(

@@ -31,14 +31,72 @@ impl RunnerCredential {
         }
     }
 
+    /// `text` without the credential: whole, or any piece of it a tool may print
+    /// (truncated with an ellipsis, wrapped over lines), and without any `--gha-runner=` value.
     fn scrub(&self, text: &str) -> String {
         let secret = self.option_value();
-        if secret.is_empty() {
+        let whole = if secret.is_empty() {
             text.to_string()
         } else {
-            text.replace(secret, "<redacted>")
-        }
+            text.replace(secret, REDACTED)
+        };
+        let pieces = redact_tokens(&whole, |token| {
+            token.len() >= MIN_SECRET_PIECE && secret.contains(token)
+        });
+        redact_runner_options(&pieces)
     }
+}
+
+const REDACTED: &str = "<redacted>";
+const RUNNER_OPTION: &str = "--gha-runner=";
+/// Shorter runs of base64 characters are too common to be telling (words, job ids).
+const MIN_SECRET_PIECE: usize = 12;
+
+/// Replace the value of every `--gha-runner=` option, up to whitespace or a quote, whatever
+/// it is: a credential that was cut or re-encoded no longer matches the exact string.
+pub fn redact_runner_options(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(RUNNER_OPTION) {
+        let value_start = at + RUNNER_OPTION.len();
+        out.push_str(&rest[..value_start]);
+        out.push_str(REDACTED);
+        let value = &rest[value_start..];
+        let value_len = value
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '`'))
+            .unwrap_or(value.len());
+        rest = &value[value_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Replace each maximal run of base64/base64url characters for which `is_secret` holds.
+fn redact_tokens(text: &str, is_secret: impl Fn(&str) -> bool) -> String {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_');
+    let mut out = String::with_capacity(text.len());
+    let mut token_start: Option<usize> = None;
+    let flush = |out: &mut String, token: &str| {
+        if is_secret(token) {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(token);
+        }
+    };
+    for (i, c) in text.char_indices() {
+        if is_b64(c) {
+            token_start.get_or_insert(i);
+            continue;
+        }
+        if let Some(start) = token_start.take() {
+            flush(&mut out, &text[start..i]);
+        }
+        out.push(c);
+    }
+    if let Some(start) = token_start {
+        flush(&mut out, &text[start..]);
+    }
+    out
 }
 
 impl fmt::Debug for RunnerCredential {
@@ -151,7 +209,11 @@ impl Slurm {
     /// Submit a runner job; returns its Slurm job id.
     pub async fn submit(&self, req: &SubmitRequest<'_>) -> Result<u64, SlurmError> {
         let args = self.sbatch_args(req);
-        let output = run(&self.config.sbatch, &args)
+        let env = match req.user {
+            Some(user) => identity_env(user)?,
+            None => Vec::new(),
+        };
+        let output = run(&self.config.sbatch, &args, &env)
             .await
             .map_err(|e| scrub_error(e, req.credential))?;
         // `--parsable` prints `<id>` or `<id>;<cluster>`.
@@ -177,7 +239,7 @@ impl Slurm {
             "--format=%i|%j|%T|%k",
         ]
         .map(String::from);
-        let output = run(&self.config.squeue, &args).await?;
+        let output = run(&self.config.squeue, &args, &[]).await?;
         Ok(parse_squeue(&output, prefix))
     }
 
@@ -187,13 +249,14 @@ impl Slurm {
         run(
             &self.config.scancel,
             &["--state=PENDING".into(), job_id.to_string()],
+            &[],
         )
         .await
         .map(drop)
     }
 
     pub async fn cancel(&self, job_id: u64) -> Result<(), SlurmError> {
-        run(&self.config.scancel, &[job_id.to_string()])
+        run(&self.config.scancel, &[job_id.to_string()], &[])
             .await
             .map(drop)
     }
@@ -231,13 +294,36 @@ fn scrub_error(e: SlurmError, credential: &RunnerCredential) -> SlurmError {
     }
 }
 
-async fn run(program: &PathBuf, args: &[String]) -> Result<String, SlurmError> {
+/// sbatch copies the submitter's environment into the job. When root submits for another user
+/// (`--uid`), the job would start with root's `HOME`, `USER` and `LOGNAME`, and tools that keep
+/// per-user state there (rootless dockerd, the runner itself) would fail on root's directories.
+fn identity_env(user: &str) -> Result<Vec<(&'static str, String)>, SlurmError> {
+    let failed = |message: String| SlurmError::Failed {
+        program: "sbatch".into(),
+        message,
+    };
+    let entry = nix::unistd::User::from_name(user)
+        .map_err(|e| failed(format!("cannot look up Unix user {user}: {e}")))?
+        .ok_or_else(|| failed(format!("no Unix user named {user}")))?;
+    Ok(vec![
+        ("HOME", entry.dir.display().to_string()),
+        ("USER", entry.name.clone()),
+        ("LOGNAME", entry.name),
+    ])
+}
+
+async fn run(
+    program: &PathBuf,
+    args: &[String],
+    env: &[(&str, String)],
+) -> Result<String, SlurmError> {
     let name = program
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| program.display().to_string());
     let child = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -260,7 +346,11 @@ async fn run(program: &PathBuf, args: &[String]) -> Result<String, SlurmError> {
     };
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let message = stderr.trim().chars().take(500).collect::<String>();
+        // Any command line echoed back (sbatch does on a bad option) loses its credential.
+        let message = redact_runner_options(stderr.trim())
+            .chars()
+            .take(500)
+            .collect::<String>();
         return Err(SlurmError::Failed {
             program: name,
             message: format!("{} ({})", message, output.status),
@@ -376,6 +466,66 @@ mod tests {
         assert!(err.contains("bad option"), "{err}");
         assert!(!err.contains("c2VjcmV0LWppdA=="), "{err}");
         assert!(err.contains("<redacted>"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn sbatch_echoing_a_truncated_or_wrapped_credential_never_shows_it() {
+        // Like sbatch without the plugin: it echoes the unknown option cut short, then
+        // (for good measure) the value alone, wrapped at 20 columns.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("sbatch");
+        std::fs::write(
+            &fake,
+            r#"#!/bin/sh
+for arg in "$@"; do
+  case "$arg" in
+    --gha-runner=*)
+      value="${arg#--gha-runner=}"
+      short=$(printf '%s' "$value" | cut -c1-20)
+      echo "sbatch: unrecognized option '--gha-runner=$short…'" >&2
+      printf '%s\n' "$value" | fold -w 20 | head -n 3 >&2 ;;
+  esac
+done
+echo "Try \"sbatch --help\" for more information" >&2
+exit 1
+"#,
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&fake).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&fake, perms).unwrap();
+        let secret = "eyIuY3JlZGVudGlhbHMiOiJleUp6WTJobGJXVWlPaUpQUVhWMGFDSjkifQ==";
+        let cred = RunnerCredential::JitConfig(secret.into());
+        let p = pool();
+        let err = slurm(fake.to_str().unwrap())
+            .submit(&SubmitRequest {
+                runner_name: "r",
+                comment: "c",
+                pool: &p,
+                user: None,
+                group: None,
+                credential: &cred,
+            })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unrecognized option"), "{err}");
+        assert!(err.contains("--gha-runner=<redacted>"), "{err}");
+        for piece in secret.as_bytes().chunks(12) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(!err.contains(piece), "{piece} in {err}");
+        }
+    }
+
+    #[test]
+    fn any_runner_option_value_is_redacted() {
+        assert_eq!(
+            redact_runner_options(
+                "bad '--gha-runner=abc…' and \"--gha-runner=x y\" --gha-runner=\n--gha-runner=tail"
+            ),
+            "bad '--gha-runner=<redacted>' and \"--gha-runner=<redacted> y\" --gha-runner=<redacted>\n--gha-runner=<redacted>"
+        );
+        assert_eq!(redact_runner_options("nothing here"), "nothing here");
     }
 
     #[test]

@@ -176,6 +176,16 @@ async fn intake(app: &AppState, headers: &HeaderMap, body: Bytes) -> (StatusCode
             if let Some(secs) = transition.queue_to_start_secs {
                 app.metrics.queue_to_runner_start.observe(secs);
             }
+            if transition.runner_finished {
+                // The wake below runs a scale pass on the slot this frees.
+                tracing::info!(
+                    runner = update
+                        .as_ref()
+                        .and_then(|u| u.runner_name.as_deref())
+                        .unwrap_or(""),
+                    "runner finished its job"
+                );
+            }
             if let Some(u) = &update {
                 if ours == Some(false) && action.as_deref() == Some("queued") {
                     app.metrics.jobs_not_ours.inc();

@@ -5,17 +5,19 @@
 //! SIGKILLed), against the in-process GitHub simulator and the real Slurm with the plugin.
 //! `GHA_E2E_BURST` sets the burst size (default 200).
 
+mod dispatcher_support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dispatcher_support::{
+    cluster, config_text, eventually, secrets_dir, start_sim, ConfigSpec, SECRET,
+};
 use e2e::Cluster;
-use github_sim::model::{AppSpec, InstallationSpec, JobSpec, WebhookTarget, WorkflowSpec};
-use github_sim::{test_keys, Sim, SimConfig};
+use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
 
-const APP_ID: u64 = 4242;
-const SECRET: &str = "crash-webhook-secret";
 const PREFIX: &str = "e2e-crash";
 
 /// Build (if needed) and locate the `gha-dispatcher` binary next to this test's profile dir.
@@ -86,27 +88,6 @@ impl Drop for Daemon {
     }
 }
 
-async fn eventually(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<bool, String>,
-) {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        match check() {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => last = e,
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 fn our_slurm_jobs(cluster: &Cluster) -> Vec<String> {
     let out = cluster
         .command("squeue")
@@ -140,28 +121,11 @@ async fn kill_9_during_a_burst_then_restart_runs_every_job_exactly_once() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
-    let cluster = Cluster::shared();
+    let cluster = cluster();
     let bin = dispatcher_binary();
-    let sim = Sim::start(SimConfig::default()).await.unwrap();
-    sim.add_org("acme");
-    sim.add_repo("acme", "widgets");
-    sim.add_app(AppSpec {
-        id: APP_ID,
-        slug: "spank-gha".into(),
-        public_key_pem: test_keys::APP_PUBLIC_KEY_PEM.into(),
-    })
-    .unwrap();
-    sim.add_installation(InstallationSpec {
-        app_id: APP_ID,
-        account: "acme".into(),
-        permissions: None,
-    })
-    .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim().await;
+    let dir = secrets_dir();
     let d = dir.path();
-    std::fs::write(d.join("webhook-secret"), SECRET).unwrap();
-    std::fs::write(d.join("app.pem"), test_keys::APP_PRIVATE_KEY_PEM).unwrap();
     // Where each job records that it ran: our own directory (not the cluster's, which a
     // concurrent `ci/slurm-up` may recreate), writable by the job user.
     let markers = tempfile::Builder::new()
@@ -179,42 +143,24 @@ async fn kill_9_during_a_burst_then_restart_runs_every_job_exactly_once() {
     let config = d.join("config.toml");
     std::fs::write(
         &config,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:{port}"
-webhook_secret_file = "{d}/webhook-secret"
-[state]
-db_path = "{d}/state.db"
-[github]
-api_url = "{api}"
-app_id = {APP_ID}
-private_key_file = "{d}/app.pem"
-runner_name_prefix = "{PREFIX}"
-targets = [{{ org = "acme", repositories = ["acme/widgets"] }}]
-[slurm]
-job_script = "{script}"
-user = "{user}"
-group = "{user}"
-output = "{jobs}/%x-%j.out"
-chdir = "{jobs}"
-[scaling]
-reconcile_interval_secs = 2
+        config_text(&ConfigSpec {
+            dir: d,
+            api_url: &sim.url(),
+            listen: &format!("127.0.0.1:{port}"),
+            prefix: PREFIX,
+            sbatch: None,
+            scaling: "reconcile_interval_secs = 2
 boot_deadline_secs = 120
 sbatch_backoff_max_secs = 2
-submit_concurrency = 4
+submit_concurrency = 4",
+            pools: r#"
 [[pools]]
 name = "cpu"
 labels = ["linux"]
 max_runners = 40
 time_limit = "10:00"
 "#,
-            d = d.display(),
-            api = sim.url(),
-            script = cluster.dir().join("libexec/gha-runner-job").display(),
-            user = cluster.test_user(),
-            jobs = cluster.jobs_dir().display(),
-        ),
+        }),
     )
     .unwrap();
     let log = d.join("dispatcher.log");

@@ -6,28 +6,21 @@
 //! Each test has its own simulator, database and runner-name prefix, so tests sharing the
 //! cluster never see each other's Slurm jobs or runners.
 
+mod dispatcher_support;
+
 use std::path::Path;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use e2e::Cluster;
+use dispatcher_support::{cluster, config_text, secrets_dir, start_sim, ConfigSpec, SECRET};
 use gha_dispatcher::app::Running;
 use gha_dispatcher::config::Config;
-use github_sim::model::{
-    AppSpec, InstallationSpec, JobSpec, RunCreated, WebhookTarget, WorkflowSpec,
-};
-use github_sim::{test_keys, Faults, Sim, SimConfig};
+use github_sim::model::{JobSpec, RunCreated, WebhookTarget, WorkflowSpec};
+use github_sim::{Faults, Sim};
 
-const APP_ID: u64 = 4242;
-const SECRET: &str = "e2e-webhook-secret";
-
-fn cluster() -> &'static Cluster {
-    static ENV: Once = Once::new();
-    let cluster = Cluster::shared();
-    // The dispatcher, like every Slurm client, finds the cluster through SLURM_CONF.
-    ENV.call_once(|| std::env::set_var("SLURM_CONF", cluster.conf()));
-    cluster
-}
+/// Short timers so that hygiene and reconciliation happen within a test's time.
+const FAST_SCALING: &str = "reconcile_interval_secs = 2
+boot_deadline_secs = 15
+sbatch_backoff_max_secs = 2";
 
 struct Harness {
     sim: Sim,
@@ -64,61 +57,27 @@ where
 impl Harness {
     /// `pool_toml` is the `[[pools]]` section(s); `sbatch` overrides the sbatch command.
     async fn start(prefix: &str, pool_toml: &str, sbatch: Option<&Path>) -> Harness {
-        let cluster = cluster();
-        let sim = Sim::start(SimConfig::default()).await.unwrap();
-        sim.add_org("acme");
-        sim.add_repo("acme", "widgets");
-        sim.add_app(AppSpec {
-            id: APP_ID,
-            slug: "spank-gha".into(),
-            public_key_pem: test_keys::APP_PUBLIC_KEY_PEM.into(),
-        })
-        .unwrap();
-        sim.add_installation(InstallationSpec {
-            app_id: APP_ID,
-            account: "acme".into(),
-            permissions: None,
-        })
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
-        std::fs::write(dir.path().join("app.pem"), test_keys::APP_PRIVATE_KEY_PEM).unwrap();
-        let jobs = cluster.jobs_dir();
-        let config_text = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-webhook_secret_file = "{d}/webhook-secret"
-[state]
-db_path = "{d}/state.db"
-[github]
-api_url = "{api}"
-app_id = {APP_ID}
-private_key_file = "{d}/app.pem"
-runner_name_prefix = "{prefix}"
-targets = [{{ org = "acme", repositories = ["acme/widgets"] }}]
-[slurm]
-job_script = "{script}"
-sbatch = "{sbatch}"
-user = "{user}"
-group = "{user}"
-output = "{jobs}/%x-%j.out"
-chdir = "{jobs}"
-[scaling]
-reconcile_interval_secs = 2
-boot_deadline_secs = 15
-sbatch_backoff_max_secs = 2
-{pool_toml}
-"#,
-            d = dir.path().display(),
-            api = sim.url(),
-            script = cluster.dir().join("libexec/gha-runner-job").display(),
-            sbatch = sbatch
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "sbatch".into()),
-            user = cluster.test_user(),
-            jobs = jobs.display(),
-        );
+        Self::start_with(prefix, pool_toml, sbatch, FAST_SCALING).await
+    }
+
+    /// As [`Harness::start`], with the `[scaling]` lines given.
+    async fn start_with(
+        prefix: &str,
+        pool_toml: &str,
+        sbatch: Option<&Path>,
+        scaling: &str,
+    ) -> Harness {
+        let sim = start_sim().await;
+        let dir = secrets_dir();
+        let config_text = config_text(&ConfigSpec {
+            dir: dir.path(),
+            api_url: &sim.url(),
+            listen: "127.0.0.1:0",
+            prefix,
+            sbatch,
+            scaling,
+            pools: pool_toml,
+        });
         let mut h = Harness {
             sim,
             dispatcher: None,
@@ -310,14 +269,20 @@ async fn happy_path_queued_webhook_becomes_a_slurm_job_that_runs_it_as_gha_ci() 
     let marker = markers.path().join("whoami");
     let run = h.enqueue(vec![job(
         "build",
-        Some(format!("id -un > {}", marker.display())),
+        Some(format!(
+            "echo \"$(id -un) HOME=$HOME USER=$USER\" > {}",
+            marker.display()
+        )),
     )]);
     h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(90))
         .await;
 
+    // The job runs as gha-ci with gha-ci's own identity, not the root dispatcher's HOME.
+    let user = cluster().test_user();
+    let home = nix::unistd::User::from_name(user).unwrap().unwrap().dir;
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap().trim(),
-        cluster().test_user()
+        format!("{user} HOME={} USER={user}", home.display())
     );
     let counters = h.sim.counters();
     assert_eq!(
@@ -475,12 +440,22 @@ max_runners = 1
         "all three jobs to complete through a pool of one",
         Duration::from_secs(180),
         || {
-            let slurm = h.our_slurm_jobs().len();
+            // A runner whose job completed is done even while its Slurm job ends: its slot
+            // is free as soon as GitHub reports the job completed.
+            let finished: Vec<String> = ids
+                .iter()
+                .map(|id| h.sim.job(*id).unwrap())
+                .filter(|j| j.status == "completed")
+                .filter_map(|j| j.runner_name)
+                .collect();
+            let slurm = h
+                .our_slurm_jobs()
+                .into_iter()
+                .filter(|(_, name, _)| !finished.contains(name))
+                .count();
             let regs = h.our_registrations().len();
             max_seen = max_seen.max(slurm);
-            let done = ids
-                .iter()
-                .all(|id| h.sim.job(*id).unwrap().status == "completed");
+            let done = finished.len() == ids.len();
             async move {
                 if slurm > 1 {
                     return Err(format!("{slurm} Slurm jobs at once"));
@@ -649,5 +624,168 @@ job_script_args = ["--runner-root", "{}"]
         },
     )
     .await;
+    // Each reaped registration was deleted once, not again by the leftover sweep that
+    // follows in the same pass (its listing predates the delete). Counters first: a runner
+    // is marked abandoned before its DELETE.
+    let from = h.status().await["last_full_reconcile_at"]
+        .as_i64()
+        .unwrap_or(0);
+    eventually(
+        "the reaping pass to end",
+        Duration::from_secs(30),
+        || async {
+            let last = h.status().await["last_full_reconcile_at"]
+                .as_i64()
+                .unwrap_or(0);
+            Ok(last > from)
+        },
+    )
+    .await;
+    let deletes = h
+        .sim
+        .counters()
+        .calls("DELETE /orgs/{org}/actions/runners/{runner_id}");
+    let abandoned = h.status().await["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "abandoned")
+        .count() as u64;
+    assert!(
+        deletes <= abandoned,
+        "{deletes} DELETE calls for {abandoned} reaped runners"
+    );
     h.sim.cancel_run(run.run_id).unwrap();
+}
+
+/// GitHub calls so far that cost rate limit (every answer but a 304), by endpoint.
+fn charged_calls(sim: &Sim) -> Vec<(String, u64)> {
+    sim.counters()
+        .api
+        .into_iter()
+        .map(|(endpoint, c)| (endpoint, c.calls - c.not_modified))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_pool_takes_the_next_job_as_soon_as_its_runner_finishes() {
+    // The periodic pass is 5 minutes away: only the `completed` webhook (or the squeue
+    // check while the pool is full) can free the single slot within the deadline.
+    let pool = r#"
+[[pools]]
+name = "one"
+labels = ["linux"]
+max_runners = 1
+"#;
+    let h = Harness::start_with(
+        "e2e-prompt",
+        pool,
+        None,
+        "reconcile_interval_secs = 300\nboot_deadline_secs = 120",
+    )
+    .await;
+    let run = h.enqueue(vec![job("a", None), job("b", None), job("c", None)]);
+    h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(60))
+        .await;
+    assert_eq!(h.sim.counters().jit_configs_issued, 3);
+    let runners: std::collections::BTreeSet<String> = run
+        .job_ids
+        .iter()
+        .filter_map(|id| h.sim.job(*id).unwrap().runner_name)
+        .collect();
+    assert_eq!(
+        runners.len(),
+        3,
+        "one ephemeral runner per job: {runners:?}"
+    );
+    h.wait_nothing_left(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_cost_at_most_two_github_calls_each_and_no_runner_deletes() {
+    const JOBS: usize = 8;
+    // Full passes during and after the run (their clean-up is what is counted), but not
+    // so many that polling outweighs the jobs.
+    let h = Harness::start_with(
+        "e2e-calls",
+        CPU_POOL,
+        None,
+        "reconcile_interval_secs = 5\nboot_deadline_secs = 60",
+    )
+    .await;
+    let jobs = (0..JOBS).map(|i| job(&format!("j{i}"), None)).collect();
+    let run = h.enqueue(jobs);
+    h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(120))
+        .await;
+    h.wait_nothing_left(Duration::from_secs(60)).await;
+    // Two more full passes after everything ended: clean-up of finished runners is done.
+    for _ in 0..2 {
+        let from = h.status().await["last_full_reconcile_at"]
+            .as_i64()
+            .unwrap_or(0);
+        eventually("another full pass", Duration::from_secs(30), || async {
+            let last = h.status().await["last_full_reconcile_at"]
+                .as_i64()
+                .unwrap_or(0);
+            Ok(last > from)
+        })
+        .await;
+    }
+    assert_eq!(h.sim.counters().jit_configs_issued, JOBS as u64);
+    let charged = charged_calls(&h.sim);
+    let total: u64 = charged.iter().map(|(_, n)| n).sum();
+    eprintln!("{JOBS} jobs: {total} GitHub calls (304s excluded): {charged:?}");
+    let deletes: Vec<_> = charged
+        .iter()
+        .filter(|(endpoint, _)| endpoint.starts_with("DELETE"))
+        .collect();
+    assert!(
+        deletes.is_empty(),
+        "ephemeral runners that ran their job were deleted: {deletes:?}"
+    );
+    assert!(
+        total <= 2 * JOBS as u64,
+        "{total} calls for {JOBS} jobs: {charged:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_pool_notices_ended_slurm_jobs_without_webhooks() {
+    // Once the queued deliveries are in, every later delivery is lost: no `completed`
+    // webhook frees the slot, and the periodic pass is 5 minutes away, so only the squeue
+    // check run while the pool is full can start the next runner in time.
+    let pool = r#"
+[[pools]]
+name = "one"
+labels = ["linux"]
+max_runners = 1
+"#;
+    let h = Harness::start_with(
+        "e2e-squeue",
+        pool,
+        None,
+        "reconcile_interval_secs = 300\nboot_deadline_secs = 120",
+    )
+    .await;
+    let run = h.enqueue(vec![job("a", None), job("b", None), job("c", None)]);
+    let ids = run.job_ids.clone();
+    eventually("the queued deliveries", Duration::from_secs(30), || {
+        let delivered = h
+            .sim
+            .deliveries()
+            .into_iter()
+            .filter(|d| d.action.as_deref() == Some("queued") && d.outcome == "delivered")
+            .filter(|d| d.job_id.is_some_and(|j| ids.contains(&j)))
+            .count();
+        async move { Ok(delivered == 3) }
+    })
+    .await;
+    h.sim.set_faults(Faults {
+        drop_deliveries: 10_000,
+        ..Default::default()
+    });
+    h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(60))
+        .await;
+    assert!(h.sim.counters().deliveries_dropped >= 2);
 }

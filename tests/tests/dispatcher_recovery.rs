@@ -6,98 +6,43 @@
 //! On start, the first two registrations are deleted, the third job is adopted and serves one
 //! of the two queued jobs, and exactly one new runner is made for the other.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod dispatcher_support;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use dispatcher_support::{
+    cluster, config_text, eventually, secrets_dir, start_sim, ConfigSpec, APP_ID, SECRET,
+};
 use e2e::Cluster;
 use gha_dispatcher::config::{Config, Scope};
 use gha_dispatcher::db::{self, Db, RunnerState};
 use gha_dispatcher::github::{Credentials, GithubClient};
 use gha_dispatcher::metrics::Metrics;
-use github_sim::model::{AppSpec, InstallationSpec, JobSpec, WebhookTarget, WorkflowSpec};
-use github_sim::{test_keys, Sim, SimConfig};
+use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
+use github_sim::{test_keys, Sim};
 
-const APP_ID: u64 = 4242;
-const SECRET: &str = "recovery-webhook-secret";
 const PREFIX: &str = "e2e-recover";
 
-async fn eventually(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<bool, String>,
-) {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        match check() {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => last = e,
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// A simulator with org `acme`, the App installed, and a dispatcher config using `prefix`.
+/// A simulator, and a dispatcher config (not yet started) using `prefix`.
 async fn setup(prefix: &str) -> (&'static Cluster, Sim, tempfile::TempDir, Config) {
-    let cluster = Cluster::shared();
-    let sim = Sim::start(SimConfig::default()).await.unwrap();
-    sim.add_org("acme");
-    sim.add_repo("acme", "widgets");
-    sim.add_app(AppSpec {
-        id: APP_ID,
-        slug: "spank-gha".into(),
-        public_key_pem: test_keys::APP_PUBLIC_KEY_PEM.into(),
-    })
-    .unwrap();
-    sim.add_installation(InstallationSpec {
-        app_id: APP_ID,
-        account: "acme".into(),
-        permissions: None,
-    })
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("webhook-secret"), SECRET).unwrap();
-    std::fs::write(d.join("app.pem"), test_keys::APP_PRIVATE_KEY_PEM).unwrap();
-    let jobs_dir = cluster.jobs_dir();
-    let script = cluster.dir().join("libexec/gha-runner-job");
-    let config_text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-webhook_secret_file = "{d}/webhook-secret"
-[state]
-db_path = "{d}/state.db"
-[github]
-api_url = "{api}"
-app_id = {APP_ID}
-private_key_file = "{d}/app.pem"
-runner_name_prefix = "{prefix}"
-targets = [{{ org = "acme", repositories = ["acme/widgets"] }}]
-[slurm]
-job_script = "{script}"
-user = "{user}"
-group = "{user}"
-output = "{jobs}/%x-%j.out"
-chdir = "{jobs}"
-[scaling]
-reconcile_interval_secs = 2
+    let cluster = cluster();
+    let sim = start_sim().await;
+    let dir = secrets_dir();
+    let config_text = config_text(&ConfigSpec {
+        dir: dir.path(),
+        api_url: &sim.url(),
+        listen: "127.0.0.1:0",
+        prefix,
+        sbatch: None,
+        scaling: "reconcile_interval_secs = 2",
+        pools: r#"
 [[pools]]
 name = "cpu"
 labels = ["linux"]
 max_runners = 5
 "#,
-        d = d.display(),
-        api = sim.url(),
-        script = script.display(),
-        user = cluster.test_user(),
-        jobs = jobs_dir.display(),
-    );
+    });
     let config = Config::parse(&config_text).unwrap();
     (cluster, sim, dir, config)
 }
@@ -183,7 +128,6 @@ async fn restart_recovers_every_interrupted_runner_state() {
         .unwrap();
 
     // Restart.
-    std::env::set_var("SLURM_CONF", cluster.conf());
     let secrets = config.load_secrets().unwrap();
     let db_path = config.db_path.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -340,7 +284,6 @@ async fn a_busy_runner_is_never_deleted() {
     )
     .await;
 
-    std::env::set_var("SLURM_CONF", cluster.conf());
     let secrets = config.load_secrets().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gha_dispatcher::app::start(config, secrets, Some(listener))

@@ -234,6 +234,11 @@ fn run(args: &Args) -> Result<()> {
                     })(),
                 );
                 measured.metrics_text = stack.dispatcher.metrics().ok();
+                // Keep the dispatcher's log with the report (its state dir is temporary).
+                let out = report_dir(cluster, args);
+                if std::fs::create_dir_all(&out).is_ok() {
+                    let _ = std::fs::copy(stack.dispatcher.log_path(), out.join("dispatcher.log"));
+                }
                 say("waiting for runners, Slurm jobs and work dirs to be gone");
                 match stack.wait_quiet(Duration::from_secs(120)) {
                     Ok(left) => measured.leftovers = Some(left.to_string()),
@@ -253,11 +258,7 @@ fn run(args: &Args) -> Result<()> {
         problems,
         details: details(&measured),
     };
-    let out = if args.out.is_absolute() {
-        args.out.clone()
-    } else {
-        cluster.repo_root().join(&args.out)
-    };
+    let out = report_dir(cluster, args);
     let (json_path, md_path) = report.write(&out)?;
     println!("{}", report.markdown());
     say(format!(
@@ -266,6 +267,15 @@ fn run(args: &Args) -> Result<()> {
         md_path.display()
     ));
     Ok(())
+}
+
+/// Where the report goes: `--out`, relative to the repository root.
+fn report_dir(cluster: &Cluster, args: &Args) -> PathBuf {
+    if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        cluster.repo_root().join(&args.out)
+    }
 }
 
 /// A JIT config in GitHub's format (the plugin may check it), pointing nowhere: the timed job
@@ -524,16 +534,32 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
         goal: "< 50 MB".into(),
         measured: match &m.tracked {
             Some(t) => format!(
-                "{:.1} MiB (max over 5 s after all {} webhooks were answered 2xx; dispatcher's /status then showed {} queued on the pool; lifetime peak {:.1} MiB; {:.1} MiB before)",
+                "{:.1} MiB (max over 5 s after the {} webhooks were answered, {} of them 2xx{}; dispatcher's /status then showed {} queued on the pool; lifetime peak {:.1} MiB; {:.1} MiB before)",
                 t.rss_max_mib,
+                t.jobs,
                 t.answered_2xx,
+                if t.answered_2xx < t.jobs {
+                    format!(
+                        " (answers by status: {})",
+                        t.answers_by_status
+                            .iter()
+                            .map(|(code, n)| format!("{}: {n}", if *code == 0 { "none".to_owned() } else { code.to_string() }))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                } else {
+                    String::new()
+                },
                 t.dispatcher_queued.map_or("?".into(), |n| n.to_string()),
                 t.rss_peak_hwm_mib,
                 t.rss_before_mib
             ),
             None => not_measured("tracked phase did not run"),
         },
-        meets_goal: m.tracked.as_ref().map(|t| t.rss_max_mib * 1.048_576 < 50.0),
+        meets_goal: m
+            .tracked
+            .as_ref()
+            .map(|t| t.rss_max_mib * 1.048_576 < 50.0 && t.answered_2xx == t.jobs),
         how: "VmRSS from /proc/<pid>/status, sampled every 200 ms; the jobs are queued on a pool \
               with max_runners 2, so the dispatcher holds them as demand."
             .into(),
