@@ -52,6 +52,40 @@ impl Running {
     }
 }
 
+/// Add the config's `slurm.user_map` entries whose key is not in the database yet. Rows
+/// already there (an earlier seed, or an API write) win, so API changes survive restarts.
+/// Entries naming a user the passwd database does not know are skipped with an error
+/// (a job submitted for it could only fail).
+async fn seed_mapping(db: &Db, config: &Config) -> anyhow::Result<()> {
+    let mut entries = config.slurm.user_map.clone();
+    entries.retain(
+        |e| match crate::usermap::unix_user_exists(&e.unix_user) {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::error!(key = %e.repo_key, user = %e.unix_user, "slurm.user_map names an unknown Unix user; entry not seeded");
+                false
+            }
+            Err(err) => {
+                tracing::error!(key = %e.repo_key, user = %e.unix_user, error = %err, "cannot look up the Unix user of a slurm.user_map entry; entry not seeded");
+                false
+            }
+        },
+    );
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let inserted = db
+        .call(move |c| crate::db::seed_repo_users(c, &entries))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot seed the repository mapping: {e}"))?;
+    tracing::info!(
+        inserted,
+        configured = config.slurm.user_map.len(),
+        "repository mapping seeded from slurm.user_map"
+    );
+    Ok(())
+}
+
 async fn stopped(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow() {
         if rx.changed().await.is_err() {
@@ -73,6 +107,7 @@ pub async fn start(
             config.db_path.display()
         )
     })?;
+    seed_mapping(&db, &config).await?;
     let metrics = Arc::new(Metrics::new());
     let credentials = match (&config.github.auth, &secrets.github) {
         (
@@ -106,6 +141,7 @@ pub async fn start(
         metrics: metrics.clone(),
         wake: wake.clone(),
         shared: shared.clone(),
+        admin_token: secrets.admin_token.clone().map(Arc::new),
     };
     let listener = match listener {
         Some(l) => l,

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::db::RepoUser;
+
 pub const DEFAULT_DB_PATH: &str = "/var/lib/gha-dispatcher/state.db";
 
 /// One problem found in the config file.
@@ -60,6 +62,8 @@ struct RawConfig {
 struct RawServer {
     listen: Spanned<String>,
     webhook_secret_file: Spanned<PathBuf>,
+    admin_token_file: Option<PathBuf>,
+    munge_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,9 +111,33 @@ struct RawSlurm {
     user: Option<String>,
     group: Option<String>,
     #[serde(default)]
-    user_map: BTreeMap<String, Spanned<String>>,
+    user_map: BTreeMap<String, Spanned<RawMapped>>,
+    #[serde(default)]
+    unmapped: UnmappedPolicy,
     output: Option<String>,
     chdir: Option<PathBuf>,
+}
+
+/// A `user_map` value: `"user"` or `{ user = "..", account = ".." }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawMapped {
+    User(String),
+    Full {
+        user: String,
+        account: Option<String>,
+    },
+}
+
+/// What jobs of a repository with no `user_map`/API entry do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnmappedPolicy {
+    /// Run as `slurm.user` (the service user).
+    #[default]
+    ServiceUser,
+    /// Give them no runner; counted in `jobs_refused_total{reason="unmapped"}` and `/status`.
+    Refuse,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,24 +320,12 @@ pub struct SlurmConfig {
     pub scancel: PathBuf,
     pub user: Option<String>,
     pub group: Option<String>,
-    /// Scope key (`owner` or `owner/repo`) to Unix user.
-    pub user_map: BTreeMap<String, String>,
+    /// The seed of the repository mapping (`owner` or `owner/repo` to user and account);
+    /// at start, entries whose key is not in the database yet are added (see `usermap`).
+    pub user_map: Vec<RepoUser>,
+    pub unmapped: UnmappedPolicy,
     pub output: Option<String>,
     pub chdir: Option<PathBuf>,
-}
-
-impl SlurmConfig {
-    /// The Unix user jobs of `scope` run as: the mapped user, else the service user.
-    pub fn user_for(&self, scope: &Scope) -> Option<&str> {
-        let specific = match scope {
-            Scope::Org(org) => self.user_map.get(org),
-            Scope::Repo { owner, name } => self
-                .user_map
-                .get(&format!("{owner}/{name}"))
-                .or_else(|| self.user_map.get(owner)),
-        };
-        specific.map(String::as_str).or(self.user.as_deref())
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -344,6 +360,10 @@ pub struct PoolConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub webhook_secret_file: PathBuf,
+    /// The token `POST /repositories/:user` needs; without it the mapping is read-only.
+    pub admin_token_file: Option<PathBuf>,
+    /// munged's socket for `unmunge`; `None`: munge's compiled-in default.
+    pub munge_socket: Option<PathBuf>,
     pub db_path: PathBuf,
     pub github: GithubConfig,
     pub slurm: SlurmConfig,
@@ -356,6 +376,7 @@ pub struct Config {
 pub struct Secrets {
     pub webhook_secret: Vec<u8>,
     pub github: GithubSecret,
+    pub admin_token: Option<String>,
 }
 
 #[derive(Clone)]
@@ -590,12 +611,30 @@ impl Config {
             }
         }
 
-        let mut user_map = BTreeMap::new();
+        let mut user_map = Vec::new();
         for (k, v) in &raw.slurm.user_map {
-            if v.get_ref().is_empty() {
-                issues.at(format!("slurm.user_map.{k}"), v.span(), "empty user name");
+            let key = format!("slurm.user_map.\"{k}\"");
+            if let Err(e) = crate::usermap::check_key(k) {
+                issues.at(&key, v.span(), e);
             }
-            user_map.insert(k.clone(), v.get_ref().clone());
+            let (user, account) = match v.get_ref() {
+                RawMapped::User(u) => (u.clone(), None),
+                RawMapped::Full { user, account } => (user.clone(), account.clone()),
+            };
+            if user.is_empty() {
+                issues.at(&key, v.span(), "empty user name");
+            }
+            if user_map
+                .iter()
+                .any(|e: &RepoUser| e.repo_key.eq_ignore_ascii_case(k))
+            {
+                issues.at(&key, v.span(), "mapped twice (names are case-insensitive)");
+            }
+            user_map.push(RepoUser {
+                repo_key: k.clone(),
+                unix_user: user,
+                account,
+            });
         }
         if !raw.slurm.job_script.get_ref().is_absolute() {
             issues.at(
@@ -701,6 +740,8 @@ impl Config {
         Ok(Config {
             listen,
             webhook_secret_file: raw.server.webhook_secret_file.get_ref().clone(),
+            admin_token_file: raw.server.admin_token_file,
+            munge_socket: raw.server.munge_socket,
             db_path: raw.state.db_path.unwrap_or_else(|| DEFAULT_DB_PATH.into()),
             github: GithubConfig {
                 api_url,
@@ -717,6 +758,7 @@ impl Config {
                 user: raw.slurm.user,
                 group: raw.slurm.group,
                 user_map,
+                unmapped: raw.slurm.unmapped,
                 output: raw.slurm.output,
                 chdir: raw.slurm.chdir,
             },
@@ -755,6 +797,10 @@ impl Config {
             }
         };
         let webhook = read("server.webhook_secret_file", &self.webhook_secret_file);
+        let admin_token = self.admin_token_file.as_ref().and_then(|path| {
+            read("server.admin_token_file", path)
+                .map(|b| String::from_utf8_lossy(trim_ascii(&b)).into_owned())
+        });
         let github = match &self.github.auth {
             AuthConfig::App {
                 private_key_file, ..
@@ -778,6 +824,7 @@ impl Config {
             (Some(webhook), Some(github)) if list.is_empty() => Ok(Secrets {
                 webhook_secret: trim_ascii(&webhook).to_vec(),
                 github,
+                admin_token,
             }),
             _ => Err(ConfigError::Invalid { issues: list }),
         }
@@ -814,7 +861,7 @@ targets = [{ org = "acme", repositories = ["acme/widgets"] }, { repo = "other/th
 job_script = "/usr/libexec/spank-gha/gha-runner-job"
 user = "gha-ci"
 group = "gha-ci"
-user_map = { "other/thing" = "alice" }
+user_map = { "other/thing" = "alice", "acme" = { user = "bob", account = "proj" } }
 
 [[pools]]
 name = "cpu"
@@ -855,15 +902,31 @@ gres = "gpu:1"
         );
         assert_eq!(cfg.github.scope_for_repo("stranger/x"), None);
         assert_eq!(
-            cfg.slurm.user_for(&Scope::Org("acme".into())),
-            Some("gha-ci")
+            cfg.slurm.user_map,
+            vec![
+                RepoUser {
+                    repo_key: "acme".into(),
+                    unix_user: "bob".into(),
+                    account: Some("proj".into())
+                },
+                RepoUser {
+                    repo_key: "other/thing".into(),
+                    unix_user: "alice".into(),
+                    account: None
+                },
+            ]
         );
-        assert_eq!(
-            cfg.slurm.user_for(&Scope::Repo {
-                owner: "other".into(),
-                name: "thing".into()
-            }),
-            Some("alice")
+        assert_eq!(cfg.slurm.unmapped, UnmappedPolicy::ServiceUser);
+        let bad = GOOD.replace(
+            "\"other/thing\" = \"alice\"",
+            "\"other/th ing\" = \"alice\"",
+        );
+        let Err(ConfigError::Invalid { issues }) = Config::parse(&bad) else {
+            panic!("bad user_map key accepted")
+        };
+        assert!(
+            issues[0].key.contains("other/th ing") && issues[0].line == Some(15),
+            "{issues:?}"
         );
     }
 

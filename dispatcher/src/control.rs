@@ -22,7 +22,8 @@ use crate::metrics::Metrics;
 use crate::pools;
 use crate::scaler::{self, PoolDemand, RunnerInfo, RunnerPhase, ScopeDemand};
 use crate::slurm::{QueuedJob, RunnerCredential, Slurm, SubmitRequest};
-use crate::status::SharedStatus;
+use crate::status::{RefusedJob, SharedStatus};
+use crate::usermap::{Mapping, Placement};
 
 /// A minted credential that has not yet reached `sbatch`. Given up after this long, since
 /// JIT configs go stale.
@@ -61,6 +62,8 @@ pub struct Controller {
     jobs_synced: Arc<std::sync::atomic::AtomicBool>,
     /// Set by a scale pass that left queued jobs waiting because a pool was at max_runners.
     saturated: Arc<std::sync::atomic::AtomicBool>,
+    /// Jobs already counted in `jobs_refused_total`, so each is counted once.
+    refused_counted: Arc<Mutex<HashSet<u64>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,6 +100,7 @@ impl Controller {
             last_prune: Arc::new(Mutex::new(None)),
             jobs_synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             saturated: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            refused_counted: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
@@ -325,7 +329,11 @@ impl Controller {
         }
     }
 
-    fn scopes(&self) -> Vec<Scope> {
+    /// The configured scopes, plus those of our runners registered on one repository of an
+    /// organization target (see `usermap`: repositories with a user of their own), live or
+    /// final with a registration: hygiene concludes "gone" from a listing, so it must cover them.
+    /// `None` when the database could not say.
+    async fn scopes(&self) -> Option<Vec<Scope>> {
         let mut scopes: Vec<Scope> = self
             .config
             .github
@@ -333,17 +341,33 @@ impl Controller {
             .iter()
             .map(|t| t.scope.clone())
             .collect();
+        let ours = self
+            .db
+            .call(|c| {
+                let mut rows = db::live_runners(c)?;
+                rows.extend(db::final_runners_with_registration(c)?);
+                Ok(rows)
+            })
+            .await;
+        match ours {
+            Ok(rows) => scopes.extend(rows.iter().filter_map(|r| Scope::from_key(&r.scope))),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read runner scopes");
+                return None;
+            }
+        }
         scopes.sort();
         scopes.dedup();
-        scopes
+        Some(scopes)
     }
 
     /// Online/busy state of our runners. `None` when any scope could not be listed.
     async fn sync_runners_from_github(&self) -> Option<Listed> {
         let prefix = self.prefix();
         let mut all = HashMap::new();
-        let mut complete = true;
-        for scope in self.scopes() {
+        let scopes = self.scopes().await;
+        let mut complete = scopes.is_some();
+        for scope in scopes.unwrap_or_default() {
             match self.github.list_runners(&scope).await {
                 Ok(list) => {
                     for r in list.into_iter().filter(|r| r.name.starts_with(&prefix)) {
@@ -727,9 +751,15 @@ impl Controller {
         }
         let snapshot = self
             .db
-            .call(|c| Ok((db::jobs_with_status(c, "queued")?, db::live_runners(c)?)))
+            .call(|c| {
+                Ok((
+                    db::jobs_with_status(c, "queued")?,
+                    db::live_runners(c)?,
+                    db::repo_users(c)?,
+                ))
+            })
             .await;
-        let (queued, runners) = match snapshot {
+        let (queued, runners, mapping) = match snapshot {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read state for scaling");
@@ -750,25 +780,42 @@ impl Controller {
                 )
             })
             .collect();
+        // Demand is grouped by placement (scope, user, account): a runner only serves jobs
+        // that would run as the same user.
+        let mapping = Mapping::new(mapping);
+        let mut placements: HashMap<String, Placement> = HashMap::new();
+        let mut refused = Vec::new();
         for job in queued.iter().filter(|j| j.runner_name.is_none()) {
-            let Some(scope) = self.config.github.scope_for_repo(&job.repo) else {
-                continue;
-            };
             let Some(pool) = pools::select(&self.config.pools, &job.labels) else {
                 continue;
             };
+            let placement = match mapping.place(&self.config, &job.repo) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(refusal) => {
+                    refused.push(RefusedJob {
+                        job_id: job.job_id,
+                        repo: job.repo.clone(),
+                        reason: refusal.reason().to_string(),
+                    });
+                    continue;
+                }
+            };
+            let key = placement.key();
+            placements.entry(key.clone()).or_insert(placement);
             if let Some(d) = demand.get_mut(&pool.name) {
                 d.scopes
-                    .entry(scope.key())
+                    .entry(key)
                     .or_default()
                     .queued_jobs
                     .push(job.job_id);
             }
         }
+        self.publish_refused(refused);
         for row in &runners {
             if let Some(d) = demand.get_mut(&row.pool) {
                 d.scopes
-                    .entry(row.scope.clone())
+                    .entry(self.placement_key_of(row))
                     .or_insert_with(ScopeDemand::default)
                     .runners
                     .push(RunnerInfo {
@@ -794,8 +841,10 @@ impl Controller {
                 saturated = true;
                 tracing::debug!(pool = %pool.name, waiting = decision.blocked_by_max, "pool at max_runners");
             }
-            for (scope, job) in decision.create {
-                to_create.push((pool.clone(), scope, job));
+            for (key, job) in decision.create {
+                if let Some(placement) = placements.get(&key) {
+                    to_create.push((pool.clone(), placement.clone(), job));
+                }
             }
         }
         self.saturated
@@ -819,16 +868,41 @@ impl Controller {
         }
         let limit = Arc::new(Semaphore::new(self.config.scaling.submit_concurrency));
         let mut tasks = JoinSet::new();
-        for (pool, scope, job) in to_create {
+        for (pool, placement, job) in to_create {
             let this = self.clone();
             let limit = limit.clone();
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                this.create_runner(&pool, &scope, job).await;
+                this.create_runner(&pool, &placement, job).await;
             });
         }
         while tasks.join_next().await.is_some() {}
         self.refresh_runner_gauges().await;
+    }
+
+    /// The scaler's group of an existing runner (rows from before the mapping: service user).
+    fn placement_key_of(&self, row: &RunnerRow) -> String {
+        Placement::key_of(
+            &row.scope,
+            row.run_as.as_deref().or(self.config.slurm.user.as_deref()),
+            row.account.as_deref(),
+        )
+    }
+
+    /// Refused jobs go to `/status` (all currently refused) and the metric (each job once).
+    fn publish_refused(&self, refused: Vec<RefusedJob>) {
+        {
+            let mut counted = lock(&self.refused_counted);
+            for job in &refused {
+                if counted.insert(job.job_id) {
+                    self.metrics.jobs_refused(&job.reason);
+                    tracing::warn!(job = job.job_id, repo = %job.repo, reason = %job.reason, "job refused: no runner will be created");
+                }
+            }
+            let current: HashSet<u64> = refused.iter().map(|j| j.job_id).collect();
+            counted.retain(|id| current.contains(id));
+        }
+        lock(&self.shared).refused_jobs = refused;
     }
 
     async fn refresh_runner_gauges(&self) {
@@ -888,15 +962,20 @@ impl Controller {
         }
     }
 
-    async fn create_runner(&self, pool: &PoolConfig, scope_key: &str, for_job: u64) {
-        let Some(scope) = Scope::from_key(scope_key) else {
-            return;
-        };
+    async fn create_runner(&self, pool: &PoolConfig, placement: &Placement, for_job: u64) {
+        let scope = placement.scope.clone();
+        let scope_key = scope.key();
         let name = runner_name(&self.config.github.runner_name_prefix, &pool.name);
-        let (n, p, s) = (name.clone(), pool.name.clone(), scope_key.to_string());
+        let (n, p, s) = (name.clone(), pool.name.clone(), scope_key.clone());
+        let (user, account) = (placement.user.clone(), placement.account.clone());
         if let Err(e) = self
             .db
-            .call(move |c| db::insert_minting_runner(c, &n, &p, &s, Some(for_job)))
+            .call(move |c| {
+                let tx = c.transaction()?;
+                db::insert_minting_runner(&tx, &n, &p, &s, Some(for_job))?;
+                db::set_runner_identity(&tx, &n, user.as_deref(), account.as_deref())?;
+                tx.commit()
+            })
             .await
         {
             tracing::error!(error = %e, "cannot record runner intent; not minting");
@@ -1004,9 +1083,17 @@ impl Controller {
             tracing::error!(runner = %name, pool = %row.pool, "pool no longer configured");
             return false;
         };
-        let scope = Scope::from_key(&row.scope);
-        let user = scope.as_ref().and_then(|s| self.config.slurm.user_for(s));
-        let group = self.config.slurm.group.as_deref();
+        let user = row.run_as.as_deref().or(self.config.slurm.user.as_deref());
+        // The service user runs with `slurm.group`; a mapped user with its primary group.
+        let group = match user {
+            Some(u) if Some(u) != self.config.slurm.user.as_deref() => {
+                match nix::unistd::User::from_name(u) {
+                    Ok(Some(entry)) => Some(entry.gid.as_raw().to_string()),
+                    Ok(None) | Err(_) => None, // sbatch names the unknown user in its error
+                }
+            }
+            _ => self.config.slurm.group.clone(),
+        };
         let comment = format!(
             "gha-dispatcher runner={} pool={} scope={} job={}",
             row.name,
@@ -1021,7 +1108,8 @@ impl Controller {
             comment: &comment,
             pool,
             user,
-            group,
+            group: group.as_deref(),
+            account: row.account.as_deref(),
             credential: &credential,
         };
         match self.slurm.submit(&request).await {
@@ -1121,6 +1209,8 @@ mod tests {
             submitted_at: None,
             slurm_started_at: None,
             finished_at: None,
+            run_as: None,
+            account: None,
         }
     }
 

@@ -23,7 +23,8 @@ pub enum DbError {
     Join(String),
 }
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE deliveries (
     delivery_id TEXT PRIMARY KEY,
     event       TEXT NOT NULL,
@@ -65,7 +66,22 @@ CREATE TABLE runners (
     finished_at      INTEGER
 );
 CREATE INDEX runners_by_state ON runners(state);
-"#];
+"#,
+    r#"
+-- Repository (`owner/repo`) or organization (`owner`) to Unix user. The key is the primary
+-- key, so a repository maps to at most one user; GitHub names are case-insensitive.
+CREATE TABLE repo_users (
+    repo_key   TEXT PRIMARY KEY COLLATE NOCASE,
+    unix_user  TEXT NOT NULL,
+    account    TEXT,
+    updated_ms INTEGER NOT NULL
+);
+CREATE INDEX repo_users_by_user ON repo_users(unix_user);
+-- Who a runner's Slurm job runs as (NULL: the service user) and its Slurm account.
+ALTER TABLE runners ADD COLUMN run_as TEXT;
+ALTER TABLE runners ADD COLUMN account TEXT;
+"#,
+];
 
 /// Status of a GitHub job as far as we know; the rank only moves forward so a late or
 /// repeated delivery never undoes a newer one.
@@ -174,6 +190,10 @@ pub struct RunnerRow {
     pub submitted_at: Option<i64>,
     pub slurm_started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The Unix user its Slurm job runs as; `None`: the service user (`slurm.user`).
+    pub run_as: Option<String>,
+    /// The Slurm account from the repository mapping; `None`: the pool's.
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,7 +419,7 @@ pub fn job(conn: &Connection, job_id: u64) -> rusqlite::Result<Option<JobRow>> {
     .optional()
 }
 
-const RUNNER_COLUMNS: &str = "name, pool, scope, state, for_job_id, github_runner_id, slurm_job_id, slurm_state, online, ever_online, busy, assigned_job_id, last_error, created_at, submitted_at, slurm_started_at, finished_at";
+const RUNNER_COLUMNS: &str = "name, pool, scope, state, for_job_id, github_runner_id, slurm_job_id, slurm_state, online, ever_online, busy, assigned_job_id, last_error, created_at, submitted_at, slurm_started_at, finished_at, run_as, account";
 
 fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunnerRow> {
     let state: String = r.get(3)?;
@@ -421,6 +441,8 @@ fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunnerRow> {
         submitted_at: r.get(14)?,
         slurm_started_at: r.get(15)?,
         finished_at: r.get(16)?,
+        run_as: r.get(17)?,
+        account: r.get(18)?,
     })
 }
 
@@ -472,6 +494,107 @@ pub fn insert_minting_runner(
         params![name, pool, scope, for_job_id.map(|j| j as i64), now_secs()],
     )?;
     Ok(())
+}
+
+/// Who the runner's Slurm job runs as; written in the same transaction as its intent row.
+pub fn set_runner_identity(
+    conn: &Connection,
+    name: &str,
+    run_as: Option<&str>,
+    account: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runners SET run_as = ?2, account = ?3 WHERE name = ?1",
+        params![name, run_as, account],
+    )?;
+    Ok(())
+}
+
+/// One row of the repository mapping: `owner/repo` or `owner` to a Unix user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoUser {
+    pub repo_key: String,
+    pub unix_user: String,
+    pub account: Option<String>,
+}
+
+fn repo_user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RepoUser> {
+    Ok(RepoUser {
+        repo_key: r.get(0)?,
+        unix_user: r.get(1)?,
+        account: r.get(2)?,
+    })
+}
+
+/// The whole mapping.
+pub fn repo_users(conn: &Connection) -> rusqlite::Result<Vec<RepoUser>> {
+    let mut stmt =
+        conn.prepare("SELECT repo_key, unix_user, account FROM repo_users ORDER BY repo_key")?;
+    let rows = stmt.query_map([], repo_user_from_row)?;
+    rows.collect()
+}
+
+/// The entries mapped to `unix_user`.
+pub fn repositories_of(conn: &Connection, unix_user: &str) -> rusqlite::Result<Vec<RepoUser>> {
+    let mut stmt = conn.prepare(
+        "SELECT repo_key, unix_user, account FROM repo_users WHERE unix_user = ?1 ORDER BY repo_key",
+    )?;
+    let rows = stmt.query_map(params![unix_user], repo_user_from_row)?;
+    rows.collect()
+}
+
+/// Insert the config's entries whose key is not in the table yet; existing rows (earlier
+/// seeds or API writes) are kept. Returns how many were inserted.
+pub fn seed_repo_users(conn: &mut Connection, entries: &[RepoUser]) -> rusqlite::Result<usize> {
+    let tx = conn.transaction()?;
+    let mut inserted = 0;
+    for e in entries {
+        inserted += tx.execute(
+            "INSERT OR IGNORE INTO repo_users (repo_key, unix_user, account, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![e.repo_key, e.unix_user, e.account, now_millis()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(inserted)
+}
+
+/// Replace `unix_user`'s whole list in one transaction. Keys already mapped to another user
+/// are returned (sorted) and nothing changes.
+pub fn replace_repositories(
+    conn: &mut Connection,
+    unix_user: &str,
+    entries: &[RepoUser],
+) -> rusqlite::Result<Result<(), Vec<(String, String)>>> {
+    let tx = conn.transaction()?;
+    let mut conflicts = Vec::new();
+    for e in entries {
+        let owner: Option<String> = tx
+            .query_row(
+                "SELECT unix_user FROM repo_users WHERE repo_key = ?1 AND unix_user <> ?2",
+                params![e.repo_key, unix_user],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(owner) = owner {
+            conflicts.push((e.repo_key.clone(), owner));
+        }
+    }
+    if !conflicts.is_empty() {
+        conflicts.sort();
+        return Ok(Err(conflicts)); // dropping `tx` rolls back (nothing was written)
+    }
+    tx.execute(
+        "DELETE FROM repo_users WHERE unix_user = ?1",
+        params![unix_user],
+    )?;
+    for e in entries {
+        tx.execute(
+            "INSERT INTO repo_users (repo_key, unix_user, account, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![e.repo_key, unix_user, e.account, now_millis()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(Ok(()))
 }
 
 pub fn set_runner_registered(

@@ -1,4 +1,4 @@
-//! `gha-dispatcher` command line: `serve`, `check-config`, `status`.
+//! `gha-dispatcher` command line: `serve`, `check-config`, `status`, `repositories`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +42,23 @@ enum Command {
         /// Print the JSON document instead of tables.
         #[arg(long)]
         json: bool,
+    },
+    /// Print the repositories whose jobs run as USER (default: you), proving who you are
+    /// with a MUNGE credential (run it on a login node of the cluster).
+    Repositories {
+        /// Base URL of the dispatcher; default: from the config's `server.listen`.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, short, env = "GHA_DISPATCHER_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// munged's socket; default: the config's `server.munge_socket`, else munge's own.
+        #[arg(long)]
+        munge_socket: Option<PathBuf>,
+        /// Print the JSON list.
+        #[arg(long)]
+        json: bool,
+        /// The Unix user; default: the one running this command.
+        user: Option<String>,
     },
 }
 
@@ -142,7 +159,81 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Repositories {
+            url,
+            config,
+            munge_socket,
+            json,
+            user,
+        } => match repositories(url, &config, munge_socket, json, user) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gha-dispatcher repositories: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+fn repositories(
+    url: Option<String>,
+    config: &std::path::Path,
+    munge_socket: Option<PathBuf>,
+    json: bool,
+    user: Option<String>,
+) -> anyhow::Result<()> {
+    // A login node may have no readable config: it is only needed for what was not given.
+    let cfg = if url.is_none() || munge_socket.is_none() {
+        Config::load(config).ok()
+    } else {
+        None
+    };
+    let url = match (url, &cfg) {
+        (Some(u), _) => u,
+        (None, Some(cfg)) => format!("http://{}", cfg.listen),
+        (None, None) => anyhow::bail!("give --url (cannot read {})", config.display()),
+    };
+    let socket = munge_socket.or_else(|| cfg.as_ref().and_then(|c| c.munge_socket.clone()));
+    let user = match user {
+        Some(u) => u,
+        None => {
+            let uid = nix::unistd::getuid().as_raw();
+            gha_dispatcher::usermap::unix_user_name(uid)?
+                .ok_or_else(|| anyhow::anyhow!("uid {uid} has no user name; give USER"))?
+        }
+    };
+    let credential = gha_dispatcher::munge::encode(socket.as_deref())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let body: serde_json::Value = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(format!("{}/repositories/{user}", url.trim_end_matches('/')))
+            .header("Authorization", format!("MUNGE {credential}"))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        if !status.is_success() {
+            let message = body["error"].as_str().unwrap_or("no message").to_string();
+            anyhow::bail!("{url} answered {status}: {message}");
+        }
+        Ok(body)
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    let list = body.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no repositories are mapped to {user}");
+    }
+    for entry in list {
+        let repository = entry["repository"].as_str().unwrap_or("?");
+        match entry["account"].as_str() {
+            Some(account) => println!("{repository}\taccount={account}"),
+            None => println!("{repository}"),
+        }
+    }
+    Ok(())
 }
 
 fn init_logging() {

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub runners_cancelled: Counter,
     pub runners_reaped: Family<Labels, Counter>,
     pub jobs_not_ours: Counter,
+    pub jobs_refused: Family<Labels, Counter>,
     pub reconcile_errors: Family<Labels, Counter>,
 }
 
@@ -55,6 +56,7 @@ impl Metrics {
             runners_cancelled: Counter::default(),
             runners_reaped: Family::default(),
             jobs_not_ours: Counter::default(),
+            jobs_refused: Family::default(),
             reconcile_errors: Family::default(),
             registry: Registry::default(),
         };
@@ -124,6 +126,11 @@ impl Metrics {
             m.jobs_not_ours.clone(),
         );
         registry.register(
+            "jobs_refused",
+            "Queued jobs of ours given no runner, by reason (unmapped: no user for the repository under slurm.unmapped = \"refuse\")",
+            m.jobs_refused.clone(),
+        );
+        registry.register(
             "reconcile_errors",
             "Reconcile steps that failed, by step",
             m.reconcile_errors.clone(),
@@ -148,6 +155,12 @@ impl Metrics {
 
     pub fn reaped(&self, reason: &str) {
         self.runners_reaped
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
+    pub fn jobs_refused(&self, reason: &str) {
+        self.jobs_refused
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
             .inc();
     }

@@ -1,5 +1,5 @@
 //! The HTTP side: router and shared state for `POST /webhook`, `GET /healthz`,
-//! `GET /metrics` and `GET /status`.
+//! `GET /metrics`, `GET /status` and `GET/POST /repositories/{username}`.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::db::{Db, JobUpdate};
 use crate::metrics::Metrics;
 use crate::status::{self, SharedStatus};
-use crate::{pools, webhook};
+use crate::{pools, repositories, webhook};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,6 +25,8 @@ pub struct AppState {
     /// Wakes the control loop when a delivery changed demand.
     pub wake: Arc<Notify>,
     pub shared: Arc<Mutex<SharedStatus>>,
+    /// Needed by `POST /repositories/{username}`; `None`: the mapping is read-only.
+    pub admin_token: Option<Arc<String>>,
 }
 
 impl AppState {
@@ -41,6 +43,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
+        .route(
+            "/repositories/{username}",
+            get(repositories::get)
+                .post(repositories::post)
+                .layer(DefaultBodyLimit::max(repositories::MAX_BODY_BYTES)),
+        )
         .layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES))
         .with_state(state)
 }

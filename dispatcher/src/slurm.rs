@@ -152,6 +152,8 @@ pub struct SubmitRequest<'a> {
     pub pool: &'a PoolConfig,
     pub user: Option<&'a str>,
     pub group: Option<&'a str>,
+    /// The mapped Slurm account; the pool's when `None`.
+    pub account: Option<&'a str>,
     pub credential: &'a RunnerCredential,
 }
 
@@ -183,7 +185,10 @@ impl Slurm {
         opt("mem", p.memory.clone());
         opt("gres", p.gres.clone());
         opt("time", p.time_limit.clone());
-        opt("account", p.account.clone());
+        opt(
+            "account",
+            req.account.or(p.account.as_deref()).map(str::to_string),
+        );
         opt("qos", p.qos.clone());
         opt("output", self.config.output.clone());
         opt(
@@ -391,6 +396,7 @@ mod tests {
             user: Some("gha-ci".into()),
             group: None,
             user_map: Default::default(),
+            unmapped: Default::default(),
             output: None,
             chdir: None,
         })
@@ -406,6 +412,7 @@ mod tests {
             pool: &p,
             user: Some("gha-ci"),
             group: None,
+            account: None,
             credential: &cred,
         });
         assert_eq!(
@@ -458,6 +465,7 @@ mod tests {
                 pool: &p,
                 user: None,
                 group: None,
+                account: None,
                 credential: &cred,
             })
             .await
@@ -504,6 +512,7 @@ exit 1
                 pool: &p,
                 user: None,
                 group: None,
+                account: None,
                 credential: &cred,
             })
             .await

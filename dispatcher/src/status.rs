@@ -19,6 +19,16 @@ pub struct SharedStatus {
     pub sbatch_retry_in_secs: Option<u64>,
     pub github_blocked_for_secs: Option<u64>,
     pub github_calls: BTreeMap<String, u64>,
+    /// Queued jobs of ours that get no runner (e.g. unmapped repository under "refuse").
+    #[serde(default)]
+    pub refused_jobs: Vec<RefusedJob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedJob {
+    pub job_id: u64,
+    pub repo: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +178,13 @@ pub fn render_table(status: &Status) -> String {
             out,
             "\nqueued jobs matching no pool: {}",
             status.jobs_queued_not_ours
+        );
+    }
+    for job in &status.shared.refused_jobs {
+        let _ = writeln!(
+            out,
+            "refused job {} of {}: {}",
+            job.job_id, job.repo, job.reason
         );
     }
     for (label, value) in [

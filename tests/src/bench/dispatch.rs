@@ -110,6 +110,7 @@ impl<'a> Stack<'a> {
             &self.prefix,
             &self.guard.seen,
             timeout,
+            &|| false,
         )
     }
 

@@ -244,6 +244,7 @@ fn run(args: &Args) -> Result<bool> {
                 &prefix,
                 &slurm_guard.seen,
                 Duration::from_secs(args.cleanup_secs),
+                &|| interrupted.load(Ordering::SeqCst),
             )?
         }
         Ending::TimedOut | Ending::Interrupted => {

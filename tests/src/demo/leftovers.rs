@@ -79,20 +79,21 @@ impl Leftovers {
         })
     }
 
-    /// Polls until nothing is left or `timeout` passes; returns what was found last. Runners
-    /// that got no job stop by themselves after the plugin's idle timeout, so this can take
-    /// that long.
+    /// Polls until nothing is left, `timeout` passes or `give_up()` says so (Ctrl-C); returns
+    /// what was found last. Runners that got no job stop by themselves after the plugin's idle
+    /// timeout, so this can take that long.
     pub fn wait_until_none(
         cluster: &Cluster,
         sim: &Sim,
         prefix: &str,
         extra_job_ids: &BTreeSet<u32>,
         timeout: Duration,
+        give_up: &dyn Fn() -> bool,
     ) -> Result<Leftovers> {
         let deadline = Instant::now() + timeout;
         loop {
             let found = Leftovers::collect(cluster, sim, prefix, extra_job_ids)?;
-            if found.is_empty() || Instant::now() >= deadline {
+            if found.is_empty() || Instant::now() >= deadline || give_up() {
                 return Ok(found);
             }
             std::thread::sleep(Duration::from_millis(250));
