@@ -189,7 +189,17 @@ mod tests {
             generated_at: "2026-01-01T00:00:00Z".into(),
             command: "ci/bench".into(),
             duration_secs: 12.0,
-            machine: Machine::describe(Path::new("/nonexistent")),
+            // Not Machine::describe(): sinfo without a reachable cluster waits on DNS lookups.
+            machine: Machine {
+                hostname: "host".into(),
+                os: "Debian".into(),
+                kernel: "6".into(),
+                cpu: "cpu".into(),
+                cpus: 2,
+                memory_gib: 1.0,
+                slurm: "slurm 22.05".into(),
+                rustc: "rustc".into(),
+            },
             metrics: vec![
                 Metric {
                     id: "1".into(),

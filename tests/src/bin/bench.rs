@@ -534,7 +534,7 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
         goal: "< 50 MB".into(),
         measured: match &m.tracked {
             Some(t) => format!(
-                "{:.1} MiB (max over 5 s after the {} webhooks were answered, {} of them 2xx{}; dispatcher's /status then showed {} queued on the pool; lifetime peak {:.1} MiB; {:.1} MiB before)",
+                "{:.1} MiB (max over 5 s after {} queued webhooks were answered; of all deliveries relayed meanwhile {} were 2xx{}; dispatcher's /status then showed {} queued on the pool; lifetime peak {:.1} MiB; {:.1} MiB before)",
                 t.rss_max_mib,
                 t.jobs,
                 t.answered_2xx,

@@ -83,15 +83,10 @@ fn run(args: &Args) -> Result<bool> {
         .tempdir()
         .context("creating the dispatcher's state directory")?;
     let docker_mode = plugin_docker_mode(cluster);
-    let mut docker_args = match docker_mode.as_str() {
+    let docker_args = match docker_mode.as_str() {
         "on-request" => vec!["--gha-docker".to_owned()],
         _ => Vec::new(),
     };
-    // Workaround (REQUESTS-spank-gha.md #4): the job would inherit root's HOME from the
-    // dispatcher, where the job user's rootless dockerd cannot read its config.
-    if let Some(home) = home_of(cluster.test_user()) {
-        docker_args.push(format!("--export=ALL,HOME={home}"));
-    }
     let spec = DispatcherSpec {
         pools: workflow::pools(docker_args),
         runner_name_prefix: prefix.clone(),
@@ -373,17 +368,6 @@ fn print_api_calls(counters: &Counters, jobs: usize) {
     for (key, calls) in by_endpoint {
         println!("               {calls:>5}  {key}");
     }
-}
-
-/// The home directory of `user` from the passwd database.
-fn home_of(user: &str) -> Option<String> {
-    let output = std::process::Command::new("getent")
-        .args(["passwd", user])
-        .output()
-        .ok()?;
-    let line = String::from_utf8_lossy(&output.stdout).into_owned();
-    let home = line.trim().split(':').nth(5)?.to_owned();
-    (!home.is_empty()).then_some(home)
 }
 
 /// Ctrl-C or SIGTERM.
