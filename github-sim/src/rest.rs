@@ -407,6 +407,22 @@ fn require_repo(w: &World, owner: &str, repo: &str) -> Result<String, ApiError> 
     }
 }
 
+/// The checks of every Actions endpoint of a repository, in GitHub's order: who is calling,
+/// does the repository exist (for them), may they read (or write) its Actions data.
+/// Returns the repository's key.
+fn authorize_actions(
+    w: &World,
+    headers: &HeaderMap,
+    owner: &str,
+    repo: &str,
+    write: bool,
+) -> Result<String, ApiError> {
+    let principal = authenticate(w, headers)?;
+    let k = require_repo(w, owner, repo)?;
+    require(&principal, Need::Actions { owner, write })?;
+    Ok(k)
+}
+
 fn org_scope(org: &str) -> Scope {
     Scope::Org(org.to_string())
 }
@@ -810,15 +826,7 @@ async fn get_job(
     headers: HeaderMap,
 ) -> ApiResult {
     let w = s.lock();
-    let p = authenticate(&w, &headers)?;
-    let k = require_repo(&w, &owner, &repo)?;
-    require(
-        &p,
-        Need::Actions {
-            owner: &owner,
-            write: false,
-        },
-    )?;
+    let k = authorize_actions(&w, &headers, &owner, &repo, false)?;
     let id: u64 = job_id.parse().map_err(|_| ApiError::not_found())?;
     match w.jobs.get(&id) {
         Some(j) if j.repo_key == k => ok(render::job(&w, j)),
@@ -833,15 +841,7 @@ async fn list_runs(
     Query(q): Query<Paging>,
 ) -> ApiResult {
     let w = s.lock();
-    let p = authenticate(&w, &headers)?;
-    let k = require_repo(&w, &owner, &repo)?;
-    require(
-        &p,
-        Need::Actions {
-            owner: &owner,
-            write: false,
-        },
-    )?;
+    let k = authorize_actions(&w, &headers, &owner, &repo, false)?;
     let mut runs: Vec<Value> = w
         .runs
         .values()
@@ -886,15 +886,7 @@ async fn get_run(
     headers: HeaderMap,
 ) -> ApiResult {
     let w = s.lock();
-    let p = authenticate(&w, &headers)?;
-    let k = require_repo(&w, &owner, &repo)?;
-    require(
-        &p,
-        Need::Actions {
-            owner: &owner,
-            write: false,
-        },
-    )?;
+    let k = authorize_actions(&w, &headers, &owner, &repo, false)?;
     let id = find_run(&w, &k, &run_id)?;
     ok(render::workflow_run(&w, &w.runs[&id]))
 }
@@ -906,15 +898,7 @@ async fn run_jobs(
     Query(q): Query<Paging>,
 ) -> ApiResult {
     let w = s.lock();
-    let p = authenticate(&w, &headers)?;
-    let k = require_repo(&w, &owner, &repo)?;
-    require(
-        &p,
-        Need::Actions {
-            owner: &owner,
-            write: false,
-        },
-    )?;
+    let k = authorize_actions(&w, &headers, &owner, &repo, false)?;
     if let Some(f) = q.filter.as_deref() {
         if f != "latest" && f != "all" {
             return Err(ApiError::validation(
@@ -949,15 +933,7 @@ async fn cancel_run(
     headers: HeaderMap,
 ) -> ApiResult {
     s.mutate(|w| {
-        let p = authenticate(w, &headers)?;
-        let k = require_repo(w, &owner, &repo)?;
-        require(
-            &p,
-            Need::Actions {
-                owner: &owner,
-                write: true,
-            },
-        )?;
+        let k = authorize_actions(w, &headers, &owner, &repo, true)?;
         let id = find_run(w, &k, &run_id)?;
         if w.run_status(&w.runs[&id]).0 == "completed" {
             return Err(ApiError::new(

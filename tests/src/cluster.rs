@@ -317,48 +317,23 @@ impl Cluster {
         Ok(())
     }
 
-    /// Processes owned by `user` now, as (pid, command line) pairs.
+    /// Live processes owned by `user` now, as (pid, command line) pairs.
     pub fn processes_of(&self, user: &str) -> Result<Vec<(u32, String)>> {
-        let uid = nix_uid(user)?;
-        let mut found = Vec::new();
-        for entry in fs::read_dir("/proc").context("reading /proc")? {
-            let entry = entry?;
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(status) = fs::read_to_string(entry.path().join("status")) else {
-                continue;
-            };
-            let owner = status
-                .lines()
-                .find_map(|line| line.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().next())
-                .and_then(|id| id.parse::<u32>().ok());
-            if owner == Some(uid) {
-                let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                found.push((pid, cmdline.trim().to_owned()));
-            }
-        }
-        Ok(found)
+        let uid = uid_of(user)?;
+        Ok(crate::procfs::processes()
+            .into_iter()
+            .filter(|p| p.uid == uid && !p.zombie)
+            .map(|p| (p.pid, p.cmdline))
+            .collect())
     }
 }
 
-/// The numeric uid of `user`, from `id -u`.
-fn nix_uid(user: &str) -> Result<u32> {
-    let output = Command::new("id")
-        .args(["-u", user])
-        .output()
-        .context("running id")?;
-    ensure!(output.status.success(), "no such user {user}");
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .with_context(|| format!("id -u {user} printed a non-number"))
+/// The numeric uid of `user`.
+fn uid_of(user: &str) -> Result<u32> {
+    let entry = nix::unistd::User::from_name(user)
+        .with_context(|| format!("looking up user {user}"))?
+        .with_context(|| format!("no such user {user}"))?;
+    Ok(entry.uid.as_raw())
 }
 
 /// `export KEY=value` lines, as slurm-up prints them.

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod demo;
+pub mod procfs;
 pub mod wait;
 
 pub use cluster::{Cluster, JobInfo, Submitted};

@@ -8,7 +8,7 @@
 mod dispatcher_support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,28 +19,6 @@ use e2e::Cluster;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
 
 const PREFIX: &str = "e2e-crash";
-
-/// Build (if needed) and locate the `gha-dispatcher` binary next to this test's profile dir.
-fn dispatcher_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "gha-dispatcher",
-            "--bin",
-            "gha-dispatcher",
-        ])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building gha-dispatcher failed");
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("gha-dispatcher");
-    assert!(bin.is_file(), "{} missing", bin.display());
-    bin
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -122,7 +100,7 @@ async fn kill_9_during_a_burst_then_restart_runs_every_job_exactly_once() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let cluster = cluster();
-    let bin = dispatcher_binary();
+    let bin = dispatcher_support::dispatcher_binary();
     let sim = start_sim().await;
     let dir = secrets_dir();
     let d = dir.path();

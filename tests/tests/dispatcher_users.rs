@@ -229,32 +229,6 @@ fn credential_of(user: Option<&str>) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// Build (if needed) and locate the `gha-dispatcher` binary next to this test's profile dir.
-fn dispatcher_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "gha-dispatcher",
-            "--bin",
-            "gha-dispatcher",
-        ])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building gha-dispatcher failed");
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("gha-dispatcher");
-    assert!(bin.is_file(), "{} missing", bin.display());
-    bin
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn mapped_repository_runs_as_its_user_and_unmapped_as_the_service_user() {
     let h = Harness::start("e2e-users", "service-user").await;
@@ -346,7 +320,7 @@ async fn mapped_repository_runs_as_its_user_and_unmapped_as_the_service_user() {
     assert_eq!(resp.status().as_u16(), 403);
 
     // The CLI, as gha-ci-2 would run it on a login node.
-    let bin = dispatcher_binary();
+    let bin = dispatcher_support::dispatcher_binary();
     let out = Command::new("runuser")
         .args(["-u", MAPPED_USER, "--"])
         .arg(&bin)

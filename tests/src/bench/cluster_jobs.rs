@@ -13,7 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
 use crate::cluster::Cluster;
-use crate::demo::procfs::{boottime_now, clock_ticks_per_second};
+use crate::procfs::{boottime_now, clock_ticks_per_second};
 
 /// The wrapped command: prints the batch shell's start time in clock ticks since boot.
 const PRINT_START: &str = "cut -d' ' -f22 /proc/$$/stat";

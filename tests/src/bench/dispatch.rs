@@ -15,10 +15,10 @@ use crate::bench::relay::{unix_now, Relay};
 use crate::bench::sbatch_timing::{which, SbatchTiming};
 use crate::cluster::Cluster;
 use crate::demo::leftovers::Leftovers;
-use crate::demo::procfs::{boottime_now, clock_ticks_per_second, cpu_seconds, memory_mib};
 use crate::demo::slurm::{self, CancelOnDrop};
 use crate::demo::stack::{random_hex, Dispatcher, DispatcherSpec, PoolSpec, SimWorld, ORG};
 use crate::demo::stats::Summary;
+use crate::procfs::{boottime_now, clock_ticks_per_second, cpu_seconds, memory_mib};
 
 const REPO: &str = "widgets";
 const CPU: &[&str] = &["self-hosted", "linux", "x64"];

@@ -2,7 +2,6 @@
 //! dispatcher), the demo workload, following jobs, the live board, and the leftover check.
 
 pub mod leftovers;
-pub mod procfs;
 pub mod progress;
 pub mod slurm;
 pub mod stack;

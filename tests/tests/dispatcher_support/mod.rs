@@ -5,7 +5,8 @@
 // Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -132,4 +133,27 @@ pub async fn eventually(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The `gha-dispatcher` binary, built if needed, from this test's profile directory: the crash
+/// and identity tests run it as a separate process, as an admin would.
+pub fn dispatcher_binary() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "gha-dispatcher",
+            "--bin",
+            "gha-dispatcher",
+        ])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building gha-dispatcher failed");
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir.join("gha-dispatcher");
+    assert!(bin.is_file(), "{} missing", bin.display());
+    bin
 }

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use e2e::procfs::processes;
 use e2e::{wait_for, Cluster, JobInfo, Submitted};
 
 /// Bound on a short job from submission to its end.
@@ -88,74 +89,26 @@ pub fn sha256_hex(text: &str) -> String {
 pub fn job_processes(job_id: u32) -> Vec<(u32, String)> {
     let marker = format!("SLURM_JOB_ID={job_id}");
     let dir = format!("/tmp/gha-{job_id}");
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let path = entry.path();
-        let Ok(stat) = fs::read_to_string(path.join("stat")) else {
-            continue;
-        };
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next());
-        if state == Some("Z") || pid == std::process::id() {
-            continue;
-        }
-        let environ = fs::read(path.join("environ")).unwrap_or_default();
-        let cmdline = fs::read(path.join("cmdline")).unwrap_or_default();
-        let cwd = fs::read_link(path.join("cwd")).unwrap_or_default();
-        let in_env = environ.split(|b| *b == 0).any(|v| v == marker.as_bytes());
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let refers = cmdline.contains(&format!("{dir}/"))
-            || cmdline.ends_with(&dir)
-            || cwd.starts_with(&dir);
-        if in_env || refers {
-            found.push((pid, cmdline.trim().to_owned()));
-        }
-    }
-    found
+    processes()
+        .into_iter()
+        .filter(|p| !p.zombie && p.pid != std::process::id())
+        .filter(|p| {
+            p.has_env(&marker)
+                || p.cmdline.contains(&format!("{dir}/"))
+                || p.cmdline.ends_with(&dir)
+                || p.cwd().is_some_and(|cwd| cwd.starts_with(&dir))
+        })
+        .map(|p| (p.pid, p.cmdline))
+        .collect()
 }
 
 /// Live processes running as a subordinate id (a rootless container's users), any job.
 pub fn subordinate_id_processes() -> Vec<(u32, String)> {
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(status) = fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let uid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().next())
-            .and_then(|id| id.parse::<u32>().ok());
-        let zombie = status
-            .lines()
-            .any(|l| l.starts_with("State:") && l.contains('Z'));
-        if uid.is_some_and(|u| (100_000..165_536).contains(&u)) && !zombie {
-            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
-        }
-    }
-    found
+    processes()
+        .into_iter()
+        .filter(|p| !p.zombie && (100_000..165_536).contains(&p.uid))
+        .map(|p| (p.pid, p.cmdline))
+        .collect()
 }
 
 /// Waits until nothing of the job is left on the node (work dir, processes, dockerd and its

@@ -1,7 +1,9 @@
-//! What `/proc` says about processes: start times on the kernel's boot clock (so a start seen
-//! by the kernel can be compared with a moment the driver noted), memory and CPU time.
+//! What `/proc` says about processes: which exist and whose they are (for the checks that a
+//! job left nothing behind), start times on the kernel's boot clock (so a start seen by the
+//! kernel can be compared with a moment the driver noted), memory and CPU time.
 
 use std::fs;
+use std::path::PathBuf;
 
 use anyhow::{ensure, Context, Result};
 
@@ -99,4 +101,65 @@ mod tests {
         let (rss, peak) = memory_mib(pid).unwrap();
         assert!(rss > 0.0 && peak >= rss);
     }
+}
+
+/// One process as `/proc` shows it.
+#[derive(Debug, Clone)]
+pub struct Process {
+    pub pid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Exited but not reaped (this VM's PID 1 leaves orphans unreaped): not running anything.
+    pub zombie: bool,
+    /// Arguments joined by spaces.
+    pub cmdline: String,
+}
+
+impl Process {
+    /// Does the process's environment hold exactly `assignment` (`KEY=value`)?
+    pub fn has_env(&self, assignment: &str) -> bool {
+        fs::read(format!("/proc/{}/environ", self.pid))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .any(|var| var == assignment.as_bytes())
+    }
+
+    /// Its working directory, if it can be read.
+    pub fn cwd(&self) -> Option<PathBuf> {
+        fs::read_link(format!("/proc/{}/cwd", self.pid)).ok()
+    }
+}
+
+/// Every process now, zombies included (filter on [`Process::zombie`]). Processes that exit
+/// while being read are left out.
+pub fn processes() -> Vec<Process> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let status = fs::read_to_string(entry.path().join("status")).ok()?;
+            let uid = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next())
+                .and_then(|id| id.parse().ok())?;
+            let zombie = status
+                .lines()
+                .any(|line| line.starts_with("State:") && line.contains('Z'));
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .trim()
+                .to_owned();
+            Some(Process {
+                pid,
+                uid,
+                zombie,
+                cmdline,
+            })
+        })
+        .collect()
 }
