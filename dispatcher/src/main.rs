@@ -111,7 +111,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match serve_runtime() {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("cannot start the async runtime: {e}");
@@ -276,4 +276,16 @@ async fn fetch_status(url: &str) -> anyhow::Result<Status> {
         .await?
         .error_for_status()?;
     Ok(response.json().await?)
+}
+
+/// Database calls are serialised on one SQLite connection, so more blocking threads than a few
+/// only wait on its lock: under a burst of webhooks tokio's default (up to 512) made hundreds of
+/// threads, each with its own stack and malloc arena, for no extra throughput.
+const MAX_BLOCKING_THREADS: usize = 8;
+
+fn serve_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
 }
