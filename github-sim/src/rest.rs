@@ -407,19 +407,18 @@ fn require_repo(w: &World, owner: &str, repo: &str) -> Result<String, ApiError> 
     }
 }
 
-/// The checks of every Actions endpoint of a repository, in GitHub's order: who is calling,
-/// does the repository exist (for them), may they read (or write) its Actions data.
-/// Returns the repository's key.
-fn authorize_actions(
+/// The checks of every repository endpoint, in GitHub's order: who is calling, does the
+/// repository exist (for them), do they hold `need` on it. Returns the repository's key.
+fn authorize_repo(
     w: &World,
     headers: &HeaderMap,
     owner: &str,
     repo: &str,
-    write: bool,
+    need: Need<'_>,
 ) -> Result<String, ApiError> {
     let principal = authenticate(w, headers)?;
     let k = require_repo(w, owner, repo)?;
-    require(&principal, Need::Actions { owner, write })?;
+    require(&principal, need)?;
     Ok(k)
 }
 
@@ -583,10 +582,11 @@ async fn repo_jit(
 ) -> ApiResult {
     let scope = {
         let w = s.lock();
-        let p = authenticate(&w, &headers)?;
-        let k = require_repo(&w, &owner, &repo)?;
-        require(
-            &p,
+        let k = authorize_repo(
+            &w,
+            &headers,
+            &owner,
+            &repo,
             Need::RepoAdmin {
                 owner: &owner,
                 write: true,
@@ -645,10 +645,11 @@ async fn repo_runners(
     Query(q): Query<Paging>,
 ) -> ApiResult {
     let w = s.lock();
-    let p = authenticate(&w, &headers)?;
-    let k = require_repo(&w, &owner, &repo)?;
-    require(
-        &p,
+    let k = authorize_repo(
+        &w,
+        &headers,
+        &owner,
+        &repo,
         Need::RepoAdmin {
             owner: &owner,
             write: false,
@@ -713,10 +714,11 @@ async fn repo_runner(
     headers: HeaderMap,
 ) -> ApiResult {
     let w = s.lock();
-    let p = authenticate(&w, &headers)?;
-    let k = require_repo(&w, &owner, &repo)?;
-    require(
-        &p,
+    let k = authorize_repo(
+        &w,
+        &headers,
+        &owner,
+        &repo,
         Need::RepoAdmin {
             owner: &owner,
             write: false,
@@ -753,10 +755,11 @@ async fn repo_runner_delete(
 ) -> ApiResult {
     let scope = {
         let w = s.lock();
-        let p = authenticate(&w, &headers)?;
-        let k = require_repo(&w, &owner, &repo)?;
-        require(
-            &p,
+        let k = authorize_repo(
+            &w,
+            &headers,
+            &owner,
+            &repo,
             Need::RepoAdmin {
                 owner: &owner,
                 write: true,
@@ -804,10 +807,11 @@ async fn repo_reg_token(
 ) -> ApiResult {
     let scope = {
         let w = s.lock();
-        let p = authenticate(&w, &headers)?;
-        let k = require_repo(&w, &owner, &repo)?;
-        require(
-            &p,
+        let k = authorize_repo(
+            &w,
+            &headers,
+            &owner,
+            &repo,
             Need::RepoAdmin {
                 owner: &owner,
                 write: true,
@@ -826,7 +830,16 @@ async fn get_job(
     headers: HeaderMap,
 ) -> ApiResult {
     let w = s.lock();
-    let k = authorize_actions(&w, &headers, &owner, &repo, false)?;
+    let k = authorize_repo(
+        &w,
+        &headers,
+        &owner,
+        &repo,
+        Need::Actions {
+            owner: &owner,
+            write: false,
+        },
+    )?;
     let id: u64 = job_id.parse().map_err(|_| ApiError::not_found())?;
     match w.jobs.get(&id) {
         Some(j) if j.repo_key == k => ok(render::job(&w, j)),
@@ -841,7 +854,16 @@ async fn list_runs(
     Query(q): Query<Paging>,
 ) -> ApiResult {
     let w = s.lock();
-    let k = authorize_actions(&w, &headers, &owner, &repo, false)?;
+    let k = authorize_repo(
+        &w,
+        &headers,
+        &owner,
+        &repo,
+        Need::Actions {
+            owner: &owner,
+            write: false,
+        },
+    )?;
     let mut runs: Vec<Value> = w
         .runs
         .values()
@@ -886,7 +908,16 @@ async fn get_run(
     headers: HeaderMap,
 ) -> ApiResult {
     let w = s.lock();
-    let k = authorize_actions(&w, &headers, &owner, &repo, false)?;
+    let k = authorize_repo(
+        &w,
+        &headers,
+        &owner,
+        &repo,
+        Need::Actions {
+            owner: &owner,
+            write: false,
+        },
+    )?;
     let id = find_run(&w, &k, &run_id)?;
     ok(render::workflow_run(&w, &w.runs[&id]))
 }
@@ -898,7 +929,16 @@ async fn run_jobs(
     Query(q): Query<Paging>,
 ) -> ApiResult {
     let w = s.lock();
-    let k = authorize_actions(&w, &headers, &owner, &repo, false)?;
+    let k = authorize_repo(
+        &w,
+        &headers,
+        &owner,
+        &repo,
+        Need::Actions {
+            owner: &owner,
+            write: false,
+        },
+    )?;
     if let Some(f) = q.filter.as_deref() {
         if f != "latest" && f != "all" {
             return Err(ApiError::validation(
@@ -933,7 +973,16 @@ async fn cancel_run(
     headers: HeaderMap,
 ) -> ApiResult {
     s.mutate(|w| {
-        let k = authorize_actions(w, &headers, &owner, &repo, true)?;
+        let k = authorize_repo(
+            w,
+            &headers,
+            &owner,
+            &repo,
+            Need::Actions {
+                owner: &owner,
+                write: true,
+            },
+        )?;
         let id = find_run(w, &k, &run_id)?;
         if w.run_status(&w.runs[&id]).0 == "completed" {
             return Err(ApiError::new(
