@@ -668,23 +668,29 @@ fn charged_calls(sim: &Sim) -> Vec<(String, u64)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_full_pool_takes_the_next_job_as_soon_as_its_runner_finishes() {
-    // The periodic pass is 5 minutes away: only the `completed` webhook (or the squeue
-    // check while the pool is full) can free the single slot within the deadline.
+/// A dispatcher with one pool of a single runner slot, whose periodic full pass is 5 minutes
+/// away: within a test's deadline, only the prompt paths can free the slot.
+async fn one_slot_pool_without_periodic_passes(prefix: &str) -> Harness {
     let pool = r#"
 [[pools]]
 name = "one"
 labels = ["linux"]
 max_runners = 1
 "#;
-    let h = Harness::start_with(
-        "e2e-prompt",
+    Harness::start_with(
+        prefix,
         pool,
         None,
         "reconcile_interval_secs = 300\nboot_deadline_secs = 120",
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_pool_takes_the_next_job_as_soon_as_its_runner_finishes() {
+    // The periodic pass is 5 minutes away: only the `completed` webhook (or the squeue
+    // check while the pool is full) can free the single slot within the deadline.
+    let h = one_slot_pool_without_periodic_passes("e2e-prompt").await;
     let run = h.enqueue(vec![job("a", None), job("b", None), job("c", None)]);
     h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(60))
         .await;
@@ -755,19 +761,7 @@ async fn a_full_pool_notices_ended_slurm_jobs_without_webhooks() {
     // Once the queued deliveries are in, every later delivery is lost: no `completed`
     // webhook frees the slot, and the periodic pass is 5 minutes away, so only the squeue
     // check run while the pool is full can start the next runner in time.
-    let pool = r#"
-[[pools]]
-name = "one"
-labels = ["linux"]
-max_runners = 1
-"#;
-    let h = Harness::start_with(
-        "e2e-squeue",
-        pool,
-        None,
-        "reconcile_interval_secs = 300\nboot_deadline_secs = 120",
-    )
-    .await;
+    let h = one_slot_pool_without_periodic_passes("e2e-squeue").await;
     let run = h.enqueue(vec![job("a", None), job("b", None), job("c", None)]);
     let ids = run.job_ids.clone();
     eventually("the queued deliveries", Duration::from_secs(30), || {
