@@ -3,6 +3,8 @@
 GHA_CLUSTER_DIR="${GHA_CLUSTER_DIR:-/tmp/spank-gha-cluster}"
 GHA_TEST_USER="${GHA_TEST_USER:-gha-ci}"
 GHA_TEST_USER_2="${GHA_TEST_USER_2:-gha-ci-2}"
+# Where the cluster's dispatcher listens (plugstack.conf dispatcher_url points here).
+GHA_DISPATCHER_PORT="${GHA_DISPATCHER_PORT:-6820}"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 

@@ -4,10 +4,15 @@
 
 # The arguments after the plugin path in plugstack.conf (every key: plugstack.conf.example).
 # docker=on-request: only jobs submitted with --gha-docker pay for a rootless dockerd.
+# Tickets (--gha-runner=ticket:...) are redeemed at the one dispatcher of the cluster, which
+# the tests and the demo start on GHA_DISPATCHER_PORT (e2e::DispatcherSlot serialises them).
 plugin_args() {
     echo "workdir_base=/tmp runner_root=$GHA_CLUSTER_DIR/runner" \
         "image_root=$GHA_CLUSTER_DIR/cvmfs/unpacked.cern.ch docker=on-request idle_timeout=30" \
-        "stop_grace=3 docker_timeout=60 image_check_timeout=10"
+        "stop_grace=3 docker_timeout=60 image_check_timeout=10" \
+        "dispatcher_url=http://127.0.0.1:$GHA_DISPATCHER_PORT" \
+        "redeem_helper=$GHA_CLUSTER_DIR/libexec/gha-redeem" \
+        "munge_socket=$GHA_CLUSTER_DIR/munge/run/munge.socket redeem_timeout=20"
 }
 
 # A directory laid out like /cvmfs/unpacked.cern.ch: <registry>/<image>:<tag>/ holding an
