@@ -544,7 +544,15 @@ fn generate_jit(s: &Shared, scope: Scope, git_hub_path: String, body: &Bytes) ->
             },
             rsa_params: json!({"d": "", "dp": "", "dq": "", "exponent": "AQAB", "inverseQ": "", "modulus": "", "p": "", "q": ""}),
         };
-        Ok((render::runner(w, r), jit::encode(&cfg)))
+        let encoded = jit::encode(&cfg);
+        let issued = crate::state::IssuedJitConfig {
+            runner_name: r.name.clone(),
+            encoded_jit_config: encoded.clone(),
+            runner_secret: r.secret.clone(),
+        };
+        let runner_json = render::runner(w, r);
+        w.issued_jit_configs.push(issued);
+        Ok((runner_json, encoded))
     })?;
     Ok((
         StatusCode::CREATED,

@@ -157,6 +157,11 @@ impl Sim {
         self.shared.lock().counters.clone()
     }
 
+    /// Every JIT config `generate-jitconfig` has answered, oldest first.
+    pub fn issued_jit_configs(&self) -> Vec<crate::state::IssuedJitConfig> {
+        self.shared.lock().issued_jit_configs.clone()
+    }
+
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
         self.shared.lock().deliveries.clone()
     }

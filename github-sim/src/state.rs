@@ -201,7 +201,18 @@ pub struct World {
     /// Secondary-limit points spent per credential and endpoint in the last minute.
     pub points: HashMap<String, std::collections::VecDeque<(Instant, u32)>>,
     pub deliveries: Vec<DeliveryRecord>,
+    /// Every JIT config handed out, so tests can prove it never leaked anywhere else.
+    pub issued_jit_configs: Vec<IssuedJitConfig>,
     outbox: Vec<Outgoing>,
+}
+
+/// A JIT config as `generate-jitconfig` answered it, with the secret the runner will present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedJitConfig {
+    pub runner_name: String,
+    pub encoded_jit_config: String,
+    /// The runner's OAuth token inside the config (`.credentials` → `data.token`).
+    pub runner_secret: String,
 }
 
 pub fn key(s: &str) -> String {
@@ -243,6 +254,7 @@ impl World {
             rate: HashMap::new(),
             points: HashMap::new(),
             deliveries: Vec::new(),
+            issued_jit_configs: Vec::new(),
             outbox: Vec::new(),
         }
     }

@@ -137,6 +137,29 @@ async fn failing_step_fails_the_job() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_in_the_environment_is_taken_and_hidden_from_steps() {
+    let w = world().await;
+    let token = w.installation_token().await;
+    let run = w
+        .sim
+        .enqueue_workflow(workflow(vec![job(
+            "env",
+            &["self-hosted"],
+            Some("echo \"INPUTS [$(env | grep -c ^ACTIONS_RUNNER_INPUT_)]\""),
+        )]))
+        .unwrap();
+    let (_, cfg) = w.jit(&token, "rn-env", &["self-hosted"]).await;
+    let (code, out, err) = finish(RunnerRoot::new().spawn_with_env_config(&cfg), T).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("INPUTS [0]"), "{out}");
+    assert!(!out.contains(&cfg) && !err.contains(&cfg));
+    assert_eq!(
+        w.sim.job(run.job_ids[0]).unwrap().conclusion.as_deref(),
+        Some("success")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_is_refused_with_exit_1() {
     let root = RunnerRoot::new();
     for bad in [

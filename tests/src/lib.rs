@@ -5,8 +5,10 @@
 pub mod bench;
 pub mod cluster;
 pub mod demo;
+pub mod dispatcher_slot;
 pub mod procfs;
 pub mod wait;
 
 pub use cluster::{Cluster, JobInfo, Submitted};
+pub use dispatcher_slot::DispatcherSlot;
 pub use wait::wait_for;

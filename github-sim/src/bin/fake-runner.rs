@@ -1,4 +1,5 @@
-//! The fake actions runner listener (`bin/Runner.Listener`): takes `run --jitconfig <base64>`,
+//! The fake actions runner listener (`bin/Runner.Listener`): takes `run --jitconfig <base64>`
+//! (or the config in `ACTIONS_RUNNER_INPUT_JITCONFIG`, removed from the environment at once),
 //! connects to the simulator named in the config, prints the real runner's lines, runs one job's
 //! step with `sh -c`, reports the result and exits. SIGINT idle: `Exiting...`; SIGTERM during a
 //! job: the job fails with the runner's shutdown message.
@@ -47,9 +48,32 @@ fn runner_root(argv0: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Prefix of the variables the real runner reads its command-line inputs from
+/// (`ACTIONS_RUNNER_INPUT_JITCONFIG`, as GitHub's actions-runner-controller passes the config).
+const INPUT_ENV_PREFIX: &str = "ACTIONS_RUNNER_INPUT_";
+
+/// Takes the `ACTIONS_RUNNER_INPUT_*` variables out of this process's environment, as the real
+/// runner does, so no job step inherits them; returns the JIT config among them.
+fn take_input_env() -> Option<String> {
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with(INPUT_ENV_PREFIX))
+        .collect();
+    let jitconfig = std::env::var(format!("{INPUT_ENV_PREFIX}JITCONFIG")).ok();
+    for name in names {
+        // Still single-threaded: no runtime or thread has started yet.
+        std::env::remove_var(name);
+    }
+    jitconfig
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let Some(encoded) = jitconfig_arg(&args).filter(|c| !c.is_empty()) else {
+    let from_env = take_input_env();
+    let Some(encoded) = jitconfig_arg(&args)
+        .or(from_env)
+        .filter(|c| !c.is_empty())
+    else {
         eprintln!("Not configured. Run config.(sh/cmd) to configure the runner.");
         return ExitCode::from(1);
     };

@@ -222,6 +222,19 @@ impl RunnerRoot {
         self.dir.path().join("run.sh")
     }
 
+    /// Starts `run.sh` with the config in `ACTIONS_RUNNER_INPUT_JITCONFIG` (and another input
+    /// variable beside it), with piped output.
+    pub fn spawn_with_env_config(&self, jitconfig: &str) -> tokio::process::Child {
+        tokio::process::Command::new(self.run_sh())
+            .env("ACTIONS_RUNNER_INPUT_JITCONFIG", jitconfig)
+            .env("ACTIONS_RUNNER_INPUT_NAME", "unused")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
     /// Starts `run.sh --jitconfig <cfg>` with piped output.
     pub fn spawn(&self, jitconfig: &str) -> tokio::process::Child {
         tokio::process::Command::new(self.run_sh())
