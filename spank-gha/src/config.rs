@@ -48,8 +48,15 @@ pub struct Config {
     pub image_check_timeout: Duration,
     /// Grace between SIGINT, SIGTERM and SIGKILL when stopping an idle runner.
     pub stop_grace: Duration,
-    /// Where the dispatcher listens (handed to the job as `GHA_DISPATCHER_URL`).
+    /// Where the dispatcher listens (handed to the job as `GHA_DISPATCHER_URL`; tickets are
+    /// redeemed there, so a ticket job needs it).
     pub dispatcher_url: Option<String>,
+    /// The `gha-redeem` helper that trades a ticket for a JIT config.
+    pub redeem_helper: PathBuf,
+    /// The local munged's socket, for the credential `gha-redeem` presents and decodes.
+    pub munge_socket: PathBuf,
+    /// Bound on the whole redemption (munge, the dispatcher's answer, unmunge).
+    pub redeem_timeout: Duration,
 }
 
 impl Default for Config {
@@ -65,6 +72,9 @@ impl Default for Config {
             image_check_timeout: Duration::from_secs(10),
             stop_grace: Duration::from_secs(10),
             dispatcher_url: None,
+            redeem_helper: PathBuf::from("/usr/libexec/spank-gha/gha-redeem"),
+            munge_socket: PathBuf::from("/run/munge/munge.socket.2"),
+            redeem_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -94,6 +104,9 @@ pub const KEYS: &[&str] = &[
     "image_check_timeout",
     "stop_grace",
     "dispatcher_url",
+    "redeem_helper",
+    "munge_socket",
+    "redeem_timeout",
 ];
 
 impl Config {
@@ -134,9 +147,9 @@ impl Config {
             reason: reason.into(),
         };
         match key {
-            "workdir_base" => self.workdir_base = absolute_dir(value).map_err(bad)?,
-            "runner_root" => self.runner_root = absolute_dir(value).map_err(bad)?,
-            "image_root" => self.image_root = Some(absolute_dir(value).map_err(bad)?),
+            "workdir_base" => self.workdir_base = absolute_path(value).map_err(bad)?,
+            "runner_root" => self.runner_root = absolute_path(value).map_err(bad)?,
+            "image_root" => self.image_root = Some(absolute_path(value).map_err(bad)?),
             "default_image" => {
                 crate::options::validate_image_name(value).map_err(|e| ConfigError::BadValue {
                     key,
@@ -166,13 +179,18 @@ impl Config {
                 }
                 self.dispatcher_url = Some(value.to_owned());
             }
+            // Both run as root: a relative path would depend on slurmstepd's working dir.
+            "redeem_helper" => self.redeem_helper = absolute_path(value).map_err(bad)?,
+            "munge_socket" => self.munge_socket = absolute_path(value).map_err(bad)?,
+            "redeem_timeout" => self.redeem_timeout = seconds(key, value, 300)?,
             _ => unreachable!("every entry of KEYS has a branch"),
         }
         Ok(())
     }
 }
 
-fn absolute_dir(value: &str) -> Result<PathBuf, &'static str> {
+/// An absolute path without control characters or `..` (a file or a directory).
+fn absolute_path(value: &str) -> Result<PathBuf, &'static str> {
     let path = Path::new(value);
     if !path.is_absolute() {
         return Err("expected an absolute path");
@@ -219,6 +237,12 @@ mod tests {
         assert_eq!(config.workdir_base, Path::new("/tmp"));
         assert_eq!(config.idle_timeout, Duration::from_secs(120));
         assert_eq!(config.docker, DockerMode::Off);
+        assert_eq!(
+            config.redeem_helper,
+            Path::new("/usr/libexec/spank-gha/gha-redeem")
+        );
+        assert_eq!(config.munge_socket, Path::new("/run/munge/munge.socket.2"));
+        assert_eq!(config.redeem_timeout, Duration::from_secs(30));
     }
 
     #[test]
@@ -234,6 +258,9 @@ mod tests {
             "image_check_timeout=5",
             "stop_grace=3",
             "dispatcher_url=http://127.0.0.1:8080",
+            "redeem_helper=/opt/gha/gha-redeem",
+            "munge_socket=/var/run/munge/other.socket",
+            "redeem_timeout=300",
         ])
         .unwrap();
         assert_eq!(config.workdir_base, Path::new("/scratch"));
@@ -255,6 +282,12 @@ mod tests {
             config.dispatcher_url.as_deref(),
             Some("http://127.0.0.1:8080")
         );
+        assert_eq!(config.redeem_helper, Path::new("/opt/gha/gha-redeem"));
+        assert_eq!(
+            config.munge_socket,
+            Path::new("/var/run/munge/other.socket")
+        );
+        assert_eq!(config.redeem_timeout, Duration::from_secs(300));
         assert_eq!(
             Config::parse(&["docker=on-request"]).unwrap().docker,
             DockerMode::OnRequest
@@ -287,6 +320,13 @@ mod tests {
             ("dispatcher_url=ftp://secret-host", "dispatcher_url"),
             ("dispatcher_url=https:// secret", "dispatcher_url"),
             ("default_image=../etc", "default_image"),
+            ("redeem_helper=gha-redeem", "redeem_helper"),
+            ("redeem_helper=/usr/../tmp/gha-redeem", "redeem_helper"),
+            ("munge_socket=munge.socket.2", "munge_socket"),
+            ("munge_socket=", "munge_socket"),
+            ("redeem_timeout=0", "redeem_timeout"),
+            ("redeem_timeout=301", "redeem_timeout"),
+            ("redeem_timeout=1.5", "redeem_timeout"),
         ] {
             let err = Config::parse(&["image_root=/cvmfs", arg]).unwrap_err();
             match &err {

@@ -1,6 +1,7 @@
 //! Slow or possibly hanging work (anything touching a network or autofs filesystem) runs in a
 //! child process: forked, moved to its own process group, stripped of root (setgroups, setgid,
-//! setuid) when asked, exec'd, and killed when its hard time limit passes. The plugin itself
+//! setuid) when asked, exec'd with an environment the caller spells out, and killed when its
+//! hard time limit passes. The plugin itself
 //! never blocks without a bound and never starts threads.
 
 use std::io::Read;
@@ -37,22 +38,36 @@ pub enum HelperError {
 #[derive(Debug)]
 pub struct HelperOutput {
     pub status: ExitStatus,
+    /// At most [`MAX_STDOUT`] bytes; the rest was read and dropped.
     pub stdout: Vec<u8>,
+    /// At most [`MAX_STDERR`] bytes; the rest was read and dropped.
+    pub stderr: Vec<u8>,
 }
 
-/// Runs `command` (stdin from /dev/null, stdout captured, stderr discarded) as `run_as`, and
-/// kills its whole process group if it has not exited within `limit`. A child stuck in an
-/// uninterruptible wait (a hung autofs mount) is abandoned rather than waited for.
+/// Most of a helper's stdout kept (a JIT config is a few KiB; `--gha-runner` allows 64 KiB).
+pub const MAX_STDOUT: usize = 256 * 1024;
+/// Most of a helper's stderr kept: enough for its error message, not for a flood.
+pub const MAX_STDERR: usize = 16 * 1024;
+
+/// Runs `command` as `run_as` with only the environment `env` (never slurmstepd's), stdin from
+/// /dev/null, stdout and stderr captured (each bounded), and kills its whole process group if
+/// it has not exited within `limit`. Both pipes are read while waiting, so a chatty helper
+/// cannot block on a full pipe. A child stuck in an uninterruptible wait (a hung autofs mount)
+/// is abandoned rather than waited for; output written after it exited by something it left
+/// running is not waited for either.
 pub fn run_bounded(
     command: &mut Command,
+    env: &[(&str, &str)],
     run_as: Option<RunAs>,
     limit: Duration,
 ) -> Result<HelperOutput, HelperError> {
     let program = command.get_program().to_string_lossy().into_owned();
     command
+        .env_clear()
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
     unsafe {
         command.pre_exec(move || {
@@ -81,10 +96,14 @@ pub fn run_bounded(
     })?;
     let pid = child.id() as libc::pid_t;
     let deadline = Instant::now() + limit;
-    let exited = wait_until(pid, deadline).map_err(|source| HelperError::Wait {
-        program: program.clone(),
-        source,
-    })?;
+    let mut stdout = Capture::new(child.stdout.take().map(OwnedFd::from), MAX_STDOUT);
+    let mut stderr = Capture::new(child.stderr.take().map(OwnedFd::from), MAX_STDERR);
+    let exited = pidfd_open(pid)
+        .and_then(|pidfd| collect_until_exit(&pidfd, &mut stdout, &mut stderr, deadline))
+        .map_err(|source| HelperError::Wait {
+            program: program.clone(),
+            source,
+        })?;
     if !exited {
         // SAFETY: signalling the helper's own process group (it called setpgid(0, 0)).
         unsafe { libc::kill(-pid, libc::SIGKILL) };
@@ -94,27 +113,130 @@ pub fn run_bounded(
         }
         return Err(HelperError::TimedOut { program, limit });
     }
-    let mut stdout = Vec::new();
-    if let Some(mut pipe) = child.stdout.take() {
-        // The child has exited: the pipe holds at most what it wrote, then EOF.
-        let _ = pipe.read_to_end(&mut stdout);
-    }
+    // The child has exited: what it wrote is in the pipes; take it without waiting for an
+    // EOF that a process it left behind could withhold.
+    stdout.drain();
+    stderr.drain();
     let status = child
         .wait()
         .map_err(|source| HelperError::Wait { program, source })?;
-    Ok(HelperOutput { status, stdout })
+    Ok(HelperOutput {
+        status,
+        stdout: stdout.data,
+        stderr: stderr.data,
+    })
 }
 
-/// Waits until process `pid` (our child) has exited, without reaping it, or `deadline` passes.
-/// Returns whether it exited.
-fn wait_until(pid: libc::pid_t, deadline: Instant) -> std::io::Result<bool> {
+/// One of the child's output pipes (non-blocking) and what was read from it.
+struct Capture {
+    pipe: Option<std::fs::File>,
+    data: Vec<u8>,
+    cap: usize,
+}
+
+impl Capture {
+    fn new(fd: Option<OwnedFd>, cap: usize) -> Capture {
+        let pipe = fd.and_then(|fd| {
+            // SAFETY: fcntl on an fd we own.
+            let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+            // SAFETY: as above.
+            let ok = flags >= 0
+                && unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }
+                    == 0;
+            // A pipe that stays blocking could stall the wait loop: drop it (the child then
+            // gets EPIPE on that stream) rather than risk an unbounded read.
+            ok.then(|| std::fs::File::from(fd))
+        });
+        Capture {
+            pipe,
+            data: Vec::new(),
+            cap,
+        }
+    }
+
+    fn raw_fd(&self) -> i32 {
+        // poll ignores negative fds: a closed pipe drops out of the set.
+        self.pipe.as_ref().map_or(-1, |p| p.as_raw_fd())
+    }
+
+    /// Reads whatever is available now; closes the pipe at EOF or on an error.
+    fn drain(&mut self) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return;
+        };
+        let mut chunk = [0u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let room = self.cap.saturating_sub(self.data.len());
+                    self.data.extend_from_slice(&chunk[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => break,
+            }
+        }
+        self.pipe = None;
+    }
+}
+
+fn pidfd_open(pid: libc::pid_t) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open on our own child; the fd is owned below.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if raw < 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: a fresh fd returned by the kernel, owned by nobody else.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
+}
+
+/// Reads both pipes until the child (`pidfd`) exits or `deadline` passes, without reaping the
+/// child. Returns whether it exited.
+fn collect_until_exit(
+    pidfd: &OwnedFd,
+    stdout: &mut Capture,
+    stderr: &mut Capture,
+    deadline: Instant,
+) -> std::io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds =
+            [pidfd.as_raw_fd(), stdout.raw_fd(), stderr.raw_fd()].map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+        // SAFETY: three valid pollfds (negative fds are ignored by poll).
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, millis) };
+        if rc < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+        if rc > 0 {
+            if fds[1].revents != 0 {
+                stdout.drain();
+            }
+            if fds[2].revents != 0 {
+                stderr.drain();
+            }
+            if fds[0].revents != 0 {
+                return Ok(true);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+    }
+}
+
+/// Waits until process `pid` (our child) has exited, without reaping it, or `deadline` passes.
+/// Returns whether it exited.
+fn wait_until(pid: libc::pid_t, deadline: Instant) -> std::io::Result<bool> {
+    let pidfd = pidfd_open(pid)?;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut poll = libc::pollfd {
@@ -148,6 +270,7 @@ mod tests {
     fn captures_output_of_a_quick_helper() {
         let out = run_bounded(
             Command::new("/bin/echo").arg("hello"),
+            &[],
             None,
             Duration::from_secs(10),
         )
@@ -161,6 +284,7 @@ mod tests {
         let started = Instant::now();
         let err = run_bounded(
             Command::new("/bin/sh").args(["-c", "sleep 30 & sleep 30"]),
+            &[("PATH", "/usr/bin:/bin")],
             None,
             Duration::from_millis(200),
         )
@@ -173,10 +297,75 @@ mod tests {
     fn reports_a_missing_program() {
         let err = run_bounded(
             &mut Command::new("/nonexistent/helper"),
+            &[],
             None,
             Duration::from_secs(1),
         )
         .unwrap_err();
         assert!(matches!(err, HelperError::Spawn { .. }), "{err}");
+    }
+
+    #[test]
+    fn reads_large_output_while_waiting_and_bounds_it() {
+        // 4 MiB on each stream: far more than a pipe holds, so the child only finishes if both
+        // pipes are read while it runs.
+        let out = run_bounded(
+            Command::new("/bin/sh").args([
+                "-c",
+                "head -c 4194304 /dev/zero; head -c 4194304 /dev/zero >&2; echo done >&2",
+            ]),
+            &[("PATH", "/usr/bin:/bin")],
+            None,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout.len(), MAX_STDOUT);
+        assert_eq!(out.stderr.len(), MAX_STDERR);
+    }
+
+    #[test]
+    fn captures_stderr_and_the_exit_status() {
+        let out = run_bounded(
+            Command::new("/bin/sh").args(["-c", "echo out; echo 'it failed' >&2; exit 3"]),
+            &[],
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"it failed\n");
+    }
+
+    #[test]
+    fn gives_the_child_only_the_environment_asked_for() {
+        // The test runner's environment (CARGO_*, HOME, ...) must not reach the child.
+        let out = run_bounded(
+            &mut Command::new("/usr/bin/env"),
+            &[("GHA_TICKET", "abc"), ("PATH", "/bin")],
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(lines, ["GHA_TICKET=abc", "PATH=/bin"]);
+    }
+
+    #[test]
+    fn does_not_wait_for_output_held_open_by_a_left_behind_process() {
+        let started = Instant::now();
+        let out = run_bounded(
+            Command::new("/bin/sh").args(["-c", "echo hi; sleep 5 & exit 0"]),
+            &[("PATH", "/usr/bin:/bin")],
+            None,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"hi\n");
+        assert!(started.elapsed() < Duration::from_secs(4));
     }
 }

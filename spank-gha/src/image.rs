@@ -49,11 +49,10 @@ pub fn check_image(
     image_dot.push("/.");
     let output = run_bounded(
         Command::new("realpath")
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
             .args(["-e", "-z", "--"])
             .arg(root)
             .arg(&image_dot),
+        &[("PATH", "/usr/bin:/bin")],
         run_as,
         limit,
     )

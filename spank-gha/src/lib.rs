@@ -3,7 +3,8 @@
 //!
 //! Layout (after NVIDIA pyxis): one module per SPANK context behind the dispatch in
 //! [`plugin`], a strict `key=value` [`config`], the user-facing [`options`], and the pieces the
-//! remote side composes: [`workdir`], [`image`], [`helper`] (time-bounded child processes) and
+//! remote side composes: [`workdir`], [`image`], [`redeem`] (late-bound tickets traded for JIT
+//! configs by the `gha-redeem` helper binary), [`helper`] (time-bounded child processes) and
 //! [`cleanup`] (the epilog's teardown).
 
 pub mod boundary;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod helper;
 pub mod image;
 pub mod options;
+pub mod redeem;
 pub mod workdir;
 
 mod ffi;

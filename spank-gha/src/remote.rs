@@ -5,7 +5,9 @@
 //! `task_init_privileged` (in the task's own process, just after fork), which never returns an
 //! error: it records the failure, and `task_init` (same process, as the user, just before
 //! exec) reports it and fails the job. Every step also loses the option variables that carry
-//! the JIT config, so no workflow step can read it.
+//! the JIT config, so no workflow step can read it. A `ticket:` job gets its config here too,
+//! redeemed at the dispatcher ([`redeem`]) before the work dir exists, so a refused ticket
+//! leaves nothing behind.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use crate::config::{Config, DockerMode};
 use crate::helper::RunAs;
 use crate::options::{self, RunnerValueKind};
 use crate::spank::{log_debug, log_error, log_info, Spank};
-use crate::{ffi, image, workdir};
+use crate::{ffi, image, redeem, workdir};
 
 thread_local! {
     /// Set by `task_init_privileged`, reported by `task_init`. Both run in the task's own
@@ -100,8 +102,27 @@ fn prepare_batch_step(
         None => None,
     };
 
-    let dir = workdir::create(&config.workdir_base, job_id, uid, gid, runner.as_bytes())
+    // A ticket is traded for the config only now, when the job is about to run (late
+    // binding); the work dir is made only once there is a config to put in it.
+    let jitconfig = match kind {
+        RunnerValueKind::JitConfig => runner.clone(),
+        RunnerValueKind::Ticket => {
+            let ticket = runner
+                .strip_prefix(options::TICKET_PREFIX)
+                .ok_or("--gha-runner: not a ticket:<reference> value")?;
+            let redeem_started = std::time::Instant::now();
+            let redeemed = redeem::redeem(config, ticket, job_id)?;
+            log_info(&format!(
+                "job {job_id}: runner ticket redeemed in {:.1} ms",
+                redeem_started.elapsed().as_secs_f64() * 1000.0
+            ));
+            redeemed
+        }
+    };
+
+    let dir = workdir::create(&config.workdir_base, job_id, uid, gid, jitconfig.as_bytes())
         .map_err(|e| format!("cannot prepare the job's work dir: {e}"))?;
+    drop(jitconfig);
     let display = |p: &PathBuf| p.to_string_lossy().into_owned();
     let mut env: Vec<(&str, String)> = vec![
         ("GHA_RUNNER_WORKDIR", display(&dir.root)),
