@@ -8,6 +8,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -49,10 +50,22 @@ impl DispatcherSlot {
         self.addr
     }
 
-    /// A listener on the slot's address, for the dispatcher (or a relay in front of it).
+    /// A listener on the slot's address, for the dispatcher (or a relay in front of it). The
+    /// previous holder's listener may close a moment after its lock was released (its runtime
+    /// shuts down after the test): an address in use is retried for a while.
     pub async fn listen(&self) -> Result<tokio::net::TcpListener> {
-        tokio::net::TcpListener::bind(self.addr)
-            .await
-            .with_context(|| format!("cannot listen on the dispatcher slot {}", self.addr))
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                other => {
+                    return other.with_context(|| {
+                        format!("cannot listen on the dispatcher slot {}", self.addr)
+                    })
+                }
+            }
+        }
     }
 }

@@ -8,12 +8,10 @@
 mod dispatcher_support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dispatcher_support::{
-    cluster, config_text, eventually, secrets_dir, start_sim, ConfigSpec, SECRET,
+    cluster, config_text, eventually, secrets_dir, start_sim, ConfigSpec, Daemon, SECRET,
 };
 use e2e::Cluster;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
@@ -26,44 +24,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn spawn(bin: &Path, config: &Path, conf: &Path, log: &Path) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(bin)
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("SLURM_CONF", conf)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Daemon { child }
-    }
-
-    fn kill9(&mut self) {
-        // Child::kill sends SIGKILL.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn our_slurm_jobs(cluster: &Cluster) -> Vec<String> {
@@ -100,7 +60,6 @@ async fn kill_9_during_a_burst_then_restart_runs_every_job_exactly_once() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let cluster = cluster();
-    let bin = dispatcher_support::dispatcher_binary();
     let sim = start_sim().await;
     let dir = secrets_dir();
     let d = dir.path();
@@ -142,7 +101,7 @@ time_limit = "10:00"
     )
     .unwrap();
     let log = d.join("dispatcher.log");
-    let mut daemon = Daemon::spawn(&bin, &config, cluster.conf(), &log);
+    let mut daemon = Daemon::spawn(&config, &log);
     healthy(&url).await;
     sim.set_webhook(WebhookTarget {
         url: format!("{url}/webhook"),
@@ -190,7 +149,7 @@ time_limit = "10:00"
             "the burst finished before the kill; use a bigger GHA_E2E_BURST"
         );
         kills.push(done_at_kill);
-        daemon = Daemon::spawn(&bin, &config, cluster.conf(), &log);
+        daemon = Daemon::spawn(&config, &log);
         healthy(&url).await;
     }
 

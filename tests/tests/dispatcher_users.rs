@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dispatcher_support::{cluster, config_text, secrets_dir, start_sim, ConfigSpec, SECRET};
+use dispatcher_support::{
+    cluster, config_text, munge_credential, munge_socket, secrets_dir, start_sim, with_tickets,
+    ConfigSpec, SECRET,
+};
+use e2e::DispatcherSlot;
 use gha_dispatcher::app::Running;
 use gha_dispatcher::config::Config;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
@@ -27,13 +31,11 @@ max_runners = 4
 time_limit = "10:00"
 "#;
 
-fn munge_socket() -> PathBuf {
-    cluster().dir().join("munge/run/munge.socket")
-}
-
 struct Harness {
     sim: Sim,
     dispatcher: Option<Running>,
+    /// Runners redeem tickets at the cluster's dispatcher address.
+    _slot: DispatcherSlot,
     _dir: tempfile::TempDir,
     prefix: String,
     url: String,
@@ -68,10 +70,12 @@ impl Harness {
                 "[slurm]\nunmapped = \"{unmapped}\"\nuser_map = {{ \"acme/widgets\" = \"{MAPPED_USER}\" }}\n"
             ),
         );
+        let text = with_tickets(&text);
         let config = Config::parse(&text).unwrap();
         assert_eq!(config.slurm.user_map.len(), 1, "{text}");
         let secrets = config.load_secrets().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let slot = DispatcherSlot::acquire(cluster()).unwrap();
+        let listener = slot.listen().await.unwrap();
         let running = gha_dispatcher::app::start(config, secrets, Some(listener))
             .await
             .unwrap();
@@ -83,6 +87,7 @@ impl Harness {
         Harness {
             sim,
             dispatcher: Some(running),
+            _slot: slot,
             _dir: dir,
             prefix: prefix.into(),
             url,
@@ -211,22 +216,9 @@ fn identity_line(user: &str) -> String {
     format!("{user} HOME={} USER={user} LOGNAME={user}", home.display())
 }
 
-/// A fresh MUNGE credential made by `user` (root when `None`) on the cluster's munged.
+/// A fresh MUNGE credential (no payload) made by `user` (root when `None`).
 fn credential_of(user: Option<&str>) -> String {
-    let socket = format!("--socket={}", munge_socket().display());
-    let out = match user {
-        Some(u) => Command::new("runuser")
-            .args(["-u", u, "--", "munge", &socket, "-n"])
-            .output(),
-        None => Command::new("munge").args([&socket, "-n"]).output(),
-    }
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "munge: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    munge_credential(user, &munge_socket(), "")
 }
 
 #[tokio::test(flavor = "multi_thread")]

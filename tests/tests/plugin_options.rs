@@ -78,20 +78,26 @@ fn malformed_image_names_are_refused_by_sbatch() {
 }
 
 #[test]
-fn ticket_references_are_carried_to_the_job_as_is() {
+fn a_ticket_job_with_no_dispatcher_answering_fails_at_once_and_leaves_nothing() {
     let cluster = Cluster::shared();
+    // Holding the dispatcher slot without listening on it: no dispatcher answers.
+    let _slot = e2e::DispatcherSlot::acquire(cluster).unwrap();
     let ticket = format!("ticket:t-{}.abc", std::process::id());
     let (job, info, output) = run_job(
         cluster,
         &[
             &format!("--gha-runner={ticket}"),
             "--wrap",
-            "echo kind=$GHA_RUNNER_KIND; echo file=$(cat $GHA_JITCONFIG_FILE)",
+            "echo the-job-script-ran",
         ],
     );
-    assert_eq!(info.state(), "COMPLETED", "{output}");
-    assert!(output.contains("kind=ticket\n"), "{output}");
-    assert!(output.contains(&format!("file={ticket}\n")), "{output}");
+    assert_eq!(info.state(), "FAILED", "{output}");
+    assert!(
+        output.contains("spank-gha: error: cannot reach the dispatcher at http://127.0.0.1:"),
+        "{output}"
+    );
+    assert!(!output.contains("the-job-script-ran"), "{output}");
+    assert!(!output.contains(&ticket[7..]), "{output}");
     assert_nothing_left(cluster, job.id);
 }
 

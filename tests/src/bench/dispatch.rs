@@ -16,7 +16,9 @@ use crate::bench::sbatch_timing::{which, SbatchTiming};
 use crate::cluster::Cluster;
 use crate::demo::leftovers::Leftovers;
 use crate::demo::slurm::{self, CancelOnDrop};
-use crate::demo::stack::{random_hex, Dispatcher, DispatcherSpec, PoolSpec, SimWorld, ORG};
+use crate::demo::stack::{
+    random_hex, Dispatcher, DispatcherSpec, PoolSpec, RunnerCredentials, SimWorld, ORG,
+};
 use crate::demo::stats::Summary;
 use crate::procfs::{boottime_now, clock_ticks_per_second, cpu_seconds, memory_mib};
 
@@ -53,7 +55,11 @@ pub struct Stack<'a> {
 }
 
 impl<'a> Stack<'a> {
-    pub fn start(cluster: &'a Cluster, runtime: &'a tokio::runtime::Runtime) -> Result<Stack<'a>> {
+    pub fn start(
+        cluster: &'a Cluster,
+        runtime: &'a tokio::runtime::Runtime,
+        credentials: RunnerCredentials,
+    ) -> Result<Stack<'a>> {
         let world = runtime.block_on(SimWorld::start(&[REPO]))?;
         let relay = runtime.block_on(Relay::start())?;
         world.send_webhooks_to(&relay.url());
@@ -69,6 +75,7 @@ impl<'a> Stack<'a> {
             runner_name_prefix: prefix.clone(),
             reconcile_interval_secs: None,
             sbatch: Some(timing.wrapper.clone()),
+            credentials,
         };
         let dispatcher = Dispatcher::start(cluster, &world, &spec, state_dir.path())?;
         relay.set_target(&dispatcher.webhook_url());

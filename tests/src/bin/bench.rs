@@ -17,6 +17,7 @@ use e2e::bench::cluster_jobs::{
 };
 use e2e::bench::dispatch::{self, BurstResult, IdleResult, SequentialResult, Stack, TrackedResult};
 use e2e::bench::report::{ms, utc_now, Machine, Metric, Report};
+use e2e::demo::stack::RunnerCredentials;
 use e2e::demo::stats::Summary;
 use e2e::Cluster;
 use serde_json::json;
@@ -57,6 +58,10 @@ struct Args {
     /// Skip everything that needs gha-dispatcher (cluster measurements only).
     #[arg(long)]
     cluster_only: bool,
+    /// How the dispatcher hands runners their JIT config: `ticket` (redeemed when the job
+    /// starts; the shipped default) or `inline` (on sbatch's command line).
+    #[arg(long, default_value = "ticket", value_parser = ["ticket", "inline"])]
+    credentials: String,
 }
 
 fn main() -> ExitCode {
@@ -169,7 +174,11 @@ fn run(args: &Args) -> Result<()> {
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        match Stack::start(cluster, &runtime) {
+        let credentials = match args.credentials.as_str() {
+            "inline" => RunnerCredentials::Inline,
+            _ => RunnerCredentials::Ticket,
+        };
+        match Stack::start(cluster, &runtime, credentials) {
             Err(error) => record("starting the simulator and gha-dispatcher", Err(error)),
             Ok(mut stack) => {
                 say(format!(
@@ -249,6 +258,8 @@ fn run(args: &Args) -> Result<()> {
         };
     }
 
+    let mut details = details(&measured);
+    details["runner_credentials"] = serde_json::Value::String(args.credentials.clone());
     let report = Report {
         generated_at: utc_now(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -256,7 +267,7 @@ fn run(args: &Args) -> Result<()> {
         machine: Machine::describe(cluster.conf()),
         metrics: metrics(&measured, args),
         problems,
-        details: details(&measured),
+        details,
     };
     let out = report_dir(cluster, args);
     let (json_path, md_path) = report.write(&out)?;

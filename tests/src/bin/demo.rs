@@ -17,7 +17,7 @@ use clap::Parser;
 use e2e::demo::leftovers::{plugin_docker_mode, Leftovers};
 use e2e::demo::progress::{Board, Frame};
 use e2e::demo::slurm::{self, CancelOnDrop};
-use e2e::demo::stack::{random_hex, Dispatcher, DispatcherSpec, SimWorld};
+use e2e::demo::stack::{random_hex, Dispatcher, DispatcherSpec, RunnerCredentials, SimWorld};
 use e2e::demo::stats::Summary;
 use e2e::demo::tracker::Tracker;
 use e2e::demo::workflow;
@@ -92,6 +92,7 @@ fn run(args: &Args) -> Result<bool> {
         runner_name_prefix: prefix.clone(),
         reconcile_interval_secs: args.reconcile_interval_secs,
         sbatch: None,
+        credentials: RunnerCredentials::Ticket,
     };
     println!("spank-gha demo");
     println!(

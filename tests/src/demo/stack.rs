@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use github_sim::{AppSpec, InstallationSpec, Sim, SimConfig, WebhookTarget};
 
 use crate::cluster::Cluster;
+use crate::DispatcherSlot;
 
 /// The organization every demo and bench repository lives in.
 pub const ORG: &str = "acme";
@@ -116,6 +117,26 @@ pub struct DispatcherSpec {
     pub reconcile_interval_secs: Option<u64>,
     /// An `sbatch` to use instead of the one on PATH (the bench's timing wrapper).
     pub sbatch: Option<PathBuf>,
+    pub credentials: RunnerCredentials,
+}
+
+/// How runner jobs get their JIT config (`slurm.runner_credentials`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerCredentials {
+    /// `ticket:<opaque>`, redeemed when the job starts: the dispatcher listens on the
+    /// cluster's dispatcher address (plugstack.conf's `dispatcher_url`), holding its slot.
+    Ticket,
+    /// The JIT config inline on sbatch's command line; the dispatcher takes any free port.
+    Inline,
+}
+
+impl RunnerCredentials {
+    pub fn config_value(self) -> &'static str {
+        match self {
+            RunnerCredentials::Ticket => "ticket",
+            RunnerCredentials::Inline => "inline",
+        }
+    }
 }
 
 /// A running `gha-dispatcher serve`, stopped (TERM, then KILL) when dropped.
@@ -125,6 +146,9 @@ pub struct Dispatcher {
     url: String,
     log: PathBuf,
     config: PathBuf,
+    /// Held while a ticket-mode dispatcher runs (released after it stopped: fields drop
+    /// after `Drop::drop`).
+    _slot: Option<DispatcherSlot>,
 }
 
 /// The `gha-dispatcher` binary: `$GHA_DISPATCHER_BIN`, else the one built next to this driver.
@@ -174,7 +198,22 @@ impl Dispatcher {
         spec: &DispatcherSpec,
         dir: &Path,
     ) -> Result<Dispatcher> {
-        let port = free_port()?;
+        let slot = match spec.credentials {
+            RunnerCredentials::Ticket => {
+                let slot = DispatcherSlot::acquire(cluster)?;
+                // Bound and released at once: the address is free for the dispatcher.
+                let probe = std::net::TcpListener::bind(slot.addr()).with_context(|| {
+                    format!("the dispatcher address {} is in use", slot.addr())
+                })?;
+                drop(probe);
+                Some(slot)
+            }
+            RunnerCredentials::Inline => None,
+        };
+        let port = match &slot {
+            Some(slot) => slot.addr().port(),
+            None => free_port()?,
+        };
         let secret_file = dir.join("webhook-secret");
         write_private(&secret_file, world.webhook_secret.as_bytes())?;
         let key_file = dir.join("app-private-key.pem");
@@ -212,6 +251,7 @@ impl Dispatcher {
             url: format!("http://127.0.0.1:{port}"),
             log,
             config,
+            _slot: slot,
         };
         dispatcher.wait_healthy(Duration::from_secs(30))?;
         Ok(dispatcher)
@@ -400,6 +440,16 @@ fn config_toml(
         )),
     );
     slurm.insert("chdir".into(), path(&cluster.jobs_dir()));
+    slurm.insert(
+        "runner_credentials".into(),
+        Value::String(spec.credentials.config_value().into()),
+    );
+    if spec.credentials == RunnerCredentials::Ticket {
+        server.insert(
+            "munge_socket".into(),
+            path(&cluster.dir().join("munge/run/munge.socket")),
+        );
+    }
     if let Some(sbatch) = &spec.sbatch {
         slurm.insert("sbatch".into(), path(sbatch));
     }

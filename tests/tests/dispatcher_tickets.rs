@@ -1,0 +1,446 @@
+//! Late-binding tickets end to end, on the real cluster with the real plugin, munged and
+//! `gha-dispatcher serve`: the dispatcher submits `--gha-runner=ticket:<opaque>`, and root on
+//! the node redeems it with a MUNGE credential when the Slurm job starts.
+//!
+//! - a full run leaves the JIT config nowhere but the runner (not in `scontrol show job`, a
+//!   workflow step's environment, slurmctld's state directory, any log, the dispatcher's
+//!   database), and the ticket Slurm keeps is spent;
+//! - a ticket copied out of slurmctld's state directory is refused when the credential is not
+//!   root's, comes from another host, names another job, or is replayed, while the node's own
+//!   redemption (held back meanwhile by a relay on the dispatcher's address) succeeds;
+//! - with no dispatcher answering, the job ends at once with a clear line, the node stays up,
+//!   and the demand is provisioned again; a redemption whose demand is gone is refused and
+//!   nothing new is submitted.
+//!
+//! Every test holds the cluster's dispatcher slot (the port plugstack.conf names).
+
+mod dispatcher_support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dispatcher_support::{
+    cluster, config_text, munge_credential, munge_socket, redeem, redemption_payload,
+    refusal_code, runner_option_from_state_dir, secrets_dir, slurm_jobs, start_sim, with_tickets,
+    ConfigSpec, Daemon, OtherHostMunged, RedeemGate, SlurmJob, SECRET,
+};
+use e2e::DispatcherSlot;
+use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
+use github_sim::{RunCreated, Sim};
+
+const POOL: &str = r#"
+[[pools]]
+name = "cpu"
+labels = ["linux"]
+max_runners = 2
+time_limit = "10:00"
+"#;
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The simulator and `gha-dispatcher serve` in ticket mode, listening on `listen`.
+struct Harness {
+    sim: Sim,
+    _daemon: Daemon,
+    dir: tempfile::TempDir,
+    url: String,
+    prefix: &'static str,
+}
+
+impl Harness {
+    async fn start(prefix: &'static str, listen: SocketAddr) -> Harness {
+        cluster();
+        let sim = start_sim().await;
+        let dir = secrets_dir();
+        let text = with_tickets(&config_text(&ConfigSpec {
+            dir: dir.path(),
+            api_url: &sim.url(),
+            listen: &listen.to_string(),
+            prefix,
+            sbatch: None,
+            scaling: "reconcile_interval_secs = 2\nboot_deadline_secs = 60",
+            pools: POOL,
+        }));
+        let config = dir.path().join("dispatcher.toml");
+        std::fs::write(&config, text).unwrap();
+        let daemon = Daemon::spawn(&config, &dir.path().join("dispatcher.log"));
+        let url = format!("http://{listen}");
+        let client = reqwest::Client::new();
+        dispatcher_support::eventually("the dispatcher to answer", WAIT, || {
+            let log = std::fs::read_to_string(dir.path().join("dispatcher.log")).unwrap_or_default();
+            Ok(log.contains("gha-dispatcher listening")).and_then(|up| {
+                if up {
+                    Ok(true)
+                } else {
+                    Err(log)
+                }
+            })
+        })
+        .await;
+        assert!(client
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success());
+        sim.set_webhook(WebhookTarget {
+            url: format!("{url}/webhook"),
+            secret: SECRET.into(),
+        });
+        Harness {
+            sim,
+            _daemon: daemon,
+            dir,
+            url,
+            prefix,
+        }
+    }
+
+    fn enqueue(&self, name: &str, command: Option<String>) -> RunCreated {
+        self.sim
+            .enqueue_workflow(WorkflowSpec {
+                repo: "acme/widgets".into(),
+                name: "tickets".into(),
+                jobs: vec![JobSpec {
+                    command,
+                    ..JobSpec::new(name, &["self-hosted", "linux"])
+                }],
+                delay_ms: 0,
+            })
+            .unwrap()
+    }
+
+    async fn wait_job_succeeded(&self, job_id: u64) {
+        let sim = &self.sim;
+        dispatcher_support::eventually(&format!("GitHub job {job_id} to succeed"), WAIT, || {
+            let job = sim.job(job_id).ok_or("no such job")?;
+            match (job.status.as_str(), job.conclusion.as_deref()) {
+                ("completed", Some("success")) => Ok(true),
+                ("completed", other) => panic!("job {job_id} ended {other:?}"),
+                (status, _) => Err(status.to_string()),
+            }
+        })
+        .await;
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dispatcher.log")).unwrap()
+    }
+
+    async fn metric(&self, line_start: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The one Slurm job of ours in `state`, waiting for it.
+    async fn slurm_job_in(&self, states: &[&str]) -> SlurmJob {
+        let mut found = None;
+        dispatcher_support::eventually(&format!("a Slurm job in {states:?}"), WAIT, || {
+            found = slurm_jobs(self.prefix)
+                .into_iter()
+                .rev()
+                .find(|j| states.contains(&j.state.as_str()));
+            Ok(found.is_some())
+        })
+        .await;
+        found.unwrap()
+    }
+
+    fn job_output(&self, job: &SlurmJob) -> String {
+        let path = cluster()
+            .jobs_dir()
+            .join(format!("{}-{}.out", job.name, job.id));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+}
+
+/// Every file under `dir` (following no links) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            if bytes
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                hits.push(path);
+            }
+        }
+    }
+    hits
+}
+
+fn assert_node_clean(job: &SlurmJob) {
+    cluster().assert_node_healthy().unwrap();
+    let workdir = PathBuf::from(format!("/tmp/gha-{}", job.id));
+    assert!(!workdir.exists(), "{} left behind", workdir.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_run_leaves_the_jit_config_nowhere_but_the_runner() {
+    let cluster = cluster();
+    let slot = DispatcherSlot::acquire(cluster).unwrap();
+    // The daemon binds the slot itself, once the previous holder's listener is gone.
+    drop(slot.listen().await.unwrap());
+    let h = Harness::start("e2e-tkleak", slot.addr()).await;
+    let markers = tempfile::tempdir_in(cluster.jobs_dir()).unwrap();
+    std::fs::set_permissions(
+        markers.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let env_file = markers.path().join("step-env");
+    let run = h.enqueue("leak", Some(format!("env > {}", env_file.display())));
+    h.wait_job_succeeded(run.job_ids[0]).await;
+
+    let issued = h.sim.issued_jit_configs();
+    assert_eq!(issued.len(), 1, "one JIT config for one job");
+    let jit = &issued[0];
+    let job = h.slurm_job_in(&["COMPLETED"]).await;
+    assert_eq!(job.name, jit.runner_name);
+    let option = runner_option_from_state_dir(job.id);
+    let ticket = option
+        .strip_prefix("ticket:")
+        .unwrap_or_else(|| panic!("the dispatcher submitted an inline config: {}", option.len()));
+    let secrets = [
+        ("the JIT config", jit.encoded_jit_config.as_str()),
+        ("the runner's secret", jit.runner_secret.as_str()),
+        ("the ticket", ticket),
+    ];
+
+    // Where a workflow step, a Slurm user or an admin reading logs could look.
+    let record = cluster
+        .command("scontrol")
+        .args(["show", "job", "-d", &job.id.to_string()])
+        .output()
+        .unwrap();
+    let record = String::from_utf8_lossy(&record.stdout).into_owned();
+    assert!(record.contains(&job.name), "{record}");
+    let step_env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(step_env.contains("GITHUB_ACTIONS=true"), "{step_env}");
+    assert!(
+        !step_env.contains("_SLURM_SPANK_OPTION") && !step_env.contains("ACTIONS_RUNNER_INPUT"),
+        "{step_env}"
+    );
+    let places = [
+        ("scontrol show job", record),
+        ("the workflow step's environment", step_env),
+        ("the dispatcher's log", h.log()),
+        ("the job's output", h.job_output(&job)),
+    ];
+    for (what, secret) in secrets {
+        for (place, text) in &places {
+            assert!(!text.contains(secret), "{what} is in {place}");
+        }
+        for dir in [cluster.dir().join("log"), cluster.dir().join("munge/log")] {
+            let hits = files_containing(&dir, secret);
+            assert!(hits.is_empty(), "{what} is in {hits:?}");
+        }
+        // The dispatcher keeps a hash of the ticket, never the ticket or the config.
+        let hits = files_containing(h.dir.path(), secret);
+        let hits: Vec<_> = hits
+            .into_iter()
+            .filter(|p| !p.ends_with("dispatcher.toml"))
+            .collect();
+        assert!(hits.is_empty(), "{what} is in {hits:?}");
+    }
+    for (what, secret) in &secrets[..2] {
+        let hits = files_containing(&cluster.dir().join("state"), secret);
+        assert!(hits.is_empty(), "{what} is in slurmctld's state: {hits:?}");
+    }
+    // The ticket does sit in slurmctld's state (that is how it reaches the node), spent.
+    let copied = munge_credential(None, &munge_socket(), &redemption_payload(ticket, job.id));
+    let (status, body) = redeem(&h.url, &copied).await;
+    assert_eq!((status, refusal_code(&body).as_str()), (409, "ticket_used"), "{body}");
+    assert_eq!(
+        h.metric("gha_dispatcher_ticket_redemptions_total{result=\"ok\"}").await,
+        1.0
+    );
+    assert_node_clean(&job);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copied_forged_and_replayed_tickets_are_refused() {
+    let cluster = cluster();
+    let slot = DispatcherSlot::acquire(cluster).unwrap();
+    let mut gate = RedeemGate::start(slot.listen().await.unwrap());
+    let h = Harness::start("e2e-tkforge", free_local_addr()).await;
+    let run = h.enqueue("forge", None);
+
+    // The node's own redemption is held at the gate while its job runs.
+    let held = gate.next(WAIT).await;
+    let job = h.slurm_job_in(&["RUNNING"]).await;
+    let option = runner_option_from_state_dir(job.id);
+    let ticket = option.strip_prefix("ticket:").unwrap();
+    let payload = redemption_payload(ticket, job.id);
+    let other_host = OtherHostMunged::start();
+    let forged = [
+        (
+            "made by the job's user",
+            munge_credential(Some(cluster.test_user()), &munge_socket(), &payload),
+            (403, "not_root"),
+        ),
+        (
+            "naming another job",
+            munge_credential(
+                None,
+                &munge_socket(),
+                &redemption_payload(ticket, job.id + 1000),
+            ),
+            (403, "wrong_job"),
+        ),
+        (
+            "from another host",
+            munge_credential(None, &other_host.socket(), &payload),
+            (403, "wrong_host"),
+        ),
+        (
+            "not a credential",
+            format!("MUNGE:{ticket}:"),
+            (403, "bad_credential"),
+        ),
+    ];
+    for (what, credential, (status, code)) in forged {
+        let (got, body) = redeem(&h.url, &credential).await;
+        assert_eq!((got, refusal_code(&body).as_str()), (status, code), "{what}: {body}");
+    }
+
+    // None of that spent the ticket: the node's own credential still redeems it.
+    let node_credential = held.credential.clone();
+    let (status, body) = held.forward(&h.url).await;
+    assert_eq!(status, 200, "{body}");
+    h.wait_job_succeeded(run.job_ids[0]).await;
+
+    let (status, body) = redeem(&h.url, &node_credential).await;
+    assert_eq!(
+        (status, refusal_code(&body).as_str()),
+        (403, "bad_credential"),
+        "a replayed credential: {body}"
+    );
+    let fresh = munge_credential(None, &munge_socket(), &payload);
+    let (status, body) = redeem(&h.url, &fresh).await;
+    assert_eq!(
+        (status, refusal_code(&body).as_str()),
+        (409, "ticket_used"),
+        "a fresh credential for a spent ticket: {body}"
+    );
+    for (result, count) in [
+        ("ok", 1.0),
+        ("not_root", 1.0),
+        ("wrong_job", 1.0),
+        ("wrong_host", 1.0),
+        ("bad_credential", 2.0),
+        ("ticket_used", 1.0),
+    ] {
+        let line = format!("gha_dispatcher_ticket_redemptions_total{{result=\"{result}\"}}");
+        assert_eq!(h.metric(&line).await, count, "{line}");
+    }
+    let job = h.slurm_job_in(&["COMPLETED"]).await;
+    assert_node_clean(&job);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_redemptions_end_the_job_at_once_and_only_wanted_demand_is_provisioned_again() {
+    let cluster = cluster();
+    let slot = DispatcherSlot::acquire(cluster).unwrap();
+    // Nothing listens on the dispatcher's address yet: the node cannot redeem.
+    let h = Harness::start("e2e-tkfail", free_local_addr()).await;
+    let run = h.enqueue("retry", None);
+    let failed = h.slurm_job_in(&["FAILED"]).await;
+    let output = h.job_output(&failed);
+    assert!(
+        output.contains("spank-gha: error: cannot reach the dispatcher at http://127.0.0.1:"),
+        "{output}"
+    );
+    assert_node_clean(&failed);
+
+    // The dispatcher counts it and provisions again; this time the node gets through.
+    let mut gate = RedeemGate::start(slot.listen().await.unwrap());
+    let held = gate.next(WAIT).await;
+    let (status, body) = held.forward(&h.url).await;
+    assert_eq!(status, 200, "{body}");
+    h.wait_job_succeeded(run.job_ids[0]).await;
+    assert_eq!(
+        h.metric("gha_dispatcher_tickets_unredeemed_total").await,
+        1.0
+    );
+
+    // Demand gone while the job starts: the redemption is refused, nothing new is submitted.
+    let cancelled = h.enqueue("gone", None);
+    let held = gate.next(WAIT).await;
+    h.sim.cancel_run(cancelled.run_id).unwrap();
+    let sim = &h.sim;
+    dispatcher_support::eventually("the cancellation to be delivered", WAIT, || {
+        Ok(sim.deliveries().iter().any(|d| {
+            d.job_id == Some(cancelled.job_ids[0])
+                && d.action.as_deref() == Some("completed")
+                && d.outcome == "delivered"
+        }))
+    })
+    .await;
+    let (status, body) = held.forward(&h.url).await;
+    assert_eq!(
+        (status, refusal_code(&body).as_str()),
+        (410, "not_needed"),
+        "{body}"
+    );
+    let refused = h.slurm_job_in(&["FAILED"]).await;
+    assert_ne!(refused.id, failed.id);
+    let output = h.job_output(&refused);
+    assert!(
+        output.contains("spank-gha: error: ticket refused by the dispatcher (HTTP 410 not_needed)"),
+        "{output}"
+    );
+    assert_node_clean(&refused);
+    // A full pass that began after the refusal has ended: still no new runner job.
+    let refused_at = now_secs();
+    let client = reqwest::Client::new();
+    let mut last_pass = 0;
+    let deadline = std::time::Instant::now() + WAIT;
+    while last_pass < refused_at + 3 {
+        assert!(std::time::Instant::now() < deadline, "no full pass after the refusal");
+        let status: serde_json::Value = client
+            .get(format!("{}/status", h.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        last_pass = status["last_full_reconcile_at"].as_i64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(slurm_jobs(h.prefix).len(), 3, "{:?}", slurm_jobs(h.prefix));
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn free_local_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
