@@ -14,6 +14,7 @@ use crate::db::Db;
 use crate::github::{Credentials, GithubClient};
 use crate::metrics::Metrics;
 use crate::server::{self, AppState};
+use crate::slurm::Slurm;
 use crate::status::SharedStatus;
 
 /// A running dispatcher.
@@ -142,6 +143,8 @@ pub async fn start(
         wake: wake.clone(),
         shared: shared.clone(),
         admin_token: secrets.admin_token.clone().map(Arc::new),
+        github: github.clone(),
+        slurm: Slurm::new(config.slurm.clone()),
     };
     let listener = match listener {
         Some(l) => l,

@@ -14,6 +14,8 @@ use toml::Spanned;
 use crate::db::RepoUser;
 
 pub const DEFAULT_DB_PATH: &str = "/var/lib/gha-dispatcher/state.db";
+/// A ticket must outlive at least a short queue wait and the node's redemption.
+pub const MIN_TICKET_TTL_SECS: u64 = 60;
 
 /// One problem found in the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,12 @@ struct RawSlurm {
     squeue: PathBuf,
     #[serde(default = "default_scancel")]
     scancel: PathBuf,
+    #[serde(default = "default_scontrol")]
+    scontrol: PathBuf,
+    #[serde(default)]
+    runner_credentials: RunnerCredentials,
+    #[serde(default = "default_ticket_ttl")]
+    ticket_ttl_secs: Spanned<u64>,
     user: Option<String>,
     group: Option<String>,
     #[serde(default)]
@@ -138,6 +146,18 @@ pub enum UnmappedPolicy {
     ServiceUser,
     /// Give them no runner; counted in `jobs_refused_total{reason="unmapped"}` and `/status`.
     Refuse,
+}
+
+/// How a runner's job gets its JIT config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunnerCredentials {
+    /// `--gha-runner=ticket:<opaque>`: the node redeems the ticket when the job starts
+    /// (`POST /tickets/redeem`), and only then is the JIT config minted.
+    #[default]
+    Ticket,
+    /// `--gha-runner=<JIT config>`, minted before `sbatch` (kept in slurmctld's state).
+    Inline,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +226,12 @@ fn default_squeue() -> PathBuf {
 }
 fn default_scancel() -> PathBuf {
     "scancel".into()
+}
+fn default_scontrol() -> PathBuf {
+    "scontrol".into()
+}
+fn default_ticket_ttl() -> Spanned<u64> {
+    Spanned::new(0..0, 86_400)
 }
 fn default_reconcile() -> Spanned<u64> {
     Spanned::new(0..0, 30)
@@ -318,6 +344,11 @@ pub struct SlurmConfig {
     pub sbatch: PathBuf,
     pub squeue: PathBuf,
     pub scancel: PathBuf,
+    /// For `scontrol show node` (the addresses of a ticket's node).
+    pub scontrol: PathBuf,
+    pub runner_credentials: RunnerCredentials,
+    /// How long a ticket stays redeemable after its runner was created.
+    pub ticket_ttl_secs: u64,
     pub user: Option<String>,
     pub group: Option<String>,
     /// The seed of the repository mapping (`owner` or `owner/repo` to user and account);
@@ -644,6 +675,14 @@ impl Config {
             );
         }
 
+        if *raw.slurm.ticket_ttl_secs.get_ref() < MIN_TICKET_TTL_SECS {
+            issues.at(
+                "slurm.ticket_ttl_secs",
+                raw.slurm.ticket_ttl_secs.span(),
+                format!("must be at least {MIN_TICKET_TTL_SECS}"),
+            );
+        }
+
         let s = &raw.scaling;
         if *s.reconcile_interval_secs.get_ref() == 0 {
             issues.at(
@@ -755,6 +794,9 @@ impl Config {
                 sbatch: raw.slurm.sbatch,
                 squeue: raw.slurm.squeue,
                 scancel: raw.slurm.scancel,
+                scontrol: raw.slurm.scontrol,
+                runner_credentials: raw.slurm.runner_credentials,
+                ticket_ttl_secs: *raw.slurm.ticket_ttl_secs.get_ref(),
                 user: raw.slurm.user,
                 group: raw.slurm.group,
                 user_map,
@@ -989,6 +1031,53 @@ gres = "gpu:1"
         assert!(
             !err.contains("secret-ish") && !err.contains("hunter2"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn runner_credentials_default_to_tickets() {
+        let cfg = Config::parse(GOOD).unwrap();
+        assert_eq!(cfg.slurm.runner_credentials, RunnerCredentials::Ticket);
+        assert_eq!(cfg.slurm.ticket_ttl_secs, 86_400);
+        assert_eq!(cfg.slurm.scontrol, PathBuf::from("scontrol"));
+        let inline = GOOD.replace(
+            "user = \"gha-ci\"\n",
+            "user = \"gha-ci\"\nrunner_credentials = \"inline\"\nticket_ttl_secs = 60\nscontrol = \"/opt/slurm/bin/scontrol\"\n",
+        );
+        let cfg = Config::parse(&inline).unwrap();
+        assert_eq!(cfg.slurm.runner_credentials, RunnerCredentials::Inline);
+        assert_eq!(cfg.slurm.ticket_ttl_secs, 60);
+        assert_eq!(cfg.slurm.scontrol, PathBuf::from("/opt/slurm/bin/scontrol"));
+    }
+
+    #[test]
+    fn bad_ticket_settings_are_reported_with_key_and_line() {
+        let short = GOOD.replace(
+            "user = \"gha-ci\"\n",
+            "user = \"gha-ci\"\nticket_ttl_secs = 59\n",
+        );
+        let Err(ConfigError::Invalid { issues }) = Config::parse(&short) else {
+            panic!("a 59 s ticket TTL was accepted")
+        };
+        assert_eq!(
+            (issues[0].key.as_str(), issues[0].line),
+            ("slurm.ticket_ttl_secs", Some(14))
+        );
+        assert!(issues[0].message.contains("at least 60"), "{issues:?}");
+        let unknown = GOOD.replace(
+            "user = \"gha-ci\"\n",
+            "user = \"gha-ci\"\nrunner_credentials = \"tickets\"\n",
+        );
+        let Err(ConfigError::Invalid { issues }) = Config::parse(&unknown) else {
+            panic!("an unknown runner_credentials was accepted")
+        };
+        assert_eq!(
+            (issues[0].key.as_str(), issues[0].line),
+            ("runner_credentials", Some(14))
+        );
+        assert!(
+            issues[0].message.contains("ticket") && issues[0].message.contains("inline"),
+            "{issues:?}"
         );
     }
 }

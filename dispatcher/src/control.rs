@@ -5,7 +5,10 @@
 //! rows left mid-way by a crash, runs hygiene and then scales; a webhook wakes a scale-only
 //! pass. Every side effect is preceded by a database row saying what is about to happen:
 //! `minting` before `generate-jitconfig`, `submitting` before `sbatch`, so after a `kill -9`
-//! the next full pass finishes or undoes it and nothing is submitted twice.
+//! the next full pass finishes or undoes it and nothing is submitted twice. In ticket mode
+//! nothing is minted here: the row starts as `submitting` with the ticket's hash, and the
+//! registration is made when the node redeems the ticket (`tickets`); a runner whose ticket
+//! was never redeemed has no registration, so no GitHub call is made to find or delete one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -15,7 +18,7 @@ use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, PoolConfig, Scope};
+use crate::config::{Config, PoolConfig, RunnerCredentials, Scope};
 use crate::db::{self, Db, RunnerRow, RunnerState};
 use crate::github::{DeleteOutcome, GhRunner, GithubClient, MintError};
 use crate::metrics::Metrics;
@@ -23,6 +26,7 @@ use crate::pools;
 use crate::scaler::{self, PoolDemand, RunnerInfo, RunnerPhase, ScopeDemand};
 use crate::slurm::{QueuedJob, RunnerCredential, Slurm, SubmitRequest};
 use crate::status::{RefusedJob, SharedStatus};
+use crate::tickets::Ticket;
 use crate::usermap::{Mapping, Placement};
 
 /// A minted credential that has not yet reached `sbatch`. Given up after this long, since
@@ -68,6 +72,30 @@ pub struct Controller {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The scaler's group of an existing runner (rows from before the mapping: service user).
+pub fn placement_key(config: &Config, row: &RunnerRow) -> String {
+    Placement::key_of(
+        &row.scope,
+        row.run_as.as_deref().or(config.slurm.user.as_deref()),
+        row.account.as_deref(),
+    )
+}
+
+/// Where a runner is in its life, as far as scaling (and ticket redemption) cares.
+pub fn runner_phase(row: &RunnerRow) -> RunnerPhase {
+    match row.state {
+        RunnerState::Cancelling => RunnerPhase::Cancelling,
+        // First: a runner can take a job before its sbatch is even recorded.
+        _ if row.busy || row.assigned_job_id.is_some() => RunnerPhase::Busy,
+        RunnerState::Minting | RunnerState::Submitting => RunnerPhase::InFlight,
+        // Was online and is gone: it ran (or is leaving after) a job we did not hear about.
+        _ if row.ever_online && !row.online => RunnerPhase::Busy,
+        _ if row.slurm_state.as_deref() == Some("PENDING") => RunnerPhase::SlurmPending,
+        _ if row.online => RunnerPhase::Idle,
+        _ => RunnerPhase::Starting,
+    }
 }
 
 /// A unique runner name of at most 64 characters: `<prefix>-<pool>-<16 hex>`.
@@ -191,7 +219,7 @@ impl Controller {
             let active = queue.iter().any(|j| j.job_id == job_id && j.is_active());
             if !active {
                 tracing::info!(runner = %row.name, slurm_job = job_id, "Slurm job ended");
-                self.set_state(&row.name, RunnerState::Finished, None).await;
+                self.finish(&row.name).await;
                 any = true;
             }
         }
@@ -419,6 +447,10 @@ impl Controller {
     }
 
     async fn delete_registration(&self, row: &RunnerRow, reason: &str) -> bool {
+        if row.never_registered() && self.still_never_registered(&row.name).await {
+            // Nothing was minted for it: no call, and nothing to forget.
+            return true;
+        }
         let Some(scope) = Scope::from_key(&row.scope) else {
             return false;
         };
@@ -455,6 +487,40 @@ impl Controller {
                 self.note_github_error("delete_runner", &e);
                 false
             }
+        }
+    }
+
+    /// Whether `name`'s ticket is still unredeemed now (the row given may predate a
+    /// redemption that raced with this pass). A database error answers no: then GitHub is asked.
+    async fn still_never_registered(&self, name: &str) -> bool {
+        let n = name.to_string();
+        matches!(
+            self.db.call(move |c| db::runner(c, &n)).await,
+            Ok(Some(row)) if row.never_registered()
+        )
+    }
+
+    /// The runner's Slurm job ended: it is finished. A ticket runner that never redeemed its
+    /// ticket is counted (the scaler provisions again while the demand remains).
+    async fn finish(&self, name: &str) {
+        let n = name.to_string();
+        let result = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                let before = db::runner(&tx, &n)?;
+                db::set_runner_state(&tx, &n, RunnerState::Finished, None)?;
+                tx.commit()?;
+                Ok(before)
+            })
+            .await;
+        match result {
+            Ok(Some(before)) if !before.state.is_final() && before.never_registered() => {
+                self.metrics.tickets_unredeemed.inc();
+                tracing::info!(runner = %name, slurm_job = ?before.slurm_job_id, "Slurm job ended without redeeming its ticket");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot record runner state"),
         }
     }
 
@@ -556,7 +622,7 @@ impl Controller {
                             .await;
                             tracing::info!(runner = %row.name, slurm_job = id, "adopted Slurm job after restart");
                             if !job.is_active() {
-                                self.set_state(&row.name, RunnerState::Finished, None).await;
+                                self.finish(&row.name).await;
                                 self.after_slurm_job_ended(&row, listed).await;
                             }
                         }
@@ -591,7 +657,7 @@ impl Controller {
                             .await;
                         }
                         None => {
-                            self.set_state(&row.name, RunnerState::Finished, None).await;
+                            self.finish(&row.name).await;
                             self.after_slurm_job_ended(&row, listed).await;
                         }
                     }
@@ -618,8 +684,10 @@ impl Controller {
                 && now.saturating_sub(started) > deadline
             {
                 // Ask GitHub once more right now: a runner that connected since the last
-                // listing may already be running a job, and must not be cancelled.
-                if let Some(scope) = Scope::from_key(&row.scope) {
+                // listing may already be running a job, and must not be cancelled. (One that
+                // never redeemed its ticket cannot have connected.)
+                let scope = Scope::from_key(&row.scope).filter(|_| !row.never_registered());
+                if let Some(scope) = scope {
                     match self.github.find_runner(&scope, &row.name).await {
                         Ok(Some(r)) if r.status == "online" || r.busy => {
                             let (name, id, busy) = (row.name.clone(), r.id, r.busy);
@@ -644,6 +712,9 @@ impl Controller {
                     }
                 }
                 self.metrics.reaped("boot_deadline");
+                if row.never_registered() {
+                    self.metrics.tickets_unredeemed.inc();
+                }
                 self.set_state(
                     &row.name,
                     RunnerState::Abandoned,
@@ -721,17 +792,7 @@ impl Controller {
     }
 
     fn phase(row: &RunnerRow) -> RunnerPhase {
-        match row.state {
-            RunnerState::Cancelling => RunnerPhase::Cancelling,
-            // First: a runner can take a job before its sbatch is even recorded.
-            _ if row.busy || row.assigned_job_id.is_some() => RunnerPhase::Busy,
-            RunnerState::Minting | RunnerState::Submitting => RunnerPhase::InFlight,
-            // Was online and is gone: it ran (or is leaving after) a job we did not hear about.
-            _ if row.ever_online && !row.online => RunnerPhase::Busy,
-            _ if row.slurm_state.as_deref() == Some("PENDING") => RunnerPhase::SlurmPending,
-            _ if row.online => RunnerPhase::Idle,
-            _ => RunnerPhase::Starting,
-        }
+        runner_phase(row)
     }
 
     fn sbatch_allowed(&self) -> bool {
@@ -880,13 +941,8 @@ impl Controller {
         self.refresh_runner_gauges().await;
     }
 
-    /// The scaler's group of an existing runner (rows from before the mapping: service user).
     fn placement_key_of(&self, row: &RunnerRow) -> String {
-        Placement::key_of(
-            &row.scope,
-            row.run_as.as_deref().or(self.config.slurm.user.as_deref()),
-            row.account.as_deref(),
-        )
+        placement_key(&self.config, row)
     }
 
     /// Refused jobs go to `/status` (all currently refused) and the metric (each job once).
@@ -966,6 +1022,11 @@ impl Controller {
         let scope = placement.scope.clone();
         let scope_key = scope.key();
         let name = runner_name(&self.config.github.runner_name_prefix, &pool.name);
+        if self.config.slurm.runner_credentials == RunnerCredentials::Ticket {
+            self.create_ticket_runner(pool, placement, for_job, name)
+                .await;
+            return;
+        }
         let (n, p, s) = (name.clone(), pool.name.clone(), scope_key.clone());
         let (user, account) = (placement.user.clone(), placement.account.clone());
         if let Err(e) = self
@@ -1040,6 +1101,47 @@ impl Controller {
             ),
         );
         tracing::info!(runner = %name, pool = %pool.name, scope = %scope_key, job = for_job, "runner registered");
+        self.submit(&name).await;
+    }
+
+    /// Ticket mode: no JIT config before the job starts. The row goes straight to
+    /// `submitting` with the ticket's hash; the ticket itself lives only in memory (for sbatch
+    /// retries) and on the sbatch command line. A crash before sbatch loses it, and crash
+    /// recovery abandons the row (nothing registered, nothing to delete).
+    async fn create_ticket_runner(
+        &self,
+        pool: &PoolConfig,
+        placement: &Placement,
+        for_job: u64,
+        name: String,
+    ) {
+        let ticket = Ticket::issue();
+        let expires_at = db::now_secs()
+            .saturating_add(i64::try_from(self.config.slurm.ticket_ttl_secs).unwrap_or(i64::MAX));
+        let (n, p, s) = (name.clone(), pool.name.clone(), placement.scope.key());
+        let (user, account) = (placement.user.clone(), placement.account.clone());
+        let hash = ticket.hash().to_string();
+        if let Err(e) = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                db::insert_ticket_runner(&tx, &n, &p, &s, Some(for_job), &hash, expires_at)?;
+                db::set_runner_identity(&tx, &n, user.as_deref(), account.as_deref())?;
+                tx.commit()
+            })
+            .await
+        {
+            tracing::error!(error = %e, "cannot record runner intent; not submitting");
+            return;
+        }
+        lock(&self.credentials).insert(
+            name.clone(),
+            (
+                RunnerCredential::Ticket(ticket.into_secret()),
+                Instant::now(),
+            ),
+        );
+        tracing::info!(runner = %name, pool = %pool.name, scope = %placement.scope.key(), job = for_job, "ticket runner created");
         self.submit(&name).await;
     }
 
@@ -1211,6 +1313,9 @@ mod tests {
             finished_at: None,
             run_as: None,
             account: None,
+            ticket_hash: None,
+            ticket_expires_at: None,
+            ticket_redeemed_at: None,
         }
     }
 

@@ -81,6 +81,15 @@ CREATE INDEX repo_users_by_user ON repo_users(unix_user);
 ALTER TABLE runners ADD COLUMN run_as TEXT;
 ALTER TABLE runners ADD COLUMN account TEXT;
 "#,
+    r#"
+-- Late-binding tickets: the sha256 (hex) of the ticket handed to sbatch (never the ticket),
+-- when it stops being redeemable, and when it was redeemed (single use). All NULL: a runner
+-- whose JIT config went inline.
+ALTER TABLE runners ADD COLUMN ticket_hash TEXT;
+ALTER TABLE runners ADD COLUMN ticket_expires_at INTEGER;
+ALTER TABLE runners ADD COLUMN ticket_redeemed_at INTEGER;
+CREATE UNIQUE INDEX runners_by_ticket_hash ON runners(ticket_hash);
+"#,
 ];
 
 /// Status of a GitHub job as far as we know; the rank only moves forward so a late or
@@ -194,6 +203,18 @@ pub struct RunnerRow {
     pub run_as: Option<String>,
     /// The Slurm account from the repository mapping; `None`: the pool's.
     pub account: Option<String>,
+    /// sha256 (lowercase hex) of the runner's ticket; `None`: its JIT config went inline.
+    pub ticket_hash: Option<String>,
+    pub ticket_expires_at: Option<i64>,
+    pub ticket_redeemed_at: Option<i64>,
+}
+
+impl RunnerRow {
+    /// A ticket runner whose ticket was never redeemed: no JIT config was minted for it, so
+    /// it has no GitHub registration to look up or delete.
+    pub fn never_registered(&self) -> bool {
+        self.ticket_hash.is_some() && self.ticket_redeemed_at.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,7 +440,7 @@ pub fn job(conn: &Connection, job_id: u64) -> rusqlite::Result<Option<JobRow>> {
     .optional()
 }
 
-const RUNNER_COLUMNS: &str = "name, pool, scope, state, for_job_id, github_runner_id, slurm_job_id, slurm_state, online, ever_online, busy, assigned_job_id, last_error, created_at, submitted_at, slurm_started_at, finished_at, run_as, account";
+const RUNNER_COLUMNS: &str = "name, pool, scope, state, for_job_id, github_runner_id, slurm_job_id, slurm_state, online, ever_online, busy, assigned_job_id, last_error, created_at, submitted_at, slurm_started_at, finished_at, run_as, account, ticket_hash, ticket_expires_at, ticket_redeemed_at";
 
 fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunnerRow> {
     let state: String = r.get(3)?;
@@ -443,6 +464,9 @@ fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunnerRow> {
         finished_at: r.get(16)?,
         run_as: r.get(17)?,
         account: r.get(18)?,
+        ticket_hash: r.get(19)?,
+        ticket_expires_at: r.get(20)?,
+        ticket_redeemed_at: r.get(21)?,
     })
 }
 
@@ -492,6 +516,58 @@ pub fn insert_minting_runner(
     conn.execute(
         "INSERT INTO runners (name, pool, scope, state, for_job_id, created_at) VALUES (?1, ?2, ?3, 'minting', ?4, ?5)",
         params![name, pool, scope, for_job_id.map(|j| j as i64), now_secs()],
+    )?;
+    Ok(())
+}
+
+/// Record a ticket runner, straight as `submitting`: nothing is minted before `sbatch` (the
+/// JIT config is minted when the node redeems the ticket).
+pub fn insert_ticket_runner(
+    conn: &Connection,
+    name: &str,
+    pool: &str,
+    scope: &str,
+    for_job_id: Option<u64>,
+    ticket_hash: &str,
+    expires_at: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO runners (name, pool, scope, state, for_job_id, created_at, ticket_hash, ticket_expires_at)
+         VALUES (?1, ?2, ?3, 'submitting', ?4, ?5, ?6, ?7)",
+        params![name, pool, scope, for_job_id.map(|j| j as i64), now_secs(), ticket_hash, expires_at],
+    )?;
+    Ok(())
+}
+
+/// The runner holding the ticket whose sha256 is `ticket_hash`.
+pub fn runner_by_ticket_hash(
+    conn: &Connection,
+    ticket_hash: &str,
+) -> rusqlite::Result<Option<RunnerRow>> {
+    conn.query_row(
+        &format!("SELECT {RUNNER_COLUMNS} FROM runners WHERE ticket_hash = ?1"),
+        params![ticket_hash],
+        runner_from_row,
+    )
+    .optional()
+}
+
+/// Mark the runner's ticket redeemed, once: true for the one caller that did it, false when
+/// it already was (a concurrent or repeated redemption).
+pub fn mark_ticket_redeemed(conn: &Connection, name: &str, at: i64) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE runners SET ticket_redeemed_at = ?2 WHERE name = ?1 AND ticket_hash IS NOT NULL AND ticket_redeemed_at IS NULL",
+        params![name, at],
+    )?;
+    Ok(changed == 1)
+}
+
+/// The registration minted at redemption. Unlike [`set_runner_registered`] the state is left
+/// alone: the runner's Slurm job is already running.
+pub fn set_runner_id(conn: &Connection, name: &str, github_runner_id: u64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runners SET github_runner_id = ?2 WHERE name = ?1",
+        params![name, github_runner_id as i64],
     )?;
     Ok(())
 }
@@ -904,6 +980,82 @@ mod tests {
             assert_eq!(final_runners_with_registration(c)?.len(), 1);
             // A runner name is unique: a second intent with the same name fails.
             assert!(insert_minting_runner(c, "r1", "cpu", "org:acme", None).is_err());
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn migrates_a_version_2_database_keeping_its_runners() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..2].iter().enumerate() {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            insert_minting_runner(&conn, "old", "cpu", "org:a", Some(1)).unwrap();
+            set_runner_registered(&conn, "old", 5).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        db.with(|c| {
+            let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            assert_eq!(version, 3);
+            let old = runner(c, "old")?.unwrap();
+            assert_eq!(
+                (
+                    old.github_runner_id,
+                    old.ticket_hash,
+                    old.ticket_redeemed_at
+                ),
+                (Some(5), None, None)
+            );
+            assert!(!runner(c, "old")?.unwrap().never_registered());
+            insert_ticket_runner(c, "t", "cpu", "org:a", Some(2), "ab12", 1000)?;
+            let t = runner_by_ticket_hash(c, "ab12")?.unwrap();
+            assert_eq!(t.name, "t");
+            assert_eq!(t.state, RunnerState::Submitting);
+            assert_eq!(t.ticket_expires_at, Some(1000));
+            assert!(t.never_registered());
+            assert!(runner_by_ticket_hash(c, "cd34")?.is_none());
+            Ok(())
+        })
+        .unwrap();
+        drop(db);
+        // Opening again runs no migration twice.
+        let db = Db::open(&path).unwrap();
+        db.with(|c| {
+            assert_eq!(live_runners(c)?.len(), 2);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_ticket_is_redeemed_once() {
+        let db = Db::open_in_memory().unwrap();
+        db.with(|c| {
+            insert_ticket_runner(c, "t", "cpu", "org:a", None, "h1", 1000)?;
+            set_runner_submitted(c, "t", 42)?;
+            assert!(mark_ticket_redeemed(c, "t", 10)?);
+            assert!(!mark_ticket_redeemed(c, "t", 11)?);
+            set_runner_id(c, "t", 77)?;
+            let t = runner(c, "t")?.unwrap();
+            assert_eq!(t.ticket_redeemed_at, Some(10));
+            assert_eq!(
+                (t.state, t.github_runner_id),
+                (RunnerState::Submitted, Some(77))
+            );
+            assert!(!t.never_registered());
+            // An inline runner has no ticket to redeem.
+            insert_minting_runner(c, "i", "cpu", "org:a", None)?;
+            assert!(!mark_ticket_redeemed(c, "i", 10)?);
+            // Ticket hashes are unique.
+            assert!(insert_ticket_runner(c, "t2", "cpu", "org:a", None, "h1", 1000).is_err());
             Ok(())
         })
         .unwrap();

@@ -15,5 +15,6 @@ pub mod server;
 pub mod signature;
 pub mod slurm;
 pub mod status;
+pub mod tickets;
 pub mod usermap;
 pub mod webhook;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub jobs_not_ours: Counter,
     pub jobs_refused: Family<Labels, Counter>,
     pub reconcile_errors: Family<Labels, Counter>,
+    pub ticket_redemptions: Family<Labels, Counter>,
+    pub tickets_unredeemed: Counter,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -58,6 +60,8 @@ impl Metrics {
             jobs_not_ours: Counter::default(),
             jobs_refused: Family::default(),
             reconcile_errors: Family::default(),
+            ticket_redemptions: Family::default(),
+            tickets_unredeemed: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -135,6 +139,16 @@ impl Metrics {
             "Reconcile steps that failed, by step",
             m.reconcile_errors.clone(),
         );
+        registry.register(
+            "ticket_redemptions",
+            "POST /tickets/redeem answers, by result (ok or the error code)",
+            m.ticket_redemptions.clone(),
+        );
+        registry.register(
+            "tickets_unredeemed",
+            "Ticket runners whose Slurm job ended without redeeming its ticket (cancelled while pending, refused, failed before redemption)",
+            m.tickets_unredeemed.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -168,6 +182,12 @@ impl Metrics {
     pub fn reconcile_error(&self, step: &str) {
         self.reconcile_errors
             .get_or_create(&vec![("step".to_string(), step.to_string())])
+            .inc();
+    }
+
+    pub fn ticket_redemption(&self, result: &str) {
+        self.ticket_redemptions
+            .get_or_create(&vec![("result".to_string(), result.to_string())])
             .inc();
     }
 
@@ -205,12 +225,16 @@ mod tests {
         m.api_call("POST /orgs/{org}/actions/runners/generate-jitconfig", 201);
         m.queue_to_submit.observe(1.5);
         m.set_runners("cpu", "idle", 2);
+        m.ticket_redemption("ok");
+        m.tickets_unredeemed.inc();
         let text = m.render();
         for needle in [
             "gha_dispatcher_webhook_deliveries_total{outcome=\"accepted\"} 1",
             "gha_dispatcher_queue_to_submit_seconds_count 1",
             "gha_dispatcher_runners{pool=\"cpu\",phase=\"idle\"} 2",
             "gha_dispatcher_github_api_calls_total{endpoint=\"POST /orgs/{org}/actions/runners/generate-jitconfig\",status=\"201\"} 1",
+            "gha_dispatcher_ticket_redemptions_total{result=\"ok\"} 1",
+            "gha_dispatcher_tickets_unredeemed_total 1",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

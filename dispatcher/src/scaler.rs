@@ -26,7 +26,8 @@ pub enum RunnerPhase {
 }
 
 impl RunnerPhase {
-    fn is_spare(self) -> bool {
+    /// Capacity for a queued job: on its way, or online without a job.
+    pub fn is_spare(self) -> bool {
         matches!(
             self,
             RunnerPhase::InFlight

@@ -1,5 +1,6 @@
 //! The HTTP side: router and shared state for `POST /webhook`, `GET /healthz`,
-//! `GET /metrics`, `GET /status` and `GET/POST /repositories/{username}`.
+//! `GET /metrics`, `GET /status`, `GET/POST /repositories/{username}` and
+//! `POST /tickets/redeem`.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,9 +13,11 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::db::{Db, JobUpdate};
+use crate::github::GithubClient;
 use crate::metrics::Metrics;
+use crate::slurm::Slurm;
 use crate::status::{self, SharedStatus};
-use crate::{pools, repositories, webhook};
+use crate::{pools, repositories, tickets, webhook};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -27,6 +30,9 @@ pub struct AppState {
     pub shared: Arc<Mutex<SharedStatus>>,
     /// Needed by `POST /repositories/{username}`; `None`: the mapping is read-only.
     pub admin_token: Option<Arc<String>>,
+    /// Ticket redemption mints JIT configs and asks Slurm about the redeeming job.
+    pub github: Arc<GithubClient>,
+    pub slurm: Slurm,
 }
 
 impl AppState {
@@ -48,6 +54,10 @@ pub fn router(state: AppState) -> Router {
             get(repositories::get)
                 .post(repositories::post)
                 .layer(DefaultBodyLimit::max(repositories::MAX_BODY_BYTES)),
+        )
+        .route(
+            "/tickets/redeem",
+            post(tickets::redeem).layer(DefaultBodyLimit::max(tickets::MAX_BODY_BYTES)),
         )
         .layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES))
         .with_state(state)

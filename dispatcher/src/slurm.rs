@@ -15,26 +15,35 @@ use crate::config::{PoolConfig, SlurmConfig};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the runner needs to register with GitHub, as handed to the job.
-///
-/// Today an inline JIT config; a late-binding ticket (a reference the node redeems when the
-/// job starts) slots in as another variant without touching the submit path.
 #[derive(Clone)]
 pub enum RunnerCredential {
+    /// The JIT config itself (`--gha-runner=<base64>`).
     JitConfig(String),
+    /// A late-binding ticket (`--gha-runner=ticket:<43 chars>`) the node redeems for a JIT
+    /// config when the job starts. As secret as a config until it is redeemed.
+    Ticket(String),
 }
 
 impl RunnerCredential {
     /// The value of `--gha-runner=`.
-    fn option_value(&self) -> &str {
+    fn option_value(&self) -> String {
         match self {
-            RunnerCredential::JitConfig(config) => config,
+            RunnerCredential::JitConfig(config) => config.clone(),
+            RunnerCredential::Ticket(ticket) => format!("{TICKET_PREFIX}{ticket}"),
+        }
+    }
+
+    /// The secret part of the option value.
+    fn secret(&self) -> &str {
+        match self {
+            RunnerCredential::JitConfig(secret) | RunnerCredential::Ticket(secret) => secret,
         }
     }
 
     /// `text` without the credential: whole, or any piece of it a tool may print
     /// (truncated with an ellipsis, wrapped over lines), and without any `--gha-runner=` value.
     fn scrub(&self, text: &str) -> String {
-        let secret = self.option_value();
+        let secret = self.secret();
         let whole = if secret.is_empty() {
             text.to_string()
         } else {
@@ -48,6 +57,8 @@ impl RunnerCredential {
 }
 
 const REDACTED: &str = "<redacted>";
+/// What marks a `--gha-runner=` value as a ticket (the plugin's contract).
+pub const TICKET_PREFIX: &str = "ticket:";
 const RUNNER_OPTION: &str = "--gha-runner=";
 /// Shorter runs of base64 characters are too common to be telling (words, job ids).
 const MIN_SECRET_PIECE: usize = 12;
@@ -103,6 +114,7 @@ impl fmt::Debug for RunnerCredential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunnerCredential::JitConfig(_) => f.write_str("JitConfig(<redacted>)"),
+            RunnerCredential::Ticket(_) => f.write_str("Ticket(<redacted>)"),
         }
     }
 }
@@ -143,6 +155,23 @@ impl QueuedJob {
     /// Pending, running, completing, suspended...: not over yet.
     pub fn is_active(&self) -> bool {
         !TERMINAL_STATES.contains(&self.state.as_str())
+    }
+}
+
+/// One job as a ticket redemption needs to see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobPlacement {
+    pub job_id: u64,
+    pub name: String,
+    pub state: String,
+    /// The node running the batch script (squeue `%B`, else a single-node `%N`).
+    pub node: Option<String>,
+}
+
+impl JobPlacement {
+    /// A job whose batch step may be starting: the only time its ticket may be redeemed.
+    pub fn is_running(&self) -> bool {
+        matches!(self.state.as_str(), "RUNNING" | "CONFIGURING")
     }
 }
 
@@ -260,6 +289,40 @@ impl Slurm {
         .map(drop)
     }
 
+    /// One job by id, whatever its state; `None` when slurmctld no longer knows it.
+    pub async fn job(&self, job_id: u64) -> Result<Option<JobPlacement>, SlurmError> {
+        let args = [
+            "--noheader".to_string(),
+            "--all".into(),
+            "--states=all".into(),
+            format!("--jobs={job_id}"),
+            "--format=%i|%T|%B|%N|%j".into(),
+        ];
+        match run(&self.config.squeue, &args, &[]).await {
+            Ok(output) => Ok(parse_job(&output, job_id)),
+            // squeue fails on a job id slurmctld has forgotten (or never had).
+            Err(SlurmError::Failed { message, .. }) if message.contains("Invalid job id") => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names and addresses Slurm has for `node`: `NodeAddr` and `NodeHostName` of
+    /// `scontrol show node -o`.
+    pub async fn node_addresses(&self, node: &str) -> Result<Vec<String>, SlurmError> {
+        let args = ["show".to_string(), "node".into(), "-o".into(), node.into()];
+        let output = run(&self.config.scontrol, &args, &[]).await?;
+        let found = parse_node_addresses(&output);
+        if found.is_empty() {
+            return Err(SlurmError::Output {
+                program: "scontrol".into(),
+                output: output.chars().take(200).collect(),
+            });
+        }
+        Ok(found)
+    }
+
     pub async fn cancel(&self, job_id: u64) -> Result<(), SlurmError> {
         run(&self.config.scancel, &[job_id.to_string()], &[])
             .await
@@ -284,6 +347,49 @@ pub fn parse_squeue(output: &str, prefix: &str) -> Vec<QueuedJob> {
             })
         })
         .collect()
+}
+
+/// The line of `job_id` in `squeue --format=%i|%T|%B|%N|%j` output.
+pub fn parse_job(output: &str, job_id: u64) -> Option<JobPlacement> {
+    // A plain host name: not "n/a", "(null)", nor a node list like "n[1-2]" or "a,b".
+    let host = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty() && s != "n/a" && s != "(null)" && !s.contains(['[', ',', ' ']))
+            .then(|| s.to_string())
+    };
+    output.lines().find_map(|line| {
+        let mut parts = line.trim().splitn(5, '|');
+        let id: u64 = parts.next()?.trim().parse().ok()?;
+        if id != job_id {
+            return None;
+        }
+        let state = parts.next()?.trim().to_string();
+        let batch_host = parts.next().and_then(host);
+        let nodes = parts.next().and_then(host);
+        let name = parts.next().unwrap_or("").trim().to_string();
+        Some(JobPlacement {
+            job_id,
+            name,
+            state,
+            node: batch_host.or(nodes),
+        })
+    })
+}
+
+/// `NodeAddr` and `NodeHostName` values of `scontrol show node -o` (one line per node).
+pub fn parse_node_addresses(output: &str) -> Vec<String> {
+    let mut found: Vec<String> = output
+        .split_whitespace()
+        .filter_map(|token| {
+            token
+                .strip_prefix("NodeAddr=")
+                .or_else(|| token.strip_prefix("NodeHostName="))
+        })
+        .filter(|v| !v.is_empty() && *v != "(null)")
+        .map(str::to_string)
+        .collect();
+    found.dedup();
+    found
 }
 
 fn scrub_error(e: SlurmError, credential: &RunnerCredential) -> SlurmError {
@@ -393,6 +499,9 @@ mod tests {
             sbatch: sbatch.into(),
             squeue: "squeue".into(),
             scancel: "scancel".into(),
+            scontrol: "scontrol".into(),
+            runner_credentials: Default::default(),
+            ticket_ttl_secs: 86_400,
             user: Some("gha-ci".into()),
             group: None,
             user_map: Default::default(),
@@ -547,5 +656,99 @@ exit 1
         assert!(jobs[0].is_active() && jobs[1].is_active());
         let done = parse_squeue("15|slurm-x|COMPLETED|\n16|slurm-y|CANCELLED|\n", "slurm-");
         assert!(done.iter().all(|j| !j.is_active()));
+    }
+
+    #[test]
+    fn ticket_runners_get_a_ticket_reference() {
+        let ticket = "q8N3x-Zk0_aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1";
+        let cred = RunnerCredential::Ticket(ticket.into());
+        let p = pool();
+        let args = slurm("sbatch").sbatch_args(&SubmitRequest {
+            runner_name: "slurm-cpu-1",
+            comment: "c",
+            pool: &p,
+            user: None,
+            group: None,
+            account: None,
+            credential: &cred,
+        });
+        assert!(
+            args.contains(&format!("--gha-runner=ticket:{ticket}")),
+            "{args:?}"
+        );
+        assert_eq!(format!("{cred:?}"), "Ticket(<redacted>)");
+        let said = format!(
+            "bad value ticket:{ticket} and {} and {}",
+            &ticket[..20],
+            &ticket[20..]
+        );
+        let scrubbed = cred.scrub(&said);
+        assert!(
+            !scrubbed.contains(&ticket[..12]) && !scrubbed.contains(&ticket[20..]),
+            "{scrubbed}"
+        );
+    }
+
+    #[tokio::test]
+    async fn sbatch_failure_never_shows_the_ticket() {
+        // Echoes its arguments, then the ticket alone wrapped at 20 columns.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("sbatch");
+        std::fs::write(
+            &fake,
+            r#"#!/bin/sh
+echo "sbatch: error: bad option in $*" >&2
+for arg in "$@"; do
+  case "$arg" in
+    --gha-runner=ticket:*) printf '%s\n' "${arg#--gha-runner=ticket:}" | fold -w 20 >&2 ;;
+  esac
+done
+exit 1
+"#,
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&fake).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&fake, perms).unwrap();
+        let ticket = "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5";
+        let cred = RunnerCredential::Ticket(ticket[..43].into());
+        let p = pool();
+        let err = slurm(fake.to_str().unwrap())
+            .submit(&SubmitRequest {
+                runner_name: "r",
+                comment: "c",
+                pool: &p,
+                user: None,
+                group: None,
+                account: None,
+                credential: &cred,
+            })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad option"), "{err}");
+        for piece in ticket.as_bytes()[..43].chunks(12) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(piece.len() < 12 || !err.contains(piece), "{piece} in {err}");
+        }
+    }
+
+    #[test]
+    fn job_and_node_parsing() {
+        let out = "42|RUNNING|node7|node7|slurm-cpu-abc\n";
+        let job = parse_job(out, 42).unwrap();
+        assert_eq!(job.node.as_deref(), Some("node7"));
+        assert_eq!(job.name, "slurm-cpu-abc");
+        assert!(job.is_running());
+        assert_eq!(parse_job(out, 43), None);
+        let pending = parse_job("42|PENDING|n/a||slurm-x\n", 42).unwrap();
+        assert_eq!(pending.node, None);
+        assert!(!pending.is_running());
+        let multi = parse_job("42|RUNNING|(null)|n[1-2]|x\n", 42).unwrap();
+        assert_eq!(multi.node, None);
+        assert!(parse_job("42|CONFIGURING||n3|x", 42).unwrap().is_running());
+        let node = "NodeName=vm Arch=x86_64 NodeAddr=127.0.0.1 NodeHostName=vm Version=22.05.8 OS=Linux 6.1 #1 SMP";
+        assert_eq!(parse_node_addresses(node), ["127.0.0.1", "vm"]);
+        assert!(parse_node_addresses("nothing").is_empty());
     }
 }

@@ -53,6 +53,20 @@ pub struct RunnerStatus {
     pub busy: bool,
     pub job_id: Option<u64>,
     pub last_error: Option<String>,
+    /// Ticket runners: "waiting" (for its node to redeem it), "redeemed" or "expired";
+    /// absent for a runner whose JIT config went inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+}
+
+/// Where a runner's ticket stands, for `/status`.
+pub fn ticket_state(row: &db::RunnerRow, now: i64) -> Option<&'static str> {
+    row.ticket_hash.as_ref()?;
+    Some(match (row.ticket_redeemed_at, row.ticket_expires_at) {
+        (Some(_), _) => "redeemed",
+        (None, Some(at)) if now < at => "waiting",
+        (None, _) => "expired",
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +117,7 @@ pub async fn build(app: &AppState) -> Result<Status, DbError> {
             runners: live.iter().filter(|r| r.pool == p.name).count(),
         })
         .collect();
+    let now = db::now_secs();
     let mut runners: Vec<RunnerStatus> = live
         .iter()
         .chain(recent.iter().filter(|r| r.state.is_final()))
@@ -118,6 +133,7 @@ pub async fn build(app: &AppState) -> Result<Status, DbError> {
             busy: r.busy,
             job_id: r.assigned_job_id,
             last_error: r.last_error.clone(),
+            ticket: ticket_state(r, now).map(str::to_string),
         })
         .collect();
     runners.dedup_by(|a, b| a.name == b.name);
@@ -152,13 +168,13 @@ pub fn render_table(status: &Status) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<40} {:<10} {:<11} {:>9} {:<10} {:<7} {:<5} {:>10}",
+        "{:<40} {:<10} {:<11} {:>9} {:<10} {:<7} {:<5} {:>10}  TICKET",
         "RUNNER", "POOL", "STATE", "SLURM_ID", "SLURM", "ONLINE", "BUSY", "JOB"
     );
     for r in &status.runners {
         let _ = writeln!(
             out,
-            "{:<40} {:<10} {:<11} {:>9} {:<10} {:<7} {:<5} {:>10}",
+            "{:<40} {:<10} {:<11} {:>9} {:<10} {:<7} {:<5} {:>10}  {}",
             r.name,
             r.pool,
             r.state,
@@ -171,6 +187,7 @@ pub fn render_table(status: &Status) -> String {
             r.job_id
                 .map(|i| i.to_string())
                 .unwrap_or_else(|| "-".into()),
+            r.ticket.as_deref().unwrap_or("-"),
         );
     }
     if status.jobs_queued_not_ours > 0 {

@@ -1,0 +1,361 @@
+//! `POST /tickets/redeem` over HTTP: the body limit and JSON errors (no munged needed), and,
+//! when a munged socket is at hand (the test cluster's, `GHA_TEST_MUNGE_SOCKET` or
+//! /tmp/spank-gha-cluster/munge/run/munge.socket) and the test runs as root, the whole
+//! redemption against fake `squeue`/`scontrol` and the GitHub simulator. Without one that test
+//! says so and passes: the real cluster's end-to-end tests cover it (tests/).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use gha_dispatcher::config::Config;
+use gha_dispatcher::db::{self, Db, JobUpdate};
+use gha_dispatcher::github::{Credentials, GithubClient};
+use gha_dispatcher::metrics::Metrics;
+use gha_dispatcher::server::{self, AppState};
+use gha_dispatcher::slurm::Slurm;
+use gha_dispatcher::tickets::{self, Ticket};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn config(dir: &Path, munge_socket: &Path, api_url: &str) -> Config {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+webhook_secret_file = "{d}/secret"
+munge_socket = "{m}"
+[github]
+api_url = "{api_url}"
+token_file = "{d}/token"
+targets = [{{ org = "acme" }}]
+[slurm]
+job_script = "/nonexistent/job"
+squeue = "{d}/squeue"
+scontrol = "{d}/scontrol"
+[[pools]]
+name = "cpu"
+labels = ["linux"]
+max_runners = 4
+"#,
+        d = dir.display(),
+        m = munge_socket.display()
+    );
+    Config::parse(&text).unwrap()
+}
+
+/// `squeue`/`scontrol` that print what the test put in `<name>.out`.
+fn fake_slurm(dir: &Path) {
+    for name in ["squeue", "scontrol"] {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\ncat '{}/{name}.out'\n", dir.display()),
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&path, perms).unwrap();
+    }
+}
+
+struct Server {
+    url: String,
+    db: Db,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(config: Config, token: &str) -> Server {
+        let config = Arc::new(config);
+        let db = Db::open_in_memory().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let github = Arc::new(
+            GithubClient::new(
+                &config.github.api_url,
+                Credentials::Token(token.into()),
+                metrics.clone(),
+            )
+            .unwrap(),
+        );
+        let state = AppState {
+            config: config.clone(),
+            db: db.clone(),
+            webhook_secret: Arc::new(b"secret".to_vec()),
+            metrics: metrics.clone(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            shared: Arc::new(Mutex::new(Default::default())),
+            admin_token: None,
+            github,
+            slurm: Slurm::new(config.slurm.clone()),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, server::router(state)).await });
+        Server {
+            url,
+            db,
+            metrics,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn redeem(&self, body: impl Into<reqwest::Body>) -> (StatusCode, String) {
+        let resp = self
+            .http
+            .post(format!("{}/tickets/redeem", self.url))
+            .header("Content-Type", "text/plain")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    }
+
+    /// The refusal's status and error code (the body must be the JSON error).
+    async fn refused(&self, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let (status, text) = self.redeem(body).await;
+        let json: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
+        assert!(json["message"].is_string(), "{json}");
+        (status.as_u16(), json["error"].as_str().unwrap_or("").into())
+    }
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_get_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_slurm(dir.path());
+    let server = Server::start(
+        config(
+            dir.path(),
+            Path::new("/nonexistent/munge.socket"),
+            "http://127.0.0.1:9",
+        ),
+        "unused",
+    )
+    .await;
+    let big = "M".repeat(tickets::MAX_BODY_BYTES + 1);
+    assert_eq!(server.refused(big).await, (413, "too_large".into()));
+    assert_eq!(
+        server.refused("hello").await,
+        (403, "bad_credential".into())
+    );
+    assert_eq!(server.refused("").await, (403, "bad_credential".into()));
+    assert_eq!(
+        server.refused(vec![0xff, 0xfe]).await,
+        (403, "bad_credential".into())
+    );
+    // Shaped like a credential, but munged cannot be reached: nothing is known about it.
+    assert_eq!(
+        server.refused("MUNGE:AAAA:").await,
+        (503, "munge_unavailable".into())
+    );
+    let metrics = server.metrics.render();
+    for needle in [
+        "gha_dispatcher_ticket_redemptions_total{result=\"too_large\"} 1",
+        "gha_dispatcher_ticket_redemptions_total{result=\"bad_credential\"} 3",
+        "gha_dispatcher_ticket_redemptions_total{result=\"munge_unavailable\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+}
+
+fn munge_socket() -> Option<PathBuf> {
+    let socket = std::env::var_os("GHA_TEST_MUNGE_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/tmp/spank-gha-cluster/munge/run/munge.socket".into());
+    let usable = socket.exists()
+        && nix::unistd::getuid().is_root()
+        && std::process::Command::new("munge")
+            .arg(format!("--socket={}", socket.display()))
+            .arg("--no-input")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    usable.then_some(socket)
+}
+
+fn munge(socket: &Path, payload: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("munge")
+        .arg(format!("--socket={}", socket.display()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn unmunge_payload(socket: &Path, credential: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("unmunge")
+        .arg(format!("--socket={}", socket.display()))
+        .arg("--metadata=/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(credential.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn payload(ticket: &str, job_id: u32) -> String {
+    serde_json::json!({ "ticket": ticket, "job_id": job_id }).to_string()
+}
+
+#[tokio::test]
+async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
+    let Some(socket) = munge_socket() else {
+        eprintln!("no usable munged socket (or not root): full redemption not tested here");
+        return;
+    };
+    let sim = github_sim::Sim::start(github_sim::SimConfig::default())
+        .await
+        .unwrap();
+    sim.add_org("acme");
+    sim.add_repo("acme", "widgets");
+    sim.add_pat("ghp_test_token", &["admin:org", "repo"]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fake_slurm(d);
+    let server = Server::start(config(d, &socket, &sim.url()), "ghp_test_token").await;
+
+    // Two ticket runners of one pool and placement for one queued job.
+    let (first, second) = (Ticket::issue(), Ticket::issue());
+    let (first_hash, second_hash) = (first.hash().to_string(), second.hash().to_string());
+    let (first, second) = (first.into_secret(), second.into_secret());
+    server
+        .db
+        .with(move |c| {
+            db::insert_ticket_runner(
+                c,
+                "slurm-cpu-1",
+                "cpu",
+                "org:acme",
+                Some(7),
+                &first_hash,
+                db::now_secs() + 600,
+            )?;
+            db::set_runner_submitted(c, "slurm-cpu-1", 42)?;
+            db::set_runner_slurm_state(c, "slurm-cpu-1", "RUNNING")?;
+            db::insert_ticket_runner(
+                c,
+                "slurm-cpu-2",
+                "cpu",
+                "org:acme",
+                Some(7),
+                &second_hash,
+                db::now_secs() + 600,
+            )?;
+            db::set_runner_submitted(c, "slurm-cpu-2", 43)?;
+            db::set_runner_slurm_state(c, "slurm-cpu-2", "RUNNING")?;
+            db::apply_job_update(
+                c,
+                &JobUpdate {
+                    job_id: 7,
+                    run_id: 1,
+                    repo: "acme/widgets".into(),
+                    labels: vec!["self-hosted".into(), "linux".into()],
+                    status: "queued".into(),
+                    runner_name: None,
+                    created_at: None,
+                    started_at: None,
+                },
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let slurm_says = |job: u32, name: &str, state: &str, node_addr: &str| {
+        std::fs::write(
+            d.join("squeue.out"),
+            format!("{job}|{state}|vm|vm|{name}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("scontrol.out"),
+            format!("NodeName=vm Arch=x86_64 NodeAddr={node_addr} NodeHostName={node_addr} Version=22.05\n"),
+        )
+        .unwrap();
+    };
+
+    // Refusals before anything is marked.
+    slurm_says(42, "slurm-cpu-1", "RUNNING", "127.0.0.1");
+    let cred = |ticket: &str, job: u32| munge(&socket, &payload(ticket, job));
+    assert_eq!(
+        server.refused(cred("no-such-ticket", 42)).await,
+        (404, "unknown_ticket".into())
+    );
+    assert_eq!(
+        server.refused(cred(&first, 43)).await,
+        (403, "wrong_job".into())
+    );
+    assert_eq!(
+        server.refused(munge(&socket, "{\"ticket\": 1}")).await,
+        (400, "bad_payload".into())
+    );
+    slurm_says(42, "slurm-cpu-1", "PENDING", "127.0.0.1");
+    assert_eq!(
+        server.refused(cred(&first, 42)).await,
+        (409, "job_not_running".into())
+    );
+    slurm_says(42, "slurm-cpu-1", "RUNNING", "10.255.255.1");
+    assert_eq!(
+        server.refused(cred(&first, 42)).await,
+        (403, "wrong_host".into())
+    );
+
+    // The real thing: a sealed JIT config, for root only.
+    slurm_says(42, "slurm-cpu-1", "RUNNING", "127.0.0.1");
+    let credential = cred(&first, 42);
+    let (status, sealed) = server.redeem(credential.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{sealed}");
+    assert!(sealed.starts_with("MUNGE:"), "{sealed}");
+    assert!(!sealed.contains(&first));
+    let jit = unmunge_payload(&socket, &sealed);
+    assert!(
+        !jit.is_empty() && !jit.contains(char::is_whitespace),
+        "{jit}"
+    );
+    let row = server
+        .db
+        .with(|c| db::runner(c, "slurm-cpu-1"))
+        .unwrap()
+        .unwrap();
+    assert!(row.ticket_redeemed_at.is_some() && row.github_runner_id.is_some());
+
+    // Never twice: the same credential is a replay, a fresh one finds the ticket used.
+    assert_eq!(
+        server.refused(credential).await,
+        (403, "bad_credential".into())
+    );
+    assert_eq!(
+        server.refused(cred(&first, 42)).await,
+        (409, "ticket_used".into())
+    );
+
+    // One queued job, and the first runner now covers it.
+    slurm_says(43, "slurm-cpu-2", "RUNNING", "127.0.0.1");
+    assert_eq!(
+        server.refused(cred(&second, 43)).await,
+        (410, "not_needed".into())
+    );
+    let metrics = server.metrics.render();
+    assert!(
+        metrics.contains("gha_dispatcher_ticket_redemptions_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+}
