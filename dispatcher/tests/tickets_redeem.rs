@@ -1,8 +1,8 @@
-//! `POST /tickets/redeem` over HTTP: the body limit and JSON errors (no munged needed), and,
-//! when a munged socket is at hand (the test cluster's, `GHA_TEST_MUNGE_SOCKET` or
-//! /tmp/spank-gha-cluster/munge/run/munge.socket) and the test runs as root, the whole
-//! redemption against fake `squeue`/`scontrol` and the GitHub simulator. Without one that test
-//! says so and passes: the real cluster's end-to-end tests cover it (tests/).
+//! `POST /tickets/redeem` over HTTP: the body limit and JSON errors (no munged needed), and the
+//! whole redemption against fake `squeue`/`scontrol` and the GitHub simulator, with real MUNGE
+//! credentials from the test cluster's munged (`GHA_TEST_MUNGE_SOCKET`, default
+//! /tmp/spank-gha-cluster/munge/run/munge.socket, as root: `ci/test` starts it). Without a
+//! usable munged that test fails: it is never skipped.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -160,7 +160,7 @@ async fn oversized_and_malformed_bodies_get_json_errors() {
     }
 }
 
-fn munge_socket() -> Option<PathBuf> {
+fn munge_socket() -> PathBuf {
     let socket = std::env::var_os("GHA_TEST_MUNGE_SOCKET")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/tmp/spank-gha-cluster/munge/run/munge.socket".into());
@@ -171,7 +171,12 @@ fn munge_socket() -> Option<PathBuf> {
             .arg("--no-input")
             .output()
             .is_ok_and(|o| o.status.success());
-    usable.then_some(socket)
+    assert!(
+        usable,
+        "no usable munged at {} (run as root with the test cluster up: ci/slurm-up)",
+        socket.display()
+    );
+    socket
 }
 
 fn munge(socket: &Path, payload: &str) -> String {
@@ -219,10 +224,7 @@ fn payload(ticket: &str, job_id: u32) -> String {
 
 #[tokio::test]
 async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
-    let Some(socket) = munge_socket() else {
-        eprintln!("no usable munged socket (or not root): full redemption not tested here");
-        return;
-    };
+    let socket = munge_socket();
     let sim = github_sim::Sim::start(github_sim::SimConfig::default())
         .await
         .unwrap();
