@@ -24,7 +24,9 @@ impl DispatcherSlot {
     /// Waits for the slot (other holders finish their test first) and returns it.
     pub fn acquire(cluster: &Cluster) -> Result<DispatcherSlot> {
         let port: u16 = match std::env::var("GHA_DISPATCHER_PORT") {
-            Ok(p) => p.parse().context("GHA_DISPATCHER_PORT is not a port number")?,
+            Ok(p) => p
+                .parse()
+                .context("GHA_DISPATCHER_PORT is not a port number")?,
             Err(_) => 6820,
         };
         let path = PathBuf::from(format!("{}.dispatcher.lock", cluster.dir().display()));
@@ -57,7 +59,9 @@ impl DispatcherSlot {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match tokio::net::TcpListener::bind(self.addr).await {
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
                 other => {

@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dispatcher_support::{
-    cluster, config_text, munge_credential, munge_socket, redeem, redemption_payload,
-    refusal_code, runner_option_from_state_dir, secrets_dir, slurm_jobs, start_sim, with_tickets,
-    ConfigSpec, Daemon, OtherHostMunged, RedeemGate, SlurmJob, SECRET,
+    cluster, config_text, munge_credential, munge_socket, redeem, redemption_payload, refusal_code,
+    runner_option_from_state_dir, secrets_dir, slurm_jobs, start_sim, with_tickets, ConfigSpec,
+    Daemon, OtherHostMunged, RedeemGate, SlurmJob, SECRET,
 };
 use e2e::DispatcherSlot;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
@@ -44,12 +44,15 @@ struct Harness {
     _daemon: Daemon,
     dir: tempfile::TempDir,
     url: String,
-    prefix: &'static str,
+    /// Unique per test run: the cluster keeps earlier runs' jobs (MinJobAge).
+    prefix: String,
 }
 
 impl Harness {
-    async fn start(prefix: &'static str, listen: SocketAddr) -> Harness {
+    async fn start(name: &str, listen: SocketAddr) -> Harness {
         cluster();
+        let prefix = format!("{name}{:04x}", std::process::id() & 0xffff);
+        let prefix = prefix.as_str();
         let sim = start_sim().await;
         let dir = secrets_dir();
         let text = with_tickets(&config_text(&ConfigSpec {
@@ -67,7 +70,8 @@ impl Harness {
         let url = format!("http://{listen}");
         let client = reqwest::Client::new();
         dispatcher_support::eventually("the dispatcher to answer", WAIT, || {
-            let log = std::fs::read_to_string(dir.path().join("dispatcher.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(dir.path().join("dispatcher.log")).unwrap_or_default();
             Ok(log.contains("gha-dispatcher listening")).and_then(|up| {
                 if up {
                     Ok(true)
@@ -93,7 +97,7 @@ impl Harness {
             _daemon: daemon,
             dir,
             url,
-            prefix,
+            prefix: prefix.to_string(),
         }
     }
 
@@ -141,14 +145,22 @@ impl Harness {
             .unwrap_or(0.0)
     }
 
-    /// The one Slurm job of ours in `state`, waiting for it.
+    /// A Slurm job of ours in one of `states` (the newest), waiting for it.
     async fn slurm_job_in(&self, states: &[&str]) -> SlurmJob {
+        self.slurm_job_where(&format!("a Slurm job in {states:?}"), |j| {
+            states.contains(&j.state.as_str())
+        })
+        .await
+    }
+
+    /// The newest Slurm job of ours that satisfies `wanted`, waiting for it.
+    async fn slurm_job_where(&self, what: &str, wanted: impl Fn(&SlurmJob) -> bool) -> SlurmJob {
         let mut found = None;
-        dispatcher_support::eventually(&format!("a Slurm job in {states:?}"), WAIT, || {
-            found = slurm_jobs(self.prefix)
+        dispatcher_support::eventually(what, WAIT, || {
+            found = slurm_jobs(&self.prefix)
                 .into_iter()
-                .rev()
-                .find(|j| states.contains(&j.state.as_str()));
+                .filter(|j| wanted(j))
+                .max_by_key(|j| j.id);
             Ok(found.is_some())
         })
         .await;
@@ -177,10 +189,7 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
             }
         } else if meta.is_file() {
             let bytes = std::fs::read(&path).unwrap_or_default();
-            if bytes
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-            {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
                 hits.push(path);
             }
         }
@@ -217,9 +226,12 @@ async fn a_ticket_run_leaves_the_jit_config_nowhere_but_the_runner() {
     let job = h.slurm_job_in(&["COMPLETED"]).await;
     assert_eq!(job.name, jit.runner_name);
     let option = runner_option_from_state_dir(job.id);
-    let ticket = option
-        .strip_prefix("ticket:")
-        .unwrap_or_else(|| panic!("the dispatcher submitted an inline config: {}", option.len()));
+    let ticket = option.strip_prefix("ticket:").unwrap_or_else(|| {
+        panic!(
+            "the dispatcher submitted an inline config: {}",
+            option.len()
+        )
+    });
     let secrets = [
         ("the JIT config", jit.encoded_jit_config.as_str()),
         ("the runner's secret", jit.runner_secret.as_str()),
@@ -266,12 +278,22 @@ async fn a_ticket_run_leaves_the_jit_config_nowhere_but_the_runner() {
         let hits = files_containing(&cluster.dir().join("state"), secret);
         assert!(hits.is_empty(), "{what} is in slurmctld's state: {hits:?}");
     }
-    // The ticket does sit in slurmctld's state (that is how it reaches the node), spent.
+    // The ticket does sit in slurmctld's state (that is how it reaches the node: the job's
+    // environment and submit line), which also shows the scan finds what is there; it is spent.
+    assert!(
+        !files_containing(&cluster.dir().join("state"), ticket).is_empty(),
+        "the ticket should be in slurmctld's state directory"
+    );
     let copied = munge_credential(None, &munge_socket(), &redemption_payload(ticket, job.id));
     let (status, body) = redeem(&h.url, &copied).await;
-    assert_eq!((status, refusal_code(&body).as_str()), (409, "ticket_used"), "{body}");
     assert_eq!(
-        h.metric("gha_dispatcher_ticket_redemptions_total{result=\"ok\"}").await,
+        (status, refusal_code(&body).as_str()),
+        (409, "ticket_used"),
+        "{body}"
+    );
+    assert_eq!(
+        h.metric("gha_dispatcher_ticket_redemptions_total{result=\"ok\"}")
+            .await,
         1.0
     );
     assert_node_clean(&job);
@@ -320,7 +342,11 @@ async fn copied_forged_and_replayed_tickets_are_refused() {
     ];
     for (what, credential, (status, code)) in forged {
         let (got, body) = redeem(&h.url, &credential).await;
-        assert_eq!((got, refusal_code(&body).as_str()), (status, code), "{what}: {body}");
+        assert_eq!(
+            (got, refusal_code(&body).as_str()),
+            (status, code),
+            "{what}: {body}"
+        );
     }
 
     // None of that spent the ticket: the node's own credential still redeems it.
@@ -380,7 +406,9 @@ async fn failed_redemptions_end_the_job_at_once_and_only_wanted_demand_is_provis
     h.wait_job_succeeded(run.job_ids[0]).await;
     assert_eq!(
         h.metric("gha_dispatcher_tickets_unredeemed_total").await,
-        1.0
+        1.0,
+        "{}",
+        h.log()
     );
 
     // Demand gone while the job starts: the redemption is refused, nothing new is submitted.
@@ -402,8 +430,11 @@ async fn failed_redemptions_end_the_job_at_once_and_only_wanted_demand_is_provis
         (410, "not_needed"),
         "{body}"
     );
-    let refused = h.slurm_job_in(&["FAILED"]).await;
-    assert_ne!(refused.id, failed.id);
+    let refused = h
+        .slurm_job_where("the refused job to fail", |j| {
+            j.state == "FAILED" && j.id != failed.id
+        })
+        .await;
     let output = h.job_output(&refused);
     assert!(
         output.contains("spank-gha: error: ticket refused by the dispatcher (HTTP 410 not_needed)"),
@@ -416,7 +447,10 @@ async fn failed_redemptions_end_the_job_at_once_and_only_wanted_demand_is_provis
     let mut last_pass = 0;
     let deadline = std::time::Instant::now() + WAIT;
     while last_pass < refused_at + 3 {
-        assert!(std::time::Instant::now() < deadline, "no full pass after the refusal");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no full pass after the refusal"
+        );
         let status: serde_json::Value = client
             .get(format!("{}/status", h.url))
             .send()
@@ -428,7 +462,12 @@ async fn failed_redemptions_end_the_job_at_once_and_only_wanted_demand_is_provis
         last_pass = status["last_full_reconcile_at"].as_i64().unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(slurm_jobs(h.prefix).len(), 3, "{:?}", slurm_jobs(h.prefix));
+    assert_eq!(
+        slurm_jobs(&h.prefix).len(),
+        3,
+        "{:?}",
+        slurm_jobs(&h.prefix)
+    );
 }
 
 fn now_secs() -> i64 {

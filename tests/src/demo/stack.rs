@@ -202,9 +202,8 @@ impl Dispatcher {
             RunnerCredentials::Ticket => {
                 let slot = DispatcherSlot::acquire(cluster)?;
                 // Bound and released at once: the address is free for the dispatcher.
-                let probe = std::net::TcpListener::bind(slot.addr()).with_context(|| {
-                    format!("the dispatcher address {} is in use", slot.addr())
-                })?;
+                let probe = std::net::TcpListener::bind(slot.addr())
+                    .with_context(|| format!("the dispatcher address {} is in use", slot.addr()))?;
                 drop(probe);
                 Some(slot)
             }

@@ -165,7 +165,10 @@ const INLINE_CREDENTIALS: &str = "runner_credentials = \"inline\"";
 /// `text` (from [`config_text`]) with late-binding tickets: jobs carry `ticket:<opaque>` and
 /// redeem it at the dispatcher, which decodes their MUNGE credentials with the cluster's munged.
 pub fn with_tickets(text: &str) -> String {
-    assert!(text.contains(INLINE_CREDENTIALS), "not a config_text config");
+    assert!(
+        text.contains(INLINE_CREDENTIALS),
+        "not a config_text config"
+    );
     let text = text.replace(INLINE_CREDENTIALS, "runner_credentials = \"ticket\"");
     if text.contains("munge_socket") {
         return text;
@@ -208,7 +211,8 @@ pub fn slurm_jobs(prefix: &str) -> Vec<SlurmJob> {
             let id = p.next()?.parse().ok()?;
             let name = p.next()?.to_string();
             let state = p.next()?.to_string();
-            name.starts_with(&format!("{prefix}-")).then_some(SlurmJob { id, name, state })
+            name.starts_with(&format!("{prefix}-"))
+                .then_some(SlurmJob { id, name, state })
         })
         .collect()
 }
@@ -309,9 +313,10 @@ pub fn refusal_code(body: &str) -> String {
 /// The `--gha-runner` value of Slurm job `job_id`, read as root from slurmctld's state
 /// directory: what anyone who copies Slurm's records gets.
 pub fn runner_option_from_state_dir(job_id: u64) -> String {
-    let path = cluster()
-        .dir()
-        .join(format!("state/hash.{}/job.{job_id}/environment", job_id % 10));
+    let path = cluster().dir().join(format!(
+        "state/hash.{}/job.{job_id}/environment",
+        job_id % 10
+    ));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     bytes
         .split(|b| *b == 0)
@@ -371,13 +376,17 @@ impl OtherHostMunged {
             .uid(munge.uid.as_raw())
             .gid(munge.gid.as_raw())
             .stdin(std::process::Stdio::null())
+            // It logs to its --log-file as well; keep the test output readable.
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let munged = OtherHostMunged { child, dir };
         let socket = munged.socket();
-        e2e::wait_for("the second munged's socket", Duration::from_secs(10), || {
-            Ok(socket.exists().then_some(()))
-        })
+        e2e::wait_for(
+            "the second munged's socket",
+            Duration::from_secs(10),
+            || Ok(socket.exists().then_some(())),
+        )
         .unwrap();
         munged
     }
@@ -420,7 +429,10 @@ impl RedeemGate {
     pub fn start(listener: tokio::net::TcpListener) -> RedeemGate {
         use axum::extract::State;
         type Tx = tokio::sync::mpsc::UnboundedSender<HeldRedemption>;
-        async fn hold(State(tx): State<Tx>, credential: String) -> (axum::http::StatusCode, String) {
+        async fn hold(
+            State(tx): State<Tx>,
+            credential: String,
+        ) -> (axum::http::StatusCode, String) {
             let (reply, answer) = tokio::sync::oneshot::channel();
             if tx.send(HeldRedemption { credential, reply }).is_err() {
                 return (axum::http::StatusCode::BAD_GATEWAY, "gate closed".into());
@@ -431,7 +443,10 @@ impl RedeemGate {
                         .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
                     body,
                 ),
-                Err(_) => (axum::http::StatusCode::BAD_GATEWAY, "dropped by the test".into()),
+                Err(_) => (
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    "dropped by the test".into(),
+                ),
             }
         }
         let (tx, held) = tokio::sync::mpsc::unbounded_channel();
