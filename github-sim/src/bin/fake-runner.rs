@@ -70,10 +70,7 @@ fn take_input_env() -> Option<String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let from_env = take_input_env();
-    let Some(encoded) = jitconfig_arg(&args)
-        .or(from_env)
-        .filter(|c| !c.is_empty())
-    else {
+    let Some(encoded) = jitconfig_arg(&args).or(from_env).filter(|c| !c.is_empty()) else {
         eprintln!("Not configured. Run config.(sh/cmd) to configure the runner.");
         return ExitCode::from(1);
     };
