@@ -247,6 +247,7 @@ fn run(args: &Args) -> Result<bool> {
             Leftovers::collect(cluster, &world.sim, &prefix, &slurm_guard.seen)?
         }
     };
+    let metrics = dispatcher.metrics().unwrap_or_default();
     let dispatcher_status = dispatcher.stop()?;
     let counters = world.sim.counters();
     let (_, total) = tracker.tally();
@@ -316,6 +317,7 @@ fn run(args: &Args) -> Result<bool> {
         "  webhooks:    {} sent, {} failed",
         counters.deliveries_sent, counters.deliveries_failed
     );
+    println!("  tickets:     {}", ticket_summary(&metrics));
     println!("  leftovers:   {leftovers}");
     if let Some(status) = dispatcher_status {
         println!(
@@ -384,4 +386,38 @@ async fn wait_for_stop_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Ticket redemptions from the dispatcher's `/metrics`: "63 redeemed; refused: …; 1 job ended
+/// unredeemed".
+fn ticket_summary(metrics: &str) -> String {
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+    let mut redeemed = 0.0;
+    let mut refused = Vec::new();
+    let mut unredeemed = 0.0;
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("gha_dispatcher_ticket_redemptions_total{result=\"") {
+            let (result, _) = rest.split_once('"').unwrap_or((rest, ""));
+            let n = value(line).unwrap_or(0.0);
+            if result == "ok" {
+                redeemed = n;
+            } else {
+                refused.push(format!("{n} {result}"));
+            }
+        } else if line.starts_with("gha_dispatcher_tickets_unredeemed_total ") {
+            unredeemed = value(line).unwrap_or(0.0);
+        }
+    }
+    if metrics.is_empty() {
+        return "unknown (no /metrics from the dispatcher)".into();
+    }
+    let refused = if refused.is_empty() {
+        "none refused".to_string()
+    } else {
+        format!("refused: {}", refused.join(", "))
+    };
+    format!(
+        "{redeemed} redeemed at job start, {refused}, {unredeemed} runner jobs ended unredeemed \
+         (no JIT config on any sbatch command line or in Slurm)"
+    )
 }
