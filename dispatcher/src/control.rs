@@ -676,6 +676,31 @@ impl Controller {
             .call(|c| db::live_runners(c))
             .await
             .unwrap_or_default();
+        // A ticket that expired while its job waited in Slurm's queue could only be refused
+        // when the job starts: cancel the still-pending job now (scancel --state=PENDING never
+        // touches a started one), so the demand gets a runner with a fresh ticket.
+        let expired_while_pending = |r: &&RunnerRow| {
+            r.state == RunnerState::Submitted
+                && r.never_registered()
+                && r.slurm_state.as_deref() == Some("PENDING")
+                && r.ticket_expires_at.is_some_and(|at| now >= at)
+        };
+        for row in rows.iter().filter(expired_while_pending) {
+            let Some(job_id) = row.slurm_job_id else {
+                continue;
+            };
+            self.set_state(&row.name, RunnerState::Cancelling, None)
+                .await;
+            match self.slurm.cancel_if_pending(job_id).await {
+                Ok(()) => {
+                    self.metrics.reaped("ticket_expired");
+                    tracing::info!(runner = %row.name, slurm_job = job_id, "cancelled a pending runner whose ticket expired");
+                }
+                Err(e) => {
+                    tracing::warn!(runner = %row.name, error = %e, "scancel of a runner with an expired ticket failed")
+                }
+            }
+        }
         for row in rows.iter().filter(|r| r.state == RunnerState::Submitted) {
             let started = row.slurm_started_at.unwrap_or(i64::MAX);
             if !row.ever_online

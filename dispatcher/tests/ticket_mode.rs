@@ -1,7 +1,8 @@
 //! The control loop in ticket mode, with fake `sbatch`/`squeue` and the GitHub simulator:
 //! a queued job gets a runner whose sbatch carries `--gha-runner=ticket:<43>` and whose row
 //! holds only the ticket's hash; nothing is minted before redemption; a job that ends without
-//! redeeming is counted, costs no GitHub registration call, and the demand is met again.
+//! redeeming is counted, costs no GitHub registration call, and the demand is met again; a
+//! ticket that expires while its job is still pending has that job cancelled and replaced.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -40,7 +41,14 @@ fn config(d: &Path, api_url: &str) -> Config {
             d = d.display()
         ),
     );
-    script(&d.join("scancel"), "exit 0");
+    // scancel records its arguments and ends the (only) job.
+    script(
+        &d.join("scancel"),
+        &format!(
+            "echo \"$*\" >> '{d}/scancel.args'\ntouch '{d}/ended'",
+            d = d.display()
+        ),
+    );
     let text = format!(
         r#"
 [server]
@@ -184,5 +192,88 @@ async fn ticket_runners_are_submitted_without_minting() {
     let counters = format!("{:?}", sim.counters());
     assert!(!counters.contains("DELETE"), "{counters}");
     assert!(!counters.contains("generate-jitconfig"), "{counters}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_job_whose_ticket_expired_is_cancelled_and_replaced() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.add_org("acme");
+    sim.add_repo("acme", "widgets");
+    sim.add_pat("ghp_test_token", &["admin:org", "repo"]);
+    sim.enqueue_workflow(WorkflowSpec {
+        repo: "acme/widgets".into(),
+        name: "ci".into(),
+        jobs: vec![JobSpec::new("build", &["self-hosted", "linux"])],
+        delay_ms: 0,
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = config(d, &sim.url());
+    let db_path = cfg.db_path.clone();
+    let secrets = cfg.load_secrets().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = gha_dispatcher::app::start(cfg, secrets, Some(listener))
+        .await
+        .unwrap();
+    let read_lines = |file: &str| {
+        std::fs::read_to_string(d.join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    wait_for("sbatch", || !read_lines("sbatch.args").is_empty()).await;
+    let name = read_lines("sbatch.args")[0]
+        .split(' ')
+        .find_map(|a| a.strip_prefix("--job-name="))
+        .unwrap()
+        .to_string();
+    let db = Db::open(&db_path).unwrap();
+    let n = name.clone();
+    wait_for("the pending state to be recorded", || {
+        let n = n.clone();
+        db.with(move |c| db::runner(c, &n))
+            .unwrap()
+            .is_some_and(|r| r.slurm_state.as_deref() == Some("PENDING"))
+    })
+    .await;
+    assert!(
+        read_lines("scancel.args").is_empty(),
+        "cancelled before expiry"
+    );
+
+    // The ticket's lifetime runs out while the job still waits.
+    let n = name.clone();
+    db.with(move |c| {
+        c.execute(
+            "UPDATE runners SET ticket_expires_at = ?1 WHERE name = ?2",
+            rusqlite::params![db::now_secs() - 1, n],
+        )
+        .map(drop)
+    })
+    .unwrap();
+    wait_for("scancel of the pending job", || {
+        read_lines("scancel.args")
+            .iter()
+            .any(|l| l == "--state=PENDING 101")
+    })
+    .await;
+    let n = name.clone();
+    wait_for("the runner to finish", || {
+        let n = n.clone();
+        db.with(move |c| db::runner(c, &n))
+            .unwrap()
+            .is_some_and(|r| r.state == RunnerState::Finished)
+    })
+    .await;
+    std::fs::remove_file(d.join("ended")).unwrap();
+    wait_for("a runner with a fresh ticket", || {
+        read_lines("sbatch.args").len() >= 2
+    })
+    .await;
+    let second = read_lines("sbatch.args")[1].clone();
+    assert!(!second.contains(&name), "{second}");
     running.shutdown().await;
 }
