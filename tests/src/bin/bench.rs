@@ -97,6 +97,22 @@ struct Measured {
     tracked: Option<TrackedResult>,
     leftovers: Option<String>,
     metrics_text: Option<String>,
+    /// The plugin's own timing of each ticket redemption on the node (slurmd's log), seconds.
+    ticket_redeem_secs: Vec<f64>,
+}
+
+/// The node-side redemption times the plugin logged ("runner ticket redeemed in 12.3 ms").
+fn ticket_redeem_secs(cluster: &Cluster) -> Vec<f64> {
+    let log = std::fs::read_to_string(cluster.dir().join("log/slurmd.log")).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| {
+            l.split_once("runner ticket redeemed in ")?
+                .1
+                .strip_suffix(" ms")
+        })
+        .filter_map(|ms| ms.trim().parse::<f64>().ok())
+        .map(|ms| ms / 1000.0)
+        .collect()
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -243,6 +259,7 @@ fn run(args: &Args) -> Result<()> {
                     })(),
                 );
                 measured.metrics_text = stack.dispatcher.metrics().ok();
+                measured.ticket_redeem_secs = ticket_redeem_secs(cluster);
                 // Keep the dispatcher's log with the report (its state dir is temporary).
                 let out = report_dir(cluster, args);
                 if std::fs::create_dir_all(&out).is_ok() {
@@ -343,8 +360,9 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
         how: "jobs queued one at a time on an idle system; from the moment the recording relay \
               started posting the simulator's `queued` webhook to the dispatcher, to the moment \
               the real sbatch (behind a bash timing wrapper named in `slurm.sbatch`, ~2 ms of its \
-              own) exited having accepted the job. Includes the dispatcher's generate-jitconfig \
-              call to the simulator."
+              own) exited having accepted the job. With --credentials inline this includes the \
+              dispatcher's generate-jitconfig call to the simulator; with tickets (the default) \
+              that call happens when the job starts, inside metric 2 (see 2b)."
             .into(),
     });
 
@@ -379,6 +397,30 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
               time of the runner's Runner.Listener process (read by the job's step from \
               /proc/$PPID/stat). Floor: from just before `sbatch --wrap` runs (as the test user) \
               to the kernel's start time of the batch shell. Both on CLOCK_BOOTTIME, 10 ms ticks."
+            .into(),
+    });
+
+    // 2b
+    let redeem = Summary::of(&m.ticket_redeem_secs);
+    out.push(Metric {
+        id: "2b".into(),
+        name: "ticket redemption on the node (part of 2)".into(),
+        goal: "(no number given)".into(),
+        measured: match &redeem {
+            Some(r) => format!(
+                "p50 {}, p95 {}, max {} (n={})",
+                ms(r.p50),
+                ms(r.p95),
+                ms(r.max),
+                r.count
+            ),
+            None => not_measured("no ticket was redeemed (--credentials inline?)"),
+        },
+        meets_goal: None,
+        how: "the plugin's own timing, logged by slurmstepd for every ticket job of this run: \
+              gha-redeem's munge, POST /tickets/redeem (the dispatcher's unmunge, squeue, \
+              scontrol, generate-jitconfig against the simulator, munge for root) and unmunge, \
+              from task_init_privileged until the JIT config is in hand."
             .into(),
     });
 
