@@ -235,6 +235,7 @@ pub struct JobTransition {
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    deliveries: crate::group_commit::DeliveryQueue,
 }
 
 pub fn now_millis() -> i64 {
@@ -284,7 +285,17 @@ impl Db {
         }
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
+            deliveries: Default::default(),
         })
+    }
+
+    /// Records a webhook delivery and its job update, durably, sharing the transaction with
+    /// whatever other deliveries arrive meanwhile (`group_commit`).
+    pub async fn record_delivery(
+        &self,
+        delivery: crate::group_commit::Delivery,
+    ) -> Result<(DeliveryOutcome, JobTransition), DbError> {
+        self.deliveries.record(self, delivery).await
     }
 
     /// Run `f` with the connection on a blocking thread.
@@ -325,6 +336,20 @@ pub fn record_delivery(
     update: Option<&JobUpdate>,
 ) -> rusqlite::Result<(DeliveryOutcome, JobTransition)> {
     let tx = conn.transaction()?;
+    let outcome = record_delivery_in(&tx, delivery_id, event, action, update)?;
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// [`record_delivery`] inside the caller's transaction (webhook intake batches them:
+/// `group_commit`).
+pub fn record_delivery_in(
+    tx: &Connection,
+    delivery_id: &str,
+    event: &str,
+    action: Option<&str>,
+    update: Option<&JobUpdate>,
+) -> rusqlite::Result<(DeliveryOutcome, JobTransition)> {
     let inserted = tx.execute(
         "INSERT OR IGNORE INTO deliveries (delivery_id, event, action, job_id, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![delivery_id, event, action, update.map(|u| u.job_id as i64), now_secs()],
@@ -333,10 +358,9 @@ pub fn record_delivery(
         return Ok((DeliveryOutcome::Duplicate, JobTransition::default()));
     }
     let transition = match update {
-        Some(u) => apply_job_update(&tx, u)?,
+        Some(u) => apply_job_update(tx, u)?,
         None => JobTransition::default(),
     };
-    tx.commit()?;
     Ok((DeliveryOutcome::New, transition))
 }
 

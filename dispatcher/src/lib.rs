@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod db;
 pub mod github;
+pub mod group_commit;
 pub mod metrics;
 pub mod munge;
 pub mod pools;

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
 use crate::db::{self, DeliveryOutcome, JobUpdate};
+use crate::group_commit::Delivery;
 use crate::server::AppState;
 use crate::signature;
 
@@ -152,19 +153,15 @@ async fn intake(app: &AppState, headers: &HeaderMap, body: Bytes) -> (StatusCode
     };
 
     let ours = update.as_ref().map(|u| app.is_ours(u));
-    let recorded = {
-        let (delivery, event, action, update) = (
-            delivery.clone(),
-            event.clone(),
-            action.clone(),
-            update.clone(),
-        );
-        app.db
-            .call(move |c| {
-                db::record_delivery(c, &delivery, &event, action.as_deref(), update.as_ref())
-            })
-            .await
-    };
+    let recorded = app
+        .db
+        .record_delivery(Delivery {
+            delivery_id: delivery.clone(),
+            event,
+            action: action.clone(),
+            update: update.clone(),
+        })
+        .await;
     match recorded {
         Ok((DeliveryOutcome::Duplicate, _)) => {
             app.metrics.webhook("duplicate");
