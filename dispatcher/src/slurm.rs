@@ -511,6 +511,30 @@ mod tests {
         })
     }
 
+    /// What `submit` reports when `sbatch` is the shell script `body` that fails.
+    async fn submit_error_with_fake_sbatch(body: &str, cred: &RunnerCredential) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("sbatch");
+        std::fs::write(&fake, format!("#!/bin/sh\n{body}")).unwrap();
+        let mut perms = std::fs::metadata(&fake).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&fake, perms).unwrap();
+        let p = pool();
+        slurm(fake.to_str().unwrap())
+            .submit(&SubmitRequest {
+                runner_name: "r",
+                comment: "c",
+                pool: &p,
+                user: None,
+                group: None,
+                account: None,
+                credential: cred,
+            })
+            .await
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn sbatch_arguments() {
         let cred = RunnerCredential::JitConfig("SECRET".into());
@@ -549,37 +573,14 @@ mod tests {
 
     #[tokio::test]
     async fn sbatch_failure_never_shows_the_credential() {
-        // `sh -c` echoes its arguments to stderr and fails, like an sbatch that complains
-        // about the command line it was given.
-        let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("sbatch");
-        std::fs::write(
-            &fake,
-            "#!/bin/sh\necho \"sbatch: error: bad option in $*\" >&2\nexit 1\n",
-        )
-        .unwrap();
-        std::os::unix::fs::PermissionsExt::set_mode(
-            &mut std::fs::metadata(&fake).unwrap().permissions(),
-            0o755,
-        );
-        let mut perms = std::fs::metadata(&fake).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&fake, perms).unwrap();
+        // Echoes its arguments to stderr and fails, like an sbatch that complains about the
+        // command line it was given.
         let cred = RunnerCredential::JitConfig("c2VjcmV0LWppdA==".into());
-        let p = pool();
-        let err = slurm(fake.to_str().unwrap())
-            .submit(&SubmitRequest {
-                runner_name: "r",
-                comment: "c",
-                pool: &p,
-                user: None,
-                group: None,
-                account: None,
-                credential: &cred,
-            })
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = submit_error_with_fake_sbatch(
+            "echo \"sbatch: error: bad option in $*\" >&2\nexit 1\n",
+            &cred,
+        )
+        .await;
         assert!(err.contains("bad option"), "{err}");
         assert!(!err.contains("c2VjcmV0LWppdA=="), "{err}");
         assert!(err.contains("<redacted>"), "{err}");
@@ -589,12 +590,10 @@ mod tests {
     async fn sbatch_echoing_a_truncated_or_wrapped_credential_never_shows_it() {
         // Like sbatch without the plugin: it echoes the unknown option cut short, then
         // (for good measure) the value alone, wrapped at 20 columns.
-        let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("sbatch");
-        std::fs::write(
-            &fake,
-            r#"#!/bin/sh
-for arg in "$@"; do
+        let secret = "eyIuY3JlZGVudGlhbHMiOiJleUp6WTJobGJXVWlPaUpQUVhWMGFDSjkifQ==";
+        let cred = RunnerCredential::JitConfig(secret.into());
+        let err = submit_error_with_fake_sbatch(
+            r#"for arg in "$@"; do
   case "$arg" in
     --gha-runner=*)
       value="${arg#--gha-runner=}"
@@ -606,27 +605,9 @@ done
 echo "Try \"sbatch --help\" for more information" >&2
 exit 1
 "#,
+            &cred,
         )
-        .unwrap();
-        let mut perms = std::fs::metadata(&fake).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&fake, perms).unwrap();
-        let secret = "eyIuY3JlZGVudGlhbHMiOiJleUp6WTJobGJXVWlPaUpQUVhWMGFDSjkifQ==";
-        let cred = RunnerCredential::JitConfig(secret.into());
-        let p = pool();
-        let err = slurm(fake.to_str().unwrap())
-            .submit(&SubmitRequest {
-                runner_name: "r",
-                comment: "c",
-                pool: &p,
-                user: None,
-                group: None,
-                account: None,
-                credential: &cred,
-            })
-            .await
-            .unwrap_err()
-            .to_string();
+        .await;
         assert!(err.contains("unrecognized option"), "{err}");
         assert!(err.contains("--gha-runner=<redacted>"), "{err}");
         for piece in secret.as_bytes().chunks(12) {
@@ -692,12 +673,10 @@ exit 1
     #[tokio::test]
     async fn sbatch_failure_never_shows_the_ticket() {
         // Echoes its arguments, then the ticket alone wrapped at 20 columns.
-        let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("sbatch");
-        std::fs::write(
-            &fake,
-            r#"#!/bin/sh
-echo "sbatch: error: bad option in $*" >&2
+        let ticket = "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5";
+        let cred = RunnerCredential::Ticket(ticket[..43].into());
+        let err = submit_error_with_fake_sbatch(
+            r#"echo "sbatch: error: bad option in $*" >&2
 for arg in "$@"; do
   case "$arg" in
     --gha-runner=ticket:*) printf '%s\n' "${arg#--gha-runner=ticket:}" | fold -w 20 >&2 ;;
@@ -705,27 +684,9 @@ for arg in "$@"; do
 done
 exit 1
 "#,
+            &cred,
         )
-        .unwrap();
-        let mut perms = std::fs::metadata(&fake).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&fake, perms).unwrap();
-        let ticket = "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5";
-        let cred = RunnerCredential::Ticket(ticket[..43].into());
-        let p = pool();
-        let err = slurm(fake.to_str().unwrap())
-            .submit(&SubmitRequest {
-                runner_name: "r",
-                comment: "c",
-                pool: &p,
-                user: None,
-                group: None,
-                account: None,
-                credential: &cred,
-            })
-            .await
-            .unwrap_err()
-            .to_string();
+        .await;
         assert!(err.contains("bad option"), "{err}");
         for piece in ticket.as_bytes()[..43].chunks(12) {
             let piece = std::str::from_utf8(piece).unwrap();

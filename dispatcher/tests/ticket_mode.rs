@@ -85,8 +85,9 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ticket_runners_are_submitted_without_minting() {
+/// The simulator with one queued job, and the dispatcher (ticket mode, fake Slurm) in a
+/// temporary directory.
+async fn start() -> (Sim, tempfile::TempDir, gha_dispatcher::app::Running) {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     sim.add_org("acme");
     sim.add_repo("acme", "widgets");
@@ -99,14 +100,21 @@ async fn ticket_runners_are_submitted_without_minting() {
     })
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let cfg = config(d, &sim.url());
-    let db_path = cfg.db_path.clone();
+    let cfg = config(dir.path(), &sim.url());
+    assert_eq!(cfg.db_path, dir.path().join("state.db"));
     let secrets = cfg.load_secrets().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gha_dispatcher::app::start(cfg, secrets, Some(listener))
         .await
         .unwrap();
+    (sim, dir, running)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ticket_runners_are_submitted_without_minting() {
+    let (sim, dir, running) = start().await;
+    let d = dir.path();
+    let db_path = d.join("state.db");
     let url = format!("http://{}", running.local_addr);
     let args_file = d.join("sbatch.args");
     let calls = || {
@@ -197,26 +205,9 @@ async fn ticket_runners_are_submitted_without_minting() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pending_job_whose_ticket_expired_is_cancelled_and_replaced() {
-    let sim = Sim::start(SimConfig::default()).await.unwrap();
-    sim.add_org("acme");
-    sim.add_repo("acme", "widgets");
-    sim.add_pat("ghp_test_token", &["admin:org", "repo"]);
-    sim.enqueue_workflow(WorkflowSpec {
-        repo: "acme/widgets".into(),
-        name: "ci".into(),
-        jobs: vec![JobSpec::new("build", &["self-hosted", "linux"])],
-        delay_ms: 0,
-    })
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (_sim, dir, running) = start().await;
     let d = dir.path();
-    let cfg = config(d, &sim.url());
-    let db_path = cfg.db_path.clone();
-    let secrets = cfg.load_secrets().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = gha_dispatcher::app::start(cfg, secrets, Some(listener))
-        .await
-        .unwrap();
+    let db_path = d.join("state.db");
     let read_lines = |file: &str| {
         std::fs::read_to_string(d.join(file))
             .unwrap_or_default()
