@@ -101,10 +101,16 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Failure> {
         }
     }
     let url = url.ok_or_else(|| failed(format!("--url is required ({USAGE})")))?;
-    if !(url.starts_with("http://") || url.starts_with("https://"))
-        || url.chars().any(|c| c.is_control() || c == ' ')
-    {
-        return Err(failed("--url: expected an http:// or https:// URL"));
+    if url.starts_with("https://") {
+        // Built without a TLS stack on purpose: the answer is sealed with MUNGE for root, and
+        // the request carries only a MUNGE credential, so TLS would protect nothing more.
+        return Err(failed(
+            "--url: gha-redeem speaks plain http:// (the dispatcher's answer is sealed with \
+             MUNGE); set dispatcher_url to the dispatcher's http:// address",
+        ));
+    }
+    if !url.starts_with("http://") || url.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(failed("--url: expected an http:// URL"));
     }
     let job_id = job_id
         .ok_or_else(|| failed(format!("--job-id is required ({USAGE})")))?
@@ -378,7 +384,7 @@ mod tests {
             "--timeout",
             "5",
             "--url",
-            "https://d",
+            "http://d",
             "--job-id",
             "1",
             "--munge-socket",
@@ -389,6 +395,14 @@ mod tests {
         for bad in [
             &["--url", "http://x", "--job-id", "1"][..],
             &["--url", "ftp://x", "--job-id", "1", "--munge-socket", "/s"],
+            &[
+                "--url",
+                "https://x",
+                "--job-id",
+                "1",
+                "--munge-socket",
+                "/s",
+            ],
             &[
                 "--url",
                 "http://x",
