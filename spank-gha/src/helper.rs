@@ -1,8 +1,8 @@
 //! Slow or possibly hanging work (anything touching a network or autofs filesystem) runs in a
 //! child process: forked, moved to its own process group, stripped of root (setgroups, setgid,
 //! setuid) when asked, exec'd with an environment the caller spells out, and killed when its
-//! hard time limit passes. The plugin itself
-//! never blocks without a bound and never starts threads.
+//! hard time limit passes. The plugin itself never blocks without a bound and never starts
+//! threads.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
