@@ -218,14 +218,7 @@ async fn jitconfig_duplicates_validation_and_delete() {
 async fn deleting_a_busy_runner_is_422() {
     let w = world().await;
     let token = w.installation_token().await;
-    let run = w
-        .sim
-        .enqueue_workflow(workflow(vec![job(
-            "long",
-            &["self-hosted"],
-            Some("sleep 30"),
-        )]))
-        .unwrap();
+    let run = w.enqueue_one("long", &["self-hosted"], Some("sleep 30"));
     let (id, cfg) = w.jit(&token, "busy-1", &["self-hosted"]).await;
     let root = RunnerRoot::new();
     let child = root.spawn(&cfg);
@@ -305,10 +298,7 @@ async fn paging_link_headers_and_name_filter() {
 async fn etag_304_is_free_and_counted_separately() {
     let w = world().await;
     let token = w.installation_token().await;
-    let run = w
-        .sim
-        .enqueue_workflow(workflow(vec![job("a", &["self-hosted"], None)]))
-        .unwrap();
+    let run = w.enqueue_one("a", &["self-hosted"], None);
     let path = format!("/repos/{ORG}/{REPO}/actions/runs?status=queued");
     let r = w.get(&path, &token).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -338,9 +328,7 @@ async fn etag_304_is_free_and_counted_separately() {
     let e = &c.api["GET /repos/{owner}/{repo}/actions/runs"];
     assert_eq!((e.calls, e.not_modified), (2, 1));
     // A change gives a new ETag and a 200.
-    w.sim
-        .enqueue_workflow(workflow(vec![job("b", &["self-hosted"], None)]))
-        .unwrap();
+    w.enqueue_one("b", &["self-hosted"], None);
     let r = w
         .get(&path, &token)
         .header("if-none-match", &etag)

@@ -32,14 +32,7 @@ async fn runs_one_job_with_the_real_lines_and_environment() {
     let hooks = receiver(&w.sim).await;
     let token = w.installation_token().await;
     let cmd = "echo \"ENV $GITHUB_ACTIONS $CI $GITHUB_JOB $GITHUB_RUN_ID $GITHUB_REPOSITORY $RUNNER_NAME\"; echo \"PWD $(pwd)\"; echo \"WS $GITHUB_WORKSPACE\"; echo \"TMP $RUNNER_TEMP\"; echo to-stderr >&2";
-    let run = w
-        .sim
-        .enqueue_workflow(workflow(vec![job(
-            "build",
-            &["self-hosted", "linux"],
-            Some(cmd),
-        )]))
-        .unwrap();
+    let run = w.enqueue_one("build", &["self-hosted", "linux"], Some(cmd));
     let (runner_id, cfg) = w.jit(&token, "rn-1", &["self-hosted", "linux"]).await;
     let root = RunnerRoot::new();
     let (code, out, err) = finish(root.spawn(&cfg), T).await;
@@ -119,10 +112,7 @@ async fn runs_one_job_with_the_real_lines_and_environment() {
 async fn failing_step_fails_the_job() {
     let w = world().await;
     let token = w.installation_token().await;
-    let run = w
-        .sim
-        .enqueue_workflow(workflow(vec![job("bad", &["self-hosted"], Some("exit 3"))]))
-        .unwrap();
+    let run = w.enqueue_one("bad", &["self-hosted"], Some("exit 3"));
     let (_, cfg) = w.jit(&token, "rn-f", &["self-hosted"]).await;
     let (code, out, _) = finish(RunnerRoot::new().spawn(&cfg), T).await;
     assert_eq!(code, 0);
@@ -140,14 +130,11 @@ async fn failing_step_fails_the_job() {
 async fn a_config_in_the_environment_is_taken_and_hidden_from_steps() {
     let w = world().await;
     let token = w.installation_token().await;
-    let run = w
-        .sim
-        .enqueue_workflow(workflow(vec![job(
-            "env",
-            &["self-hosted"],
-            Some("echo \"INPUTS [$(env | grep -c ^ACTIONS_RUNNER_INPUT_)]\""),
-        )]))
-        .unwrap();
+    let run = w.enqueue_one(
+        "env",
+        &["self-hosted"],
+        Some("echo \"INPUTS [$(env | grep -c ^ACTIONS_RUNNER_INPUT_)]\""),
+    );
     let (_, cfg) = w.jit(&token, "rn-env", &["self-hosted"]).await;
     let (code, out, err) = finish(RunnerRoot::new().spawn_with_env_config(&cfg), T).await;
     assert_eq!(code, 0, "{out}\n{err}");
@@ -210,14 +197,7 @@ async fn sigint_while_idle_exits_0() {
 async fn sigterm_while_running_fails_the_job_with_the_shutdown_message() {
     let w = world().await;
     let token = w.installation_token().await;
-    let run = w
-        .sim
-        .enqueue_workflow(workflow(vec![job(
-            "long",
-            &["self-hosted"],
-            Some("sleep 60"),
-        )]))
-        .unwrap();
+    let run = w.enqueue_one("long", &["self-hosted"], Some("sleep 60"));
     let (_, cfg) = w.jit(&token, "rn-term", &["self-hosted"]).await;
     let root_child = RunnerRoot::new();
     let child = root_child.spawn(&cfg);
@@ -246,14 +226,7 @@ async fn sigterm_while_running_fails_the_job_with_the_shutdown_message() {
 async fn jobs_go_to_any_runner_whose_labels_cover_them_case_insensitively() {
     let w = world().await;
     let token = w.installation_token().await;
-    let gpu = w
-        .sim
-        .enqueue_workflow(workflow(vec![job(
-            "gpu",
-            &["self-hosted", "GPU"],
-            Some("true"),
-        )]))
-        .unwrap();
+    let gpu = w.enqueue_one("gpu", &["self-hosted", "GPU"], Some("true"));
     // A runner without the gpu label stays idle.
     let (cpu_id, cpu_cfg) = w.jit(&token, "cpu", &["self-hosted", "linux"]).await;
     let root_cpu = RunnerRoot::new();
@@ -279,10 +252,7 @@ async fn jobs_go_to_any_runner_whose_labels_cover_them_case_insensitively() {
     );
     assert!(w.sim.runners().iter().any(|r| r.id == cpu_id && !r.busy));
     // Not bound: a second job is taken by the idle cpu runner that was made "for" nothing.
-    let second = w
-        .sim
-        .enqueue_workflow(workflow(vec![job("plain", &["SELF-HOSTED"], Some("true"))]))
-        .unwrap();
+    let second = w.enqueue_one("plain", &["SELF-HOSTED"], Some("true"));
     let (code, out, _) = finish(cpu, T).await;
     assert_eq!(code, 0);
     assert!(out.contains("Running job: plain"));
@@ -322,10 +292,7 @@ async fn unused_jit_configs_expire() {
                 .any(|r| r.id == id2 && r.status == "online"))
             .await
     );
-    let run = w
-        .sim
-        .enqueue_workflow(workflow(vec![job("j", &["self-hosted"], Some("true"))]))
-        .unwrap();
+    let run = w.enqueue_one("j", &["self-hosted"], Some("true"));
     let (code, _, _) = finish(child, T).await;
     assert_eq!(code, 0);
     assert_eq!(
@@ -388,9 +355,7 @@ async fn per_job_root_with_symlinked_bin_uses_its_own_work_folder() {
     let job_root = tempfile::tempdir().unwrap();
     std::fs::copy(shared.run_sh(), job_root.path().join("run.sh")).unwrap();
     std::os::unix::fs::symlink(shared.dir.path().join("bin"), job_root.path().join("bin")).unwrap();
-    w.sim
-        .enqueue_workflow(workflow(vec![job("pwd", &["self-hosted"], Some("pwd"))]))
-        .unwrap();
+    w.enqueue_one("pwd", &["self-hosted"], Some("pwd"));
     let (_, cfg) = w.jit(&token, "per-job", &["self-hosted"]).await;
     let child = tokio::process::Command::new(job_root.path().join("run.sh"))
         .arg("--jitconfig")
@@ -529,14 +494,7 @@ async fn jobs_nobody_takes_are_cancelled_after_the_queue_timeout() {
     })
     .await;
     let hooks = receiver(&w.sim).await;
-    let run = w
-        .sim
-        .enqueue_workflow(workflow(vec![job(
-            "lonely",
-            &["self-hosted", "nowhere"],
-            None,
-        )]))
-        .unwrap();
+    let run = w.enqueue_one("lonely", &["self-hosted", "nowhere"], None);
     assert!(
         w.sim
             .wait_for(T, |s| s.job(run.job_ids[0]).unwrap().conclusion.as_deref()
@@ -573,9 +531,7 @@ async fn the_same_config_twice_is_a_session_conflict_and_a_used_one_is_gone() {
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("session"), "{err}");
     // The first one runs a job; afterwards the registration is gone and the config is dead.
-    w.sim
-        .enqueue_workflow(workflow(vec![job("once", &["self-hosted"], Some("true"))]))
-        .unwrap();
+    w.enqueue_one("once", &["self-hosted"], Some("true"));
     let (code, _, _) = finish(first, T).await;
     assert_eq!(code, 0);
     let (code, _, err) = finish(RunnerRoot::new().spawn(&cfg), T).await;

@@ -261,6 +261,20 @@ pub async fn finish(child: tokio::process::Child, timeout: Duration) -> (i32, St
     )
 }
 
+impl World {
+    /// Queues a one-job workflow in the test repository.
+    pub fn enqueue_one(
+        &self,
+        name: &str,
+        labels: &[&str],
+        command: Option<&str>,
+    ) -> github_sim::RunCreated {
+        self.sim
+            .enqueue_workflow(workflow(vec![job(name, labels, command)]))
+            .unwrap()
+    }
+}
+
 pub fn job(name: &str, labels: &[&str], command: Option<&str>) -> github_sim::JobSpec {
     github_sim::JobSpec {
         command: command.map(str::to_string),
