@@ -576,6 +576,18 @@ impl Controller {
             .await;
     }
 
+    /// A row a crash left before its runner could start: once its registration (if any) is
+    /// gone, it is abandoned with `why`; otherwise the next pass tries again.
+    async fn abandon_after_crash(&self, row: &RunnerRow, listed: Option<&Listed>, why: &str) {
+        if self
+            .remove_registration(row, "crash_recovery", listed)
+            .await
+        {
+            self.set_state(&row.name, RunnerState::Abandoned, Some(why.into()))
+                .await;
+        }
+    }
+
     async fn sync_from_slurm(&self, queue: &[QueuedJob], listed: Option<&Listed>) {
         let by_name: HashMap<&str, &QueuedJob> =
             queue.iter().map(|j| (j.name.as_str(), j)).collect();
@@ -594,17 +606,8 @@ impl Controller {
             match row.state {
                 RunnerState::Minting => {
                     // Interrupted during generate-jitconfig: the credential, if any, is lost.
-                    if self
-                        .remove_registration(&row, "crash_recovery", listed)
-                        .await
-                    {
-                        self.set_state(
-                            &row.name,
-                            RunnerState::Abandoned,
-                            Some("interrupted while minting".into()),
-                        )
+                    self.abandon_after_crash(&row, listed, "interrupted while minting")
                         .await;
-                    }
                 }
                 RunnerState::Submitting => {
                     if lock(&self.credentials).contains_key(&row.name) {
@@ -627,17 +630,8 @@ impl Controller {
                             }
                         }
                         None => {
-                            if self
-                                .remove_registration(&row, "crash_recovery", listed)
-                                .await
-                            {
-                                self.set_state(
-                                    &row.name,
-                                    RunnerState::Abandoned,
-                                    Some("credential lost before sbatch".into()),
-                                )
+                            self.abandon_after_crash(&row, listed, "credential lost before sbatch")
                                 .await;
-                            }
                         }
                     }
                 }
