@@ -219,12 +219,7 @@ time_limit = "10:00"
     );
     eprintln!("burst {burst}: killed with {kills:?} jobs done; JIT configs issued: {issued}");
     // Latency numbers of the last dispatcher process, for the record.
-    let metrics = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = dispatcher_support::get_text(&format!("{url}/metrics")).await;
     for line in metrics.lines().filter(|l| {
         (l.contains("queue_to_submit_seconds_") || l.contains("queue_to_runner_start_seconds_"))
             && (l.contains("_sum") || l.contains("_count"))

@@ -151,21 +151,11 @@ impl Harness {
     }
 
     async fn status(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/status", self.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        dispatcher_support::get_json(&format!("{}/status", self.url)).await
     }
 
     async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        dispatcher_support::get_text(&format!("{}/metrics", self.url)).await
     }
 
     async fn wait_jobs_succeed(&self, ids: &[u64], timeout: Duration) {

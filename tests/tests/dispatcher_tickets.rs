@@ -133,12 +133,7 @@ impl Harness {
     }
 
     async fn metric(&self, line_start: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = dispatcher_support::get_text(&format!("{}/metrics", self.url)).await;
         text.lines()
             .find_map(|l| l.strip_prefix(line_start))
             .and_then(|v| v.trim().parse().ok())
@@ -443,7 +438,6 @@ async fn failed_redemptions_end_the_job_at_once_and_only_wanted_demand_is_provis
     assert_node_clean(&refused);
     // A full pass that began after the refusal has ended: still no new runner job.
     let refused_at = now_secs();
-    let client = reqwest::Client::new();
     let mut last_pass = 0;
     let deadline = std::time::Instant::now() + WAIT;
     while last_pass < refused_at + 3 {
@@ -451,14 +445,7 @@ async fn failed_redemptions_end_the_job_at_once_and_only_wanted_demand_is_provis
             std::time::Instant::now() < deadline,
             "no full pass after the refusal"
         );
-        let status: serde_json::Value = client
-            .get(format!("{}/status", h.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = dispatcher_support::get_json(&format!("{}/status", h.url)).await;
         last_pass = status["last_full_reconcile_at"].as_i64().unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -144,21 +144,11 @@ impl Harness {
     }
 
     async fn get_json(&self, path: &str) -> serde_json::Value {
-        reqwest::get(format!("{}{path}", self.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        dispatcher_support::get_json(&format!("{}{path}", self.url)).await
     }
 
     async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        dispatcher_support::get_text(&format!("{}/metrics", self.url)).await
     }
 
     async fn repositories(&self, user: &str, auth: &str) -> (u16, serde_json::Value) {

@@ -473,3 +473,13 @@ impl Drop for RedeemGate {
         self.server.abort();
     }
 }
+
+/// `GET <url>`'s body as text (a test's view of `/metrics`).
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// `GET <url>`'s JSON body (a test's view of `/status`).
+pub async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
