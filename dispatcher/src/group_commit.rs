@@ -67,6 +67,17 @@ impl DeliveryQueue {
     }
 
     fn write_until_empty(&self, db: &db::Db) {
+        // Should the writer ever panic, the next caller must be able to become the writer
+        // (callers of the lost batch get an error through their dropped channels).
+        struct ReleaseOnPanic<'a>(&'a Mutex<State>);
+        impl Drop for ReleaseOnPanic<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    lock(self.0).writer_running = false;
+                }
+            }
+        }
+        let _release = ReleaseOnPanic(&self.state);
         loop {
             let batch = {
                 let mut state = lock(&self.state);
