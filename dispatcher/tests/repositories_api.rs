@@ -327,3 +327,26 @@ async fn without_an_admin_token_file_the_mapping_is_read_only() {
     assert!(error_of(&body).contains("admin_token_file"), "{body}");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_munged_is_503_not_a_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.munge_socket = Some("/nonexistent/munge.socket".into());
+    let secrets = cfg.load_secrets().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = gha_dispatcher::app::start(cfg, secrets, Some(listener))
+        .await
+        .unwrap();
+    let api = Api {
+        url: format!("http://{}", running.local_addr),
+        http: reqwest::Client::new(),
+    };
+    // Shaped like a credential: with munged unreachable nothing is known about the caller.
+    let (status, body) = api.get("root", Some("MUNGE MUNGE:AAAA:")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // Not shaped like one: refused without asking munged.
+    let (status, _) = api.get("root", Some("MUNGE garbage")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    running.shutdown().await;
+}
