@@ -29,6 +29,23 @@ ensure_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Every Debian package the cluster, the plugin's build (bindgen over Slurm's headers) and the
+# tests need. One list: ci/test, ci/slurm-up, ci/demo and ci/bench all install from it.
+GHA_DEBIAN_PACKAGES=(slurmctld slurmd slurm-client munge libslurm-dev libclang-dev clang
+    docker.io rootlesskit uidmap slirp4netns busybox-static)
+
+# Installs everything the ci/ scripts need (a fresh machine has none of it).
+ensure_project_packages() {
+    ensure_packages "${GHA_DEBIAN_PACKAGES[@]}"
+}
+
+# Are munged, slurmctld and slurmd of the test cluster all running?
+cluster_up() {
+    pidfile_alive "$GHA_CLUSTER_DIR/run/munged.pid" munged &&
+        pidfile_alive "$GHA_CLUSTER_DIR/run/slurmctld.pid" slurmctld &&
+        pidfile_alive "$GHA_CLUSTER_DIR/run/slurmd.pid" slurmd
+}
+
 # A missing Rust toolchain is a clear failure rather than a confusing one later.
 ensure_cargo() {
     command -v cargo >/dev/null || die "cargo is not on PATH; install Rust with rustup first"

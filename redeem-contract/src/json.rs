@@ -1,0 +1,111 @@
+//! The JSON shapes of the exchange: what the node's MUNGE credential carries and what a
+//! refusal answers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::RefusalCode;
+
+/// The payload of the node's MUNGE credential: `{"ticket":"<ticket>","job_id":<u32>}`.
+/// `Debug` never shows the ticket.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeemRequest {
+    pub ticket: String,
+    pub job_id: u32,
+}
+
+impl RedeemRequest {
+    /// The payload as `munge` signs it.
+    pub fn to_json(&self) -> String {
+        // A struct of a string and an integer always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses a decoded payload: a JSON object (serde alone would also take a struct from an
+    /// array such as `["T", 42]`) whose ticket is well formed.
+    pub fn parse(payload: &[u8]) -> Option<RedeemRequest> {
+        let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+        if !value.is_object() {
+            return None;
+        }
+        let request: RedeemRequest = serde_json::from_value(value).ok()?;
+        crate::is_valid_ticket(&request.ticket).then_some(request)
+    }
+}
+
+impl std::fmt::Debug for RedeemRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedeemRequest")
+            .field("ticket", &"<redacted>")
+            .field("job_id", &self.job_id)
+            .finish()
+    }
+}
+
+/// The body of a refusal: `{"error": <code>, "message": <text for the job's user>}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalBody {
+    pub error: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl RefusalBody {
+    pub fn new(code: RefusalCode, message: impl Into<String>) -> RefusalBody {
+        RefusalBody {
+            error: code.as_str().to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The body's code, if it names one of the contract's.
+    pub fn code(&self) -> Option<RefusalCode> {
+        RefusalCode::parse(&self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_and_hides_the_ticket() {
+        let req = RedeemRequest {
+            ticket: "q1w2-e3_r4".into(),
+            job_id: 4_294_967_295,
+        };
+        assert_eq!(
+            req.to_json(),
+            r#"{"ticket":"q1w2-e3_r4","job_id":4294967295}"#
+        );
+        assert_eq!(
+            RedeemRequest::parse(req.to_json().as_bytes()),
+            Some(req.clone())
+        );
+        assert!(!format!("{req:?}").contains("q1w2"));
+    }
+
+    #[test]
+    fn request_parsing_is_strict() {
+        for bad in [
+            r#"{"ticket":"T"}"#,
+            r#"{"job_id":1}"#,
+            r#"{"ticket":"T","job_id":-1}"#,
+            r#"["T",1]"#,
+            r#"{"ticket":"has space","job_id":1}"#,
+            r#"{"ticket":"","job_id":1}"#,
+            "not json",
+        ] {
+            assert_eq!(RedeemRequest::parse(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn refusal_body_shape() {
+        let body = RefusalBody::new(RefusalCode::NotNeeded, "no job waits");
+        let text = serde_json::to_string(&body).unwrap();
+        assert_eq!(text, r#"{"error":"not_needed","message":"no job waits"}"#);
+        let back: RefusalBody = serde_json::from_str(r#"{"error":"wrong_job"}"#).unwrap();
+        assert_eq!(back.code(), Some(RefusalCode::WrongJob));
+        assert_eq!(back.message, "");
+    }
+}
