@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gha_dispatcher::api::status::{render_table, Status};
 use gha_dispatcher::config::{Config, ConfigError};
-use gha_dispatcher::status::{render_table, Status};
 
 const DEFAULT_CONFIG: &str = "/etc/gha-dispatcher/config.toml";
 
@@ -198,11 +198,11 @@ fn repositories(
         Some(u) => u,
         None => {
             let uid = nix::unistd::getuid().as_raw();
-            gha_dispatcher::usermap::unix_user_name(uid)?
+            gha_dispatcher::clients::users::unix_user_name(uid)?
                 .ok_or_else(|| anyhow::anyhow!("uid {uid} has no user name; give USER"))?
         }
     };
-    let credential = gha_dispatcher::munge::encode(socket.as_deref())?;
+    let credential = gha_dispatcher::clients::munge::encode(socket.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()?;
     let body: serde_json::Value = runtime.block_on(async {
         let response = reqwest::Client::new()
