@@ -4,6 +4,7 @@
 //! Every problem is reported with the key path and the line it is on, and all validation
 //! problems are collected so `check-config` shows them together.
 
+mod choices;
 mod github;
 mod issues;
 mod pools;
@@ -17,11 +18,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use choices::{RunnerCredentials, UnmappedPolicy};
 pub use github::{AuthConfig, GithubConfig, Target};
 pub use pools::PoolConfig;
 pub use scaling::ScalingConfig;
 pub use secrets::{GithubSecret, Secrets};
-pub use slurm::{RunnerCredentials, SlurmConfig, UnmappedPolicy, MIN_TICKET_TTL_SECS};
+pub use slurm::{SlurmConfig, MIN_TICKET_TTL_SECS};
 
 pub const DEFAULT_DB_PATH: &str = "/var/lib/gha-dispatcher/state.db";
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{RunnerCredentials, UnmappedPolicy};
+use super::choices::{RunnerCredentials, UnmappedPolicy};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,37 +3,13 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
+use super::choices::{RunnerCredentials, UnmappedPolicy};
 use super::issues::Issues;
 use super::raw::{RawMapped, RawSlurm};
 use crate::model::{check_key, RepoUser};
 
 /// A ticket must outlive at least a short queue wait and the node's redemption.
 pub const MIN_TICKET_TTL_SECS: u64 = 60;
-
-/// What jobs of a repository with no `user_map`/API entry do.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum UnmappedPolicy {
-    /// Run as `slurm.user` (the service user).
-    #[default]
-    ServiceUser,
-    /// Give them no runner; counted in `jobs_refused_total{reason="unmapped"}` and `/status`.
-    Refuse,
-}
-
-/// How a runner's job gets its JIT config.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RunnerCredentials {
-    /// `--gha-runner=ticket:<opaque>`: the node redeems the ticket when the job starts
-    /// (`POST /tickets/redeem`), and only then is the JIT config minted.
-    #[default]
-    Ticket,
-    /// `--gha-runner=<JIT config>`, minted before `sbatch` (kept in slurmctld's state).
-    Inline,
-}
 
 #[derive(Debug, Clone)]
 pub struct SlurmConfig {

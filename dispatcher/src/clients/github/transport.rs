@@ -38,19 +38,8 @@ impl GithubClient {
             } else {
                 None
             };
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .header(ACCEPT, "application/vnd.github+json")
-                .header("X-GitHub-Api-Version", API_VERSION)
-                .header(USER_AGENT, "gha-dispatcher")
-                .header(AUTHORIZATION, authorization);
-            if let Some((etag, _)) = &cached {
-                request = request.header(IF_NONE_MATCH, etag);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
+            let etag = cached.as_ref().map(|(etag, _)| etag.as_str());
+            let request = self.request(method.clone(), &url, authorization, body, etag);
             *lock(&self.calls).entry(endpoint.to_string()).or_default() += 1;
             let response = match request.send().await {
                 Ok(r) => r,
@@ -75,12 +64,7 @@ impl GithubClient {
                     return Ok(Answer { body });
                 }
             }
-            let text = response.text().await.unwrap_or_default();
-            let parsed: Value = if text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap_or(Value::Null)
-            };
+            let parsed = json_body(response).await;
             if status.is_success() {
                 self.remember(conditional, url, &headers, &parsed);
                 return Ok(Answer { body: parsed });
@@ -110,6 +94,31 @@ impl GithubClient {
                 message: truncate(&message, 300),
             });
         }
+    }
+
+    /// The request with GitHub's headers, the ETag of a cached answer and the JSON body.
+    fn request(
+        &self,
+        method: Method,
+        url: &str,
+        authorization: &str,
+        body: Option<&Value>,
+        etag: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", API_VERSION)
+            .header(USER_AGENT, "gha-dispatcher")
+            .header(AUTHORIZATION, authorization);
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request
     }
 
     /// Counts the answer and keeps the rate-limit gauges current.
@@ -192,5 +201,15 @@ impl GithubClient {
             }
             other => other,
         }
+    }
+}
+
+/// The answer's JSON (`null` when empty or not JSON: the status then speaks for it).
+async fn json_body(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap_or_default();
+    if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 }
