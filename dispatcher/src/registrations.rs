@@ -95,9 +95,8 @@ impl Registrations {
     /// Whether `name`'s ticket is still unredeemed now (the row given may predate a
     /// redemption that raced with this pass). A database error answers no: then GitHub is asked.
     async fn still_never_registered(&self, name: &str) -> bool {
-        let n = name.to_string();
         matches!(
-            self.db.call(move |c| store::runner(c, &n)).await,
+            self.db.runner(name).await,
             Ok(Some(row)) if row.never_registered()
         )
     }

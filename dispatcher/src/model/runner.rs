@@ -130,6 +130,51 @@ pub enum RunnerPhase {
     Cancelling,
 }
 
+#[cfg(test)]
+impl RunnerRow {
+    /// A runner row for tests: pool `cpu`, scope `org:acme`, everything else unset.
+    pub(crate) fn example(name: &str, state: RunnerState) -> RunnerRow {
+        RunnerRow {
+            name: name.into(),
+            pool: "cpu".into(),
+            scope: "org:acme".into(),
+            state,
+            for_job_id: None,
+            github_runner_id: None,
+            slurm_job_id: None,
+            slurm_state: None,
+            online: false,
+            ever_online: false,
+            busy: false,
+            assigned_job_id: None,
+            last_error: None,
+            created_at: 0,
+            submitted_at: None,
+            slurm_started_at: None,
+            finished_at: None,
+            run_as: None,
+            account: None,
+            ticket_hash: None,
+            ticket_expires_at: None,
+            ticket_redeemed_at: None,
+        }
+    }
+
+    /// A ticket runner whose Slurm job 42 runs, its ticket unredeemed until `expires_at`.
+    pub(crate) fn running_ticket_example(name: &str, expires_at: i64) -> RunnerRow {
+        RunnerRow {
+            for_job_id: Some(1),
+            slurm_job_id: Some(42),
+            slurm_state: Some(SlurmState::Running),
+            submitted_at: Some(0),
+            slurm_started_at: Some(0),
+            ticket_hash: Some("h".into()),
+            ticket_expires_at: Some(expires_at),
+            ..RunnerRow::example(name, RunnerState::Submitted)
+        }
+    }
+}
+
 impl RunnerPhase {
     pub const ALL: [RunnerPhase; 6] = [
         RunnerPhase::InFlight,
@@ -170,28 +215,10 @@ mod tests {
 
     fn row(state: RunnerState) -> RunnerRow {
         RunnerRow {
-            name: "r".into(),
-            pool: "cpu".into(),
             scope: "org:a".into(),
-            state,
-            for_job_id: None,
-            github_runner_id: None,
             slurm_job_id: Some(1),
             slurm_state: Some(SlurmState::Pending),
-            online: false,
-            ever_online: false,
-            busy: false,
-            assigned_job_id: None,
-            last_error: None,
-            created_at: 0,
-            submitted_at: None,
-            slurm_started_at: None,
-            finished_at: None,
-            run_as: None,
-            account: None,
-            ticket_hash: None,
-            ticket_expires_at: None,
-            ticket_redeemed_at: None,
+            ..RunnerRow::example("r", state)
         }
     }
 

@@ -127,13 +127,7 @@ impl Reconciler {
                     .is_some_and(|at| now.saturating_sub(at) < TEARDOWN_GRACE_SECS)
         };
         for job in queue.iter().filter(|j| j.is_active()) {
-            let name = job.name.clone();
-            let row = self
-                .db
-                .call(move |c| store::runner(c, &name))
-                .await
-                .ok()
-                .flatten();
+            let row = self.db.runner(&job.name).await.ok().flatten();
             if row.is_some_and(|r| r.state.is_final() && !tearing_down(&r)) {
                 tracing::warn!(slurm_job = job.job_id, name = %job.name, "cancelling orphaned Slurm job");
                 if self.slurm.cancel(job.job_id).await.is_ok() {
@@ -150,13 +144,7 @@ impl Reconciler {
             if runner.busy || runner.is_online() {
                 continue;
             }
-            let n = name.clone();
-            let row = self
-                .db
-                .call(move |c| store::runner(c, &n))
-                .await
-                .ok()
-                .flatten();
+            let row = self.db.runner(name).await.ok().flatten();
             // One that took a job is given until this listing to go away by itself.
             let outlived = |r: &RunnerRow| {
                 r.assigned_job_id.is_none() || r.finished_at.is_some_and(|at| at < listed_at)

@@ -215,30 +215,7 @@ mod tests {
     const NOW: i64 = 1_000_000;
 
     fn row(name: &str) -> RunnerRow {
-        RunnerRow {
-            name: name.into(),
-            pool: "cpu".into(),
-            scope: "org:acme".into(),
-            state: RunnerState::Submitted,
-            for_job_id: Some(1),
-            github_runner_id: None,
-            slurm_job_id: Some(42),
-            slurm_state: Some(SlurmState::Running),
-            online: false,
-            ever_online: false,
-            busy: false,
-            assigned_job_id: None,
-            last_error: None,
-            created_at: 0,
-            submitted_at: Some(0),
-            slurm_started_at: Some(0),
-            finished_at: None,
-            run_as: None,
-            account: None,
-            ticket_hash: Some("h".into()),
-            ticket_expires_at: Some(NOW + 60),
-            ticket_redeemed_at: None,
-        }
+        RunnerRow::running_ticket_example(name, NOW + 60)
     }
 
     fn decoded(uid: u32, payload: &str) -> Decoded {

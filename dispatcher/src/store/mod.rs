@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection};
 
-use crate::model::RunnerState;
+use crate::model::{RunnerRow, RunnerState};
 
 pub use deliveries::{record_delivery, record_delivery_in, Delivery, DeliveryOutcome};
 pub use jobs::{apply_job_update, job, jobs_with_status, JobTransition};
@@ -113,6 +113,12 @@ impl Db {
         if let Err(e) = self.call(f).await {
             tracing::error!(error = %e, what, "cannot record state");
         }
+    }
+
+    /// The runner named `name`.
+    pub async fn runner(&self, name: &str) -> Result<Option<RunnerRow>, DbError> {
+        let name = name.to_string();
+        self.call(move |c| runners::runner(c, &name)).await
     }
 
     /// Sets a runner's state; a failure is logged (the next full pass re-derives it).

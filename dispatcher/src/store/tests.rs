@@ -1,3 +1,5 @@
+//! The store's tests: deliveries, jobs, runners and migrations against a real SQLite.
+
 use rusqlite::Connection;
 
 use super::migrations::MIGRATIONS;

@@ -108,13 +108,7 @@ impl Submitter {
     /// look it up and remove it.
     async fn name_taken(&self, name: &str) {
         tracing::warn!(runner = %name, "runner name already registered; removing it");
-        let n = name.to_string();
-        let row = self
-            .db
-            .call(move |c| store::runner(c, &n))
-            .await
-            .ok()
-            .flatten();
+        let row = self.db.runner(name).await.ok().flatten();
         if let Some(row) = row {
             if self.registrations.delete(&row, "name_conflict").await {
                 self.db

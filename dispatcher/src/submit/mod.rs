@@ -22,7 +22,7 @@ use crate::clients::slurm::{RunnerCredential, Slurm};
 use crate::config::{Config, PoolConfig};
 use crate::model::{Placement, RunnerState};
 use crate::registrations::Registrations;
-use crate::store::{self, Db};
+use crate::store::Db;
 use crate::telemetry::Telemetry;
 use backoff::Backoff;
 pub use create::runner_name;
@@ -133,8 +133,7 @@ impl Submitter {
     /// abandoned.
     async fn give_up(&self, name: &str) {
         self.credentials().remove(name);
-        let n = name.to_string();
-        if let Ok(Some(row)) = self.db.call(move |c| store::runner(c, &n)).await {
+        if let Ok(Some(row)) = self.db.runner(name).await {
             self.registrations.delete(&row, "credential_expired").await;
         }
         self.db

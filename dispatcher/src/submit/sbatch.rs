@@ -14,8 +14,7 @@ impl Submitter {
         let Some((credential, _)) = self.credentials().get(name).cloned() else {
             return false;
         };
-        let n = name.to_string();
-        let row = match self.db.call(move |c| store::runner(c, &n)).await {
+        let row = match self.db.runner(name).await {
             Ok(Some(row)) => row,
             _ => return false,
         };
