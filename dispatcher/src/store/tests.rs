@@ -287,3 +287,34 @@ fn a_ticket_is_redeemed_once() {
     })
     .unwrap();
 }
+
+#[test]
+fn an_unknown_state_in_the_database_is_an_error_naming_the_runner() {
+    let db = Db::open_in_memory().unwrap();
+    let err = db
+        .with(|c| {
+            insert_minting_runner(c, "r-odd", "cpu", "org:a", None)?;
+            c.execute(
+                "UPDATE runners SET state = 'zombie' WHERE name = 'r-odd'",
+                [],
+            )?;
+            live_runners(c)
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("r-odd") && err.contains("zombie"), "{err}");
+    let err = db
+        .with(|c| {
+            c.execute(
+                "UPDATE runners SET state = 'submitted', slurm_state = 'TELEPORTING' WHERE name = 'r-odd'",
+                [],
+            )?;
+            runner(c, "r-odd")
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("r-odd") && err.contains("TELEPORTING"),
+        "{err}"
+    );
+}
