@@ -3,7 +3,7 @@
 //!
 //! Layers, each depending only on those before it: `model` (states and rules) → `config`,
 //! `telemetry` → `store` (all SQL), `clients` (GitHub, Slurm, MUNGE, passwd) → the stages
-//! `intake`, `scale`, `registrations`, `reconcile`, `submit`, `redeem` → `api` (HTTP),
+//! `scale`, `intake`, `registrations`, `reconcile`, `redeem`, `submit` → `api` (HTTP),
 //! `control` (the loop that sequences the stages) → `app` (wiring).
 
 pub mod api;
