@@ -18,6 +18,7 @@ use crate::control::Controller;
 use crate::reconcile::Reconciler;
 use crate::registrations::Registrations;
 use crate::scale::Scaler;
+use crate::stage::StageContext;
 use crate::store::{self, Db};
 use crate::submit::Submitter;
 use crate::telemetry::{Metrics, SharedStatus, Telemetry};
@@ -193,16 +194,17 @@ fn controller(
     wake: Arc<Notify>,
 ) -> Controller {
     let registrations = Registrations::new(db.clone(), github.clone(), telemetry.clone());
-    let reconcile = Reconciler::new(
-        config.clone(),
-        db.clone(),
-        github.clone(),
-        slurm.clone(),
-        telemetry.clone(),
-        registrations.clone(),
-    );
     let scale = Scaler::new(config.clone(), db.clone(), slurm.clone(), telemetry.clone());
     let period = Duration::from_secs(config.scaling.reconcile_interval_secs);
-    let submit = Submitter::new(config, db, github.clone(), slurm, telemetry, registrations);
+    let ctx = StageContext {
+        config,
+        db,
+        github: github.clone(),
+        slurm,
+        telemetry,
+        registrations,
+    };
+    let reconcile = Reconciler::new(ctx.clone());
+    let submit = Submitter::new(ctx);
     Controller::new(reconcile, scale, submit, github, wake, period)
 }

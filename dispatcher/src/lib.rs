@@ -3,7 +3,7 @@
 //!
 //! Layers, each depending only on those before it: `model` (states and rules) → `config`,
 //! `telemetry` → `store` (all SQL), `clients` (GitHub, Slurm, MUNGE, passwd) → the stages
-//! `scale`, `intake`, `registrations`, `reconcile`, `redeem`, `submit` → `api` (HTTP),
+//! `scale`, `intake`, `registrations` (+ `stage`), `reconcile`, `redeem`, `submit` → `api`,
 //! `control` (the loop that sequences the stages) → `app` (wiring).
 
 pub mod api;
@@ -17,6 +17,7 @@ pub mod reconcile;
 pub mod redeem;
 pub mod registrations;
 pub mod scale;
+pub mod stage;
 pub mod store;
 pub mod submit;
 pub mod telemetry;

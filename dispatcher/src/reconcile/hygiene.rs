@@ -19,6 +19,7 @@ impl Reconciler {
     ) {
         let now = now_secs();
         let rows = self
+            .ctx
             .db
             .call(|c| store::live_runners(c))
             .await
@@ -47,12 +48,13 @@ impl Reconciler {
             let Some(job_id) = row.slurm_job_id else {
                 continue;
             };
-            self.db
+            self.ctx
+                .db
                 .set_runner_state_logged(&row.name, RunnerState::Cancelling, None)
                 .await;
-            match self.slurm.cancel_if_pending(job_id).await {
+            match self.ctx.slurm.cancel_if_pending(job_id).await {
                 Ok(()) => {
-                    self.telemetry.metrics.reaped("ticket_expired");
+                    self.ctx.telemetry.metrics.reaped("ticket_expired");
                     tracing::info!(runner = %row.name, slurm_job = job_id, "cancelled a pending runner whose ticket expired");
                 }
                 Err(e) => {
@@ -65,7 +67,7 @@ impl Reconciler {
     /// A submitted runner whose job started more than `boot_deadline_secs` ago and that never
     /// came online (nor took a job) is cancelled and abandoned.
     async fn enforce_boot_deadline(&self, row: &RunnerRow, now: i64) {
-        let deadline = self.config.scaling.boot_deadline_secs as i64;
+        let deadline = self.ctx.config.scaling.boot_deadline_secs as i64;
         let started = row.slurm_started_at.unwrap_or(i64::MAX);
         if row.ever_online
             || row.busy
@@ -79,10 +81,11 @@ impl Reconciler {
         // never redeemed its ticket cannot have connected.)
         let scope = Scope::from_key(&row.scope).filter(|_| !row.never_registered());
         if let Some(scope) = scope {
-            match self.github.find_runner(&scope, &row.name).await {
+            match self.ctx.github.find_runner(&scope, &row.name).await {
                 Ok(Some(r)) if r.is_online() || r.busy => {
                     let (name, id, busy) = (row.name.clone(), r.id, r.busy);
-                    self.db
+                    self.ctx
+                        .db
                         .record("runner state", move |c| {
                             store::set_runner_github(c, &name, id, true, busy)
                         })
@@ -91,30 +94,31 @@ impl Reconciler {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.telemetry.github_error("find_runner", &e);
+                    self.ctx.telemetry.github_error("find_runner", &e);
                     return;
                 }
             }
         }
         tracing::warn!(runner = %row.name, slurm_job = ?row.slurm_job_id, "runner did not come online within the boot deadline");
         if let Some(id) = row.slurm_job_id {
-            if let Err(e) = self.slurm.cancel(id).await {
+            if let Err(e) = self.ctx.slurm.cancel(id).await {
                 tracing::warn!(error = %e, "scancel failed");
                 return;
             }
         }
-        self.telemetry.metrics.reaped("boot_deadline");
+        self.ctx.telemetry.metrics.reaped("boot_deadline");
         if row.never_registered() {
-            self.telemetry.metrics.tickets_unredeemed.inc();
+            self.ctx.telemetry.metrics.tickets_unredeemed.inc();
         }
-        self.db
+        self.ctx
+            .db
             .set_runner_state_logged(
                 &row.name,
                 RunnerState::Abandoned,
                 Some("did not come online within the boot deadline".into()),
             )
             .await;
-        self.registrations.delete(row, "boot_deadline").await;
+        self.ctx.registrations.delete(row, "boot_deadline").await;
     }
 
     /// Slurm jobs of ours whose row is over (or was never ours to keep).
@@ -127,11 +131,11 @@ impl Reconciler {
                     .is_some_and(|at| now.saturating_sub(at) < TEARDOWN_GRACE_SECS)
         };
         for job in queue.iter().filter(|j| j.is_active()) {
-            let row = self.db.runner(&job.name).await.ok().flatten();
+            let row = self.ctx.db.runner(&job.name).await.ok().flatten();
             if row.is_some_and(|r| r.state.is_final() && !tearing_down(&r)) {
                 tracing::warn!(slurm_job = job.job_id, name = %job.name, "cancelling orphaned Slurm job");
-                if self.slurm.cancel(job.job_id).await.is_ok() {
-                    self.telemetry.metrics.reaped("orphan_slurm_job");
+                if self.ctx.slurm.cancel(job.job_id).await.is_ok() {
+                    self.ctx.telemetry.metrics.reaped("orphan_slurm_job");
                 }
             }
         }
@@ -144,7 +148,7 @@ impl Reconciler {
             if runner.busy || runner.is_online() {
                 continue;
             }
-            let row = self.db.runner(name).await.ok().flatten();
+            let row = self.ctx.db.runner(name).await.ok().flatten();
             // One that took a job is given until this listing to go away by itself.
             let outlived = |r: &RunnerRow| {
                 r.assigned_job_id.is_none() || r.finished_at.is_some_and(|at| at < listed_at)
@@ -156,16 +160,20 @@ impl Reconciler {
                 row.filter(|r| r.state.is_final() && still_held(r) && outlived(r))
             {
                 row.github_runner_id = Some(runner.id);
-                self.registrations.delete(&row, "offline_leftover").await;
+                self.ctx
+                    .registrations
+                    .delete(&row, "offline_leftover")
+                    .await;
             }
         }
         let remembered = self
+            .ctx
             .db
             .call(|c| store::final_runners_with_registration(c))
             .await
             .unwrap_or_default();
         for row in remembered.iter().filter(|r| !gh.contains_key(&r.name)) {
-            self.registrations.forget(&row.name).await;
+            self.ctx.registrations.forget(&row.name).await;
         }
     }
 }

@@ -15,21 +15,22 @@ impl Reconciler {
     pub(super) async fn sync_jobs_from_github(&self) {
         let mut complete = true;
         let mut seen = HashSet::new();
-        for target in &self.config.github.targets {
+        for target in &self.ctx.config.github.targets {
             for repo in &target.repositories {
-                match self.github.active_jobs(&target.scope, repo).await {
+                match self.ctx.github.active_jobs(&target.scope, repo).await {
                     Ok(jobs) => {
                         seen.extend(jobs.iter().map(|j| j.job_id));
                         self.apply_updates(jobs).await;
                     }
                     Err(e) => {
                         complete = false;
-                        self.telemetry.github_error("poll_jobs", &e);
+                        self.ctx.telemetry.github_error("poll_jobs", &e);
                     }
                 }
             }
         }
         let queued = match self
+            .ctx
             .db
             .call(|c| store::jobs_with_status(c, JobStatus::Queued))
             .await
@@ -47,10 +48,10 @@ impl Reconciler {
             .collect();
         complete &= unseen.len() <= JOB_REFRESH_PER_PASS;
         for job in unseen.into_iter().take(JOB_REFRESH_PER_PASS) {
-            let Some(scope) = self.config.github.scope_for_repo(&job.repo) else {
+            let Some(scope) = self.ctx.config.github.scope_for_repo(&job.repo) else {
                 continue;
             };
-            match self.github.job(&scope, &job.repo, job.job_id).await {
+            match self.ctx.github.job(&scope, &job.repo, job.job_id).await {
                 Ok(Some(update)) => refreshed.push(update),
                 // The job is gone on GitHub: it is no demand any more.
                 Ok(None) => refreshed.push(JobUpdate {
@@ -65,7 +66,7 @@ impl Reconciler {
                 }),
                 Err(e) => {
                     complete = false;
-                    self.telemetry.github_error("refresh_job", &e);
+                    self.ctx.telemetry.github_error("refresh_job", &e);
                     break;
                 }
             }
@@ -81,6 +82,7 @@ impl Reconciler {
             return;
         }
         let result = self
+            .ctx
             .db
             .call(move |c| {
                 let tx = c.transaction()?;
@@ -96,7 +98,11 @@ impl Reconciler {
             Ok(transitions) => {
                 for t in transitions {
                     if let Some(secs) = t.queue_to_start_secs {
-                        self.telemetry.metrics.queue_to_runner_start.observe(secs);
+                        self.ctx
+                            .telemetry
+                            .metrics
+                            .queue_to_runner_start
+                            .observe(secs);
                     }
                 }
             }

@@ -17,13 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::clients::github::GithubClient;
-use crate::clients::slurm::Slurm;
-use crate::config::Config;
 use crate::model::now_secs;
-use crate::registrations::Registrations;
-use crate::store::{self, Db};
-use crate::telemetry::Telemetry;
+use crate::stage::StageContext;
+use crate::store;
 
 /// Queued jobs re-read one by one per full pass when no list showed them.
 const JOB_REFRESH_PER_PASS: usize = 100;
@@ -35,12 +31,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The reconcile stage of the control loop.
 #[derive(Clone)]
 pub struct Reconciler {
-    config: Arc<Config>,
-    db: Db,
-    github: Arc<GithubClient>,
-    slurm: Slurm,
-    telemetry: Telemetry,
-    registrations: Registrations,
+    ctx: StageContext,
     /// Set once queued jobs were read from GitHub without error by this process: until then
     /// the database may hold demand that was met while we were down.
     jobs_synced: Arc<AtomicBool>,
@@ -48,21 +39,9 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(
-        config: Arc<Config>,
-        db: Db,
-        github: Arc<GithubClient>,
-        slurm: Slurm,
-        telemetry: Telemetry,
-        registrations: Registrations,
-    ) -> Reconciler {
+    pub fn new(ctx: StageContext) -> Reconciler {
         Reconciler {
-            config,
-            db,
-            github,
-            slurm,
-            telemetry,
-            registrations,
+            ctx,
             jobs_synced: Arc::new(AtomicBool::new(false)),
             last_prune: Arc::new(Mutex::new(None)),
         }
@@ -74,7 +53,7 @@ impl Reconciler {
     }
 
     fn prefix(&self) -> String {
-        format!("{}-", self.config.github.runner_name_prefix)
+        format!("{}-", self.ctx.config.github.runner_name_prefix)
     }
 
     /// One full reconcile pass. `in_flight`: runners whose credential submission holds for
@@ -84,7 +63,7 @@ impl Reconciler {
         // A registration that outlives this moment outlived its Slurm job's end.
         let listed_at = now_secs();
         let gh_runners = self.sync_runners_from_github().await;
-        match self.slurm.queue(&self.prefix()).await {
+        match self.ctx.slurm.queue(&self.prefix()).await {
             Ok(queue) => {
                 self.sync_from_slurm(&queue, gh_runners.as_ref(), in_flight)
                     .await;
@@ -92,16 +71,16 @@ impl Reconciler {
             }
             Err(e) => {
                 // Without a trustworthy queue, nothing may be concluded about our jobs.
-                self.telemetry.metrics.reconcile_error("squeue");
+                self.ctx.telemetry.metrics.reconcile_error("squeue");
                 tracing::warn!(error = %e, "squeue failed; skipping Slurm reconciliation");
-                self.telemetry.shared().last_slurm_error = Some(e.to_string());
+                self.ctx.telemetry.shared().last_slurm_error = Some(e.to_string());
             }
         }
         self.prune_hourly().await;
-        let mut shared = self.telemetry.shared();
+        let mut shared = self.ctx.telemetry.shared();
         shared.last_full_reconcile_at = Some(now_secs());
-        shared.github_calls = self.github.call_counts();
-        shared.github_blocked_for_secs = self.github.blocked_for().map(|d| d.as_secs());
+        shared.github_calls = self.ctx.github.call_counts();
+        shared.github_blocked_for_secs = self.ctx.github.blocked_for().map(|d| d.as_secs());
     }
 
     async fn prune_hourly(&self) {
@@ -115,7 +94,7 @@ impl Reconciler {
             }
             *last = Some(Instant::now());
         }
-        match self.db.call(|c| store::prune(c, now_secs())).await {
+        match self.ctx.db.call(|c| store::prune(c, now_secs())).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "pruned old deliveries, jobs and runners"),
             Err(e) => tracing::warn!(error = %e, "pruning the state database failed"),

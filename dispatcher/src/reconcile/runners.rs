@@ -15,6 +15,7 @@ impl Reconciler {
     /// `None` when the database could not say.
     async fn scopes(&self) -> Option<Vec<Scope>> {
         let mut scopes: Vec<Scope> = self
+            .ctx
             .config
             .github
             .targets
@@ -22,6 +23,7 @@ impl Reconciler {
             .map(|t| t.scope.clone())
             .collect();
         let ours = self
+            .ctx
             .db
             .call(|c| {
                 let mut rows = store::live_runners(c)?;
@@ -48,14 +50,14 @@ impl Reconciler {
         let scopes = self.scopes().await;
         let mut complete = scopes.is_some();
         for scope in scopes.unwrap_or_default() {
-            match self.github.list_runners(&scope).await {
+            match self.ctx.github.list_runners(&scope).await {
                 Ok(list) => {
                     for r in list.into_iter().filter(|r| r.name.starts_with(&prefix)) {
                         all.insert(r.name.clone(), (scope.clone(), r));
                     }
                 }
                 Err(e) => {
-                    self.telemetry.github_error("list_runners", &e);
+                    self.ctx.telemetry.github_error("list_runners", &e);
                     complete = false;
                 }
             }
@@ -65,6 +67,7 @@ impl Reconciler {
             .map(|(_, r)| (r.name.clone(), r.id, r.is_online(), r.busy))
             .collect();
         let result = self
+            .ctx
             .db
             .call(move |c| store::set_runners_github(c, &observed))
             .await;
@@ -75,7 +78,8 @@ impl Reconciler {
             // Runners we know of that GitHub no longer lists are offline (an ephemeral
             // runner removes itself after its job).
             let names: Vec<String> = all.keys().cloned().collect();
-            self.db
+            self.ctx
+                .db
                 .record("runner state", move |c| {
                     store::mark_unlisted_offline(c, &names.into_iter().collect())
                 })

@@ -14,14 +14,14 @@ impl Reconciler {
     /// call), so a full pool frees its slot within seconds. Registrations are left to the
     /// full pass. True when a runner finished.
     pub async fn notice_ended_slurm_jobs(&self) -> bool {
-        let queue = match self.slurm.queue(&self.prefix()).await {
+        let queue = match self.ctx.slurm.queue(&self.prefix()).await {
             Ok(queue) => queue,
             Err(e) => {
                 tracing::debug!(error = %e, "squeue failed; the full pass will retry");
                 return false;
             }
         };
-        let rows = match self.db.call(|c| store::live_runners(c)).await {
+        let rows = match self.ctx.db.call(|c| store::live_runners(c)).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read runners");
@@ -51,12 +51,13 @@ impl Reconciler {
     async fn finish(&self, name: &str) {
         let n = name.to_string();
         let result = self
+            .ctx
             .db
             .call(move |c| store::swap_runner_state(c, &n, RunnerState::Finished))
             .await;
         match result {
             Ok(Some(before)) if !before.state.is_final() && before.never_registered() => {
-                self.telemetry.metrics.tickets_unredeemed.inc();
+                self.ctx.telemetry.metrics.tickets_unredeemed.inc();
                 tracing::info!(runner = %name, slurm_job = ?before.slurm_job_id, "Slurm job ended without redeeming its ticket");
             }
             Ok(_) => {}
@@ -74,11 +75,12 @@ impl Reconciler {
         }
         if row.assigned_job_id.is_some() {
             if listed.is_some_and(|l| !l.contains_key(&row.name)) {
-                self.registrations.forget(&row.name).await;
+                self.ctx.registrations.forget(&row.name).await;
             }
             return;
         }
-        self.registrations
+        self.ctx
+            .registrations
             .remove(row, "slurm_job_ended", listed)
             .await;
     }
@@ -87,11 +89,13 @@ impl Reconciler {
     /// gone, it is abandoned with `why`; otherwise the next pass tries again.
     async fn abandon_after_crash(&self, row: &RunnerRow, listed: Option<&Listed>, why: &str) {
         if self
+            .ctx
             .registrations
             .remove(row, "crash_recovery", listed)
             .await
         {
-            self.db
+            self.ctx
+                .db
                 .set_runner_state_logged(&row.name, RunnerState::Abandoned, Some(why.into()))
                 .await;
         }
@@ -107,7 +111,7 @@ impl Reconciler {
     ) {
         let by_name: HashMap<&str, &QueuedJob> =
             queue.iter().map(|j| (j.name.as_str(), j)).collect();
-        let rows = match self.db.call(|c| store::live_runners(c)).await {
+        let rows = match self.ctx.db.call(|c| store::live_runners(c)).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read runners");
@@ -150,7 +154,8 @@ impl Reconciler {
             return;
         };
         let (name, id, state) = (row.name.clone(), job.job_id, job.state);
-        self.db
+        self.ctx
+            .db
             .record("runner state", move |c| {
                 store::set_runner_submitted(c, &name, id)?;
                 store::set_runner_slurm_state(c, &name, state)
@@ -179,7 +184,8 @@ impl Reconciler {
         let (name, state) = (row.name.clone(), job.state);
         let back_to_submitted =
             row.state == RunnerState::Cancelling && job.state != SlurmState::Pending;
-        self.db
+        self.ctx
+            .db
             .record("runner state", move |c| {
                 store::set_runner_slurm_state(c, &name, state)?;
                 if back_to_submitted {

@@ -31,8 +31,8 @@ impl Submitter {
         placement: &Placement,
         for_job: u64,
     ) {
-        let name = runner_name(&self.config.github.runner_name_prefix, &pool.name);
-        match self.config.slurm.runner_credentials {
+        let name = runner_name(&self.ctx.config.github.runner_name_prefix, &pool.name);
+        match self.ctx.config.slurm.runner_credentials {
             RunnerCredentials::Ticket => {
                 self.create_ticket_runner(pool, placement, for_job, name)
                     .await
@@ -57,6 +57,7 @@ impl Submitter {
         let (n, p, s) = (name.clone(), pool.name.clone(), scope.key());
         let (user, account) = (placement.user.clone(), placement.account.clone());
         if let Err(e) = self
+            .ctx
             .db
             .call(move |c| {
                 let tx = c.transaction()?;
@@ -70,19 +71,20 @@ impl Submitter {
             return;
         }
         let minted = self
+            .ctx
             .github
             .generate_jitconfig(
                 &scope,
                 &name,
                 &pool.labels,
-                self.config.github.runner_group_id,
+                self.ctx.config.github.runner_group_id,
             )
             .await;
         let minted = match minted {
             Ok(m) => m,
             Err(MintError::NameTaken) => return self.name_taken(&name).await,
             Err(MintError::Other(e)) => {
-                self.telemetry.github_error("generate_jitconfig", &e);
+                self.ctx.telemetry.github_error("generate_jitconfig", &e);
                 // The call may have registered the runner before failing; recovery of a
                 // `minting` row (next full pass) looks it up by name and removes it.
                 return;
@@ -90,6 +92,7 @@ impl Submitter {
         };
         let (n, id) = (name.clone(), minted.runner_id);
         if let Err(e) = self
+            .ctx
             .db
             .call(move |c| store::set_runner_registered(c, &n, id))
             .await
@@ -108,10 +111,11 @@ impl Submitter {
     /// look it up and remove it.
     async fn name_taken(&self, name: &str) {
         tracing::warn!(runner = %name, "runner name already registered; removing it");
-        let row = self.db.runner(name).await.ok().flatten();
+        let row = self.ctx.db.runner(name).await.ok().flatten();
         if let Some(row) = row {
-            if self.registrations.delete(&row, "name_conflict").await {
-                self.db
+            if self.ctx.registrations.delete(&row, "name_conflict").await {
+                self.ctx
+                    .db
                     .set_runner_state_logged(
                         name,
                         RunnerState::Abandoned,
@@ -134,12 +138,14 @@ impl Submitter {
         name: String,
     ) {
         let ticket = Ticket::issue();
-        let expires_at = now_secs()
-            .saturating_add(i64::try_from(self.config.slurm.ticket_ttl_secs).unwrap_or(i64::MAX));
+        let expires_at = now_secs().saturating_add(
+            i64::try_from(self.ctx.config.slurm.ticket_ttl_secs).unwrap_or(i64::MAX),
+        );
         let (n, p, s) = (name.clone(), pool.name.clone(), placement.scope.key());
         let (user, account) = (placement.user.clone(), placement.account.clone());
         let hash = ticket.hash().to_string();
         if let Err(e) = self
+            .ctx
             .db
             .call(move |c| {
                 let tx = c.transaction()?;

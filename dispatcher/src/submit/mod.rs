@@ -17,13 +17,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::clients::github::GithubClient;
-use crate::clients::slurm::{RunnerCredential, Slurm};
-use crate::config::{Config, PoolConfig};
+use crate::clients::slurm::RunnerCredential;
+use crate::config::PoolConfig;
 use crate::model::{Placement, RunnerState};
-use crate::registrations::Registrations;
-use crate::store::Db;
-use crate::telemetry::Telemetry;
+use crate::stage::StageContext;
 use backoff::Backoff;
 pub use create::runner_name;
 
@@ -36,12 +33,7 @@ type Credentials = HashMap<String, (RunnerCredential, Instant)>;
 /// The submission stage of the control loop.
 #[derive(Clone)]
 pub struct Submitter {
-    config: Arc<Config>,
-    db: Db,
-    github: Arc<GithubClient>,
-    slurm: Slurm,
-    telemetry: Telemetry,
-    registrations: Registrations,
+    ctx: StageContext,
     /// Credentials of runners whose sbatch has not succeeded yet, by runner name.
     credentials: Arc<Mutex<Credentials>>,
     backoff: Arc<Mutex<Backoff>>,
@@ -52,21 +44,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Submitter {
-    pub fn new(
-        config: Arc<Config>,
-        db: Db,
-        github: Arc<GithubClient>,
-        slurm: Slurm,
-        telemetry: Telemetry,
-        registrations: Registrations,
-    ) -> Submitter {
+    pub fn new(ctx: StageContext) -> Submitter {
         Submitter {
-            config,
-            db,
-            github,
-            slurm,
-            telemetry,
-            registrations,
+            ctx,
             credentials: Arc::new(Mutex::new(HashMap::new())),
             backoff: Arc::new(Mutex::new(Backoff::default())),
         }
@@ -97,7 +77,7 @@ impl Submitter {
 
     /// Create the runners, `scaling.submit_concurrency` at a time.
     pub async fn create_all(&self, runners: Vec<(PoolConfig, Placement, u64)>) {
-        let limit = Arc::new(Semaphore::new(self.config.scaling.submit_concurrency));
+        let limit = Arc::new(Semaphore::new(self.ctx.config.scaling.submit_concurrency));
         let mut tasks = JoinSet::new();
         for (pool, placement, job) in runners {
             let this = self.clone();
@@ -133,10 +113,14 @@ impl Submitter {
     /// abandoned.
     async fn give_up(&self, name: &str) {
         self.credentials().remove(name);
-        if let Ok(Some(row)) = self.db.runner(name).await {
-            self.registrations.delete(&row, "credential_expired").await;
+        if let Ok(Some(row)) = self.ctx.db.runner(name).await {
+            self.ctx
+                .registrations
+                .delete(&row, "credential_expired")
+                .await;
         }
-        self.db
+        self.ctx
+            .db
             .set_runner_state_logged(
                 name,
                 RunnerState::Abandoned,

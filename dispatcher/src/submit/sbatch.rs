@@ -14,21 +14,24 @@ impl Submitter {
         let Some((credential, _)) = self.credentials().get(name).cloned() else {
             return false;
         };
-        let row = match self.db.runner(name).await {
+        let row = match self.ctx.db.runner(name).await {
             Ok(Some(row)) => row,
             _ => return false,
         };
-        let Some(pool) = self.config.pools.iter().find(|p| p.name == row.pool) else {
+        let Some(pool) = self.ctx.config.pools.iter().find(|p| p.name == row.pool) else {
             tracing::error!(runner = %name, pool = %row.pool, "pool no longer configured");
             return false;
         };
-        let user = row.run_as.as_deref().or(self.config.slurm.user.as_deref());
+        let user = row
+            .run_as
+            .as_deref()
+            .or(self.ctx.config.slurm.user.as_deref());
         // The service user runs with `slurm.group`; a mapped user with its primary group.
         let group = match user {
-            Some(u) if Some(u) != self.config.slurm.user.as_deref() => {
+            Some(u) if Some(u) != self.ctx.config.slurm.user.as_deref() => {
                 users::primary_gid(u).map(|gid| gid.to_string())
             }
-            _ => self.config.slurm.group.clone(),
+            _ => self.ctx.config.slurm.group.clone(),
         };
         let comment = comment(&row);
         let request = SubmitRequest {
@@ -40,7 +43,7 @@ impl Submitter {
             account: row.account.as_deref(),
             credential: &credential,
         };
-        match self.slurm.submit(&request).await {
+        match self.ctx.slurm.submit(&request).await {
             Ok(slurm_job) => {
                 self.submitted(&row, slurm_job).await;
                 true
@@ -55,11 +58,12 @@ impl Submitter {
     async fn submitted(&self, row: &RunnerRow, slurm_job: u64) {
         self.credentials().remove(&row.name);
         *self.backoff() = Default::default();
-        self.telemetry.shared().sbatch_retry_in_secs = None;
-        self.telemetry.metrics.sbatch_submissions.inc();
+        self.ctx.telemetry.shared().sbatch_retry_in_secs = None;
+        self.ctx.telemetry.metrics.sbatch_submissions.inc();
         let n = row.name.clone();
         let for_job = row.for_job_id;
         let queued_at = self
+            .ctx
             .db
             .call(move |c| {
                 store::set_runner_submitted(c, &n, slurm_job)?;
@@ -70,7 +74,8 @@ impl Submitter {
             })
             .await;
         if let Ok(Some(queued_at)) = queued_at {
-            self.telemetry
+            self.ctx
+                .telemetry
                 .metrics
                 .queue_to_submit
                 .observe((now_millis() - queued_at).max(0) as f64 / 1000.0);
@@ -80,18 +85,19 @@ impl Submitter {
 
     /// The message is already scrubbed of the credential (the Slurm client's promise).
     async fn sbatch_failed(&self, name: &str, message: String) {
-        self.telemetry.metrics.sbatch_failures.inc();
+        self.ctx.telemetry.metrics.sbatch_failures.inc();
         let delay = self
             .backoff()
-            .failed(self.config.scaling.sbatch_backoff_max_secs);
+            .failed(self.ctx.config.scaling.sbatch_backoff_max_secs);
         tracing::warn!(runner = %name, error = %message, retry_in_secs = delay, "sbatch failed; will retry");
         {
-            let mut shared = self.telemetry.shared();
+            let mut shared = self.ctx.telemetry.shared();
             shared.last_sbatch_error = Some(message.clone());
             shared.sbatch_retry_in_secs = Some(delay);
         }
         let n = name.to_string();
-        self.db
+        self.ctx
+            .db
             .record("runner state", move |c| {
                 store::set_runner_error(c, &n, &message)
             })
