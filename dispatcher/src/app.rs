@@ -1,21 +1,27 @@
 //! Wiring: build every part from a validated config and its secrets, serve HTTP and run
-//! the control loop until shutdown.
+//! the control loop until shutdown. The only module that knows every other one.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::api::{self, AppState};
+use crate::clients::github::{Credentials, GithubClient};
+use crate::clients::slurm::Slurm;
+use crate::clients::users;
 use crate::config::{AuthConfig, Config, GithubSecret, Secrets};
 use crate::control::Controller;
-use crate::db::Db;
-use crate::github::{Credentials, GithubClient};
-use crate::metrics::Metrics;
-use crate::server::{self, AppState};
-use crate::slurm::Slurm;
-use crate::status::SharedStatus;
+use crate::reconcile::Reconciler;
+use crate::registrations::Registrations;
+use crate::scale::Scaler;
+use crate::stage::StageContext;
+use crate::store::{self, Db};
+use crate::submit::Submitter;
+use crate::telemetry::{Metrics, SharedStatus, Telemetry};
 
 /// A running dispatcher.
 pub struct Running {
@@ -60,7 +66,7 @@ impl Running {
 async fn seed_mapping(db: &Db, config: &Config) -> anyhow::Result<()> {
     let mut entries = config.slurm.user_map.clone();
     entries.retain(
-        |e| match crate::usermap::unix_user_exists(&e.unix_user) {
+        |e| match users::unix_user_exists(&e.unix_user) {
             Ok(true) => true,
             Ok(false) => {
                 tracing::error!(key = %e.repo_key, user = %e.unix_user, "slurm.user_map names an unknown Unix user; entry not seeded");
@@ -76,7 +82,7 @@ async fn seed_mapping(db: &Db, config: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     let inserted = db
-        .call(move |c| crate::db::seed_repo_users(c, &entries))
+        .call(move |c| store::seed_repo_users(c, &entries))
         .await
         .map_err(|e| anyhow::anyhow!("cannot seed the repository mapping: {e}"))?;
     tracing::info!(
@@ -110,7 +116,55 @@ pub async fn start(
     })?;
     seed_mapping(&db, &config).await?;
     let metrics = Arc::new(Metrics::new());
-    let credentials = match (&config.github.auth, &secrets.github) {
+    let github = Arc::new(GithubClient::new(
+        &config.github.api_url,
+        github_credentials(&config, &secrets)?,
+        metrics.clone(),
+    )?);
+    let wake = Arc::new(Notify::new());
+    let shared = Arc::new(Mutex::new(SharedStatus::default()));
+    let slurm = Slurm::new(config.slurm.clone());
+    let state = AppState {
+        config: config.clone(),
+        db: db.clone(),
+        webhook_secret: Arc::new(secrets.webhook_secret.clone()),
+        metrics: metrics.clone(),
+        wake: wake.clone(),
+        shared: shared.clone(),
+        admin_token: secrets.admin_token.clone().map(Arc::new),
+        github: github.clone(),
+        slurm: slurm.clone(),
+    };
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?,
+    };
+    let local_addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let router = api::router(state);
+    let server_stop = stopped(stop_rx.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(server_stop)
+            .await
+    });
+    let telemetry = Telemetry::new(metrics, shared);
+    let controller = controller(config, db, github, slurm, telemetry, wake);
+    let control = tokio::spawn(controller.run(stopped(stop_rx)));
+    tracing::info!(%local_addr, "gha-dispatcher listening");
+    Ok(Running {
+        local_addr,
+        stop,
+        server,
+        control,
+    })
+}
+
+/// The GitHub credentials the configured authentication and its secret make.
+fn github_credentials(config: &Config, secrets: &Secrets) -> anyhow::Result<Credentials> {
+    Ok(match (&config.github.auth, &secrets.github) {
         (
             AuthConfig::App {
                 app_id,
@@ -127,47 +181,30 @@ pub async fn start(
         },
         (AuthConfig::Token { .. }, GithubSecret::Token(token)) => Credentials::Token(token.clone()),
         _ => anyhow::bail!("GitHub credentials do not match the configured authentication"),
-    };
-    let github = Arc::new(GithubClient::new(
-        &config.github.api_url,
-        credentials,
-        metrics.clone(),
-    )?);
-    let wake = Arc::new(Notify::new());
-    let shared = Arc::new(Mutex::new(SharedStatus::default()));
-    let state = AppState {
-        config: config.clone(),
-        db: db.clone(),
-        webhook_secret: Arc::new(secrets.webhook_secret.clone()),
-        metrics: metrics.clone(),
-        wake: wake.clone(),
-        shared: shared.clone(),
-        admin_token: secrets.admin_token.clone().map(Arc::new),
-        github: github.clone(),
-        slurm: Slurm::new(config.slurm.clone()),
-    };
-    let listener = match listener {
-        Some(l) => l,
-        None => TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?,
-    };
-    let local_addr = listener.local_addr()?;
-    let (stop, stop_rx) = watch::channel(false);
-    let router = server::router(state);
-    let server_stop = stopped(stop_rx.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(server_stop)
-            .await
-    });
-    let controller = Controller::new(config, db, github, metrics, wake, shared);
-    let control = tokio::spawn(controller.run(stopped(stop_rx)));
-    tracing::info!(%local_addr, "gha-dispatcher listening");
-    Ok(Running {
-        local_addr,
-        stop,
-        server,
-        control,
     })
+}
+
+/// The control loop and its stages.
+fn controller(
+    config: Arc<Config>,
+    db: Db,
+    github: Arc<GithubClient>,
+    slurm: Slurm,
+    telemetry: Telemetry,
+    wake: Arc<Notify>,
+) -> Controller {
+    let registrations = Registrations::new(db.clone(), github.clone(), telemetry.clone());
+    let scale = Scaler::new(config.clone(), db.clone(), slurm.clone(), telemetry.clone());
+    let period = Duration::from_secs(config.scaling.reconcile_interval_secs);
+    let ctx = StageContext {
+        config,
+        db,
+        github: github.clone(),
+        slurm,
+        telemetry,
+        registrations,
+    };
+    let reconcile = Reconciler::new(ctx.clone());
+    let submit = Submitter::new(ctx);
+    Controller::new(reconcile, scale, submit, github, wake, period)
 }

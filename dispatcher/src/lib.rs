@@ -1,21 +1,23 @@
 //! gha-dispatcher: turns GitHub Actions' queued workflow jobs into Slurm jobs that each
 //! start one ephemeral self-hosted runner, and cleans up after them.
+//!
+//! Layers, each depending only on those before it: `model` (states and rules) → `config`,
+//! `telemetry` → `store` (all SQL), `clients` (GitHub, Slurm, MUNGE, passwd) → the stages
+//! `scale`, `intake`, `registrations` (+ `stage`), `reconcile`, `redeem`, `submit` → `api`,
+//! `control` (the loop that sequences the stages) → `app` (wiring).
 
+pub mod api;
 pub mod app;
+pub mod clients;
 pub mod config;
 pub mod control;
-pub mod db;
-pub mod github;
-pub mod group_commit;
-pub mod metrics;
-pub mod munge;
-pub mod pools;
-pub mod repositories;
-pub mod scaler;
-pub mod server;
-pub mod signature;
-pub mod slurm;
-pub mod status;
-pub mod tickets;
-pub mod usermap;
-pub mod webhook;
+pub mod intake;
+pub mod model;
+pub mod reconcile;
+pub mod redeem;
+pub mod registrations;
+pub mod scale;
+pub mod stage;
+pub mod store;
+pub mod submit;
+pub mod telemetry;

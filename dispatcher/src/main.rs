@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gha_dispatcher::api::status::{render_table, Status};
 use gha_dispatcher::config::{Config, ConfigError};
-use gha_dispatcher::status::{render_table, Status};
 
 const DEFAULT_CONFIG: &str = "/etc/gha-dispatcher/config.toml";
 
@@ -72,93 +72,9 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => {
-            let cfg = match Config::load(&config) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("{}: {e}", config.display());
-                    return ExitCode::from(2);
-                }
-            };
-            match cfg.load_secrets() {
-                Ok(_) => {
-                    println!("{}: OK ({} pools)", config.display(), cfg.pools.len());
-                    ExitCode::SUCCESS
-                }
-                Err(ConfigError::Invalid { issues }) => {
-                    eprintln!("{}: invalid config:", config.display());
-                    for issue in issues {
-                        eprintln!("  {issue}");
-                    }
-                    ExitCode::from(2)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Command::Serve { config } => {
-            init_logging();
-            let cfg = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let secrets = match cfg.load_secrets() {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let runtime = match serve_runtime() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(serve(cfg, secrets)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "gha-dispatcher stopped");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Status { url, config, json } => {
-            let url = match url {
-                Some(u) => u,
-                None => match load(&config) {
-                    Ok(cfg) => format!("http://{}", cfg.listen),
-                    Err(code) => return code,
-                },
-            };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(fetch_status(&url)) {
-                Ok(status) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&status).unwrap_or_default()
-                        );
-                    } else {
-                        print!("{}", render_table(&status));
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("cannot read status from {url}: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Serve { config } => serve_command(&config),
+        Command::Status { url, config, json } => status(url, &config, json),
         Command::Repositories {
             url,
             config,
@@ -172,6 +88,96 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn check_config(config: &std::path::Path) -> ExitCode {
+    let cfg = match Config::load(config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{}: {e}", config.display());
+            return ExitCode::from(2);
+        }
+    };
+    match cfg.load_secrets() {
+        Ok(_) => {
+            println!("{}: OK ({} pools)", config.display(), cfg.pools.len());
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid { issues }) => {
+            eprintln!("{}: invalid config:", config.display());
+            for issue in issues {
+                eprintln!("  {issue}");
+            }
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve_command(config: &std::path::Path) -> ExitCode {
+    init_logging();
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let secrets = match cfg.load_secrets() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match serve_runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cfg, secrets)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "gha-dispatcher stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(url: Option<String>, config: &std::path::Path, json: bool) -> ExitCode {
+    let url = match url {
+        Some(u) => u,
+        None => match load(config) {
+            Ok(cfg) => format!("http://{}", cfg.listen),
+            Err(code) => return code,
+        },
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fetch_status(&url)) {
+        Ok(status) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                );
+            } else {
+                print!("{}", render_table(&status));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot read status from {url}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -198,11 +204,11 @@ fn repositories(
         Some(u) => u,
         None => {
             let uid = nix::unistd::getuid().as_raw();
-            gha_dispatcher::usermap::unix_user_name(uid)?
+            gha_dispatcher::clients::users::unix_user_name(uid)?
                 .ok_or_else(|| anyhow::anyhow!("uid {uid} has no user name; give USER"))?
         }
     };
-    let credential = gha_dispatcher::munge::encode(socket.as_deref())?;
+    let credential = gha_dispatcher::clients::munge::encode(socket.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()?;
     let body: serde_json::Value = runtime.block_on(async {
         let response = reqwest::Client::new()

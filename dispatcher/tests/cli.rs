@@ -3,48 +3,24 @@
 
 use std::process::Command;
 
-use gha_dispatcher::config::Config;
+mod support;
+
+use support::{line_of, ConfigBuilder};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gha-dispatcher");
 
-fn config_text(dir: &std::path::Path) -> String {
-    format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-webhook_secret_file = "{d}/secret"
-
-[state]
-db_path = "{d}/state.db"
-
-[github]
-token_file = "{d}/token"
-targets = [{{ org = "acme" }}]
-
-[slurm]
-job_script = "/usr/libexec/spank-gha/gha-runner-job"
-sbatch = "/nonexistent/sbatch"
-squeue = "/nonexistent/squeue"
-scancel = "/nonexistent/scancel"
-
-[scaling]
-reconcile_interval_secs = 3600
-
-[[pools]]
-name = "cpu"
-labels = ["linux"]
-max_runners = 3
-"#,
-        d = dir.display()
-    )
+/// A config with secrets that must never be shown, and Slurm commands that do not exist.
+fn config(dir: &std::path::Path) -> ConfigBuilder {
+    ConfigBuilder::new(dir)
+        .webhook_secret("hush-webhook-value")
+        .token("ghp_very_secret_token")
+        .pool("cpu", &["linux"], 3)
 }
 
 #[test]
 fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("secret"), "hush-webhook-value").unwrap();
-    std::fs::write(dir.path().join("token"), "ghp_very_secret_token").unwrap();
-    let good = dir.path().join("good.toml");
-    std::fs::write(&good, config_text(dir.path())).unwrap();
+    let good = config(dir.path()).write();
     let out = Command::new(BIN)
         .args(["check-config", "--config"])
         .arg(&good)
@@ -56,15 +32,13 @@ fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let bad_text = config_text(dir.path())
-        .replace("max_runners = 3", "max_runners = 0")
-        .replace("listen = \"127.0.0.1:0\"", "listen = \"everywhere\"")
-        .replace(
-            "targets = [{ org = \"acme\" }]",
-            "targets = [{ repo = \"no-slash\" }]",
-        );
+    let bad_text = config(dir.path())
+        .set("server", "listen", "\"everywhere\"")
+        .set("github", "targets", "[{ repo = \"no-slash\" }]")
+        .pool("cpu", &["linux"], 0)
+        .text();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, bad_text).unwrap();
+    std::fs::write(&bad, &bad_text).unwrap();
     let out = Command::new(BIN)
         .args(["check-config", "--config"])
         .arg(&bad)
@@ -73,12 +47,18 @@ fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
-        "line 2: server.listen:",
-        "line 10: github.targets[0].repo:",
-        "line 24: pools[0].max_runners:",
+        format!("line {}: server.listen:", line_of(&bad_text, "everywhere")),
+        format!(
+            "line {}: github.targets[0].repo:",
+            line_of(&bad_text, "no-slash")
+        ),
+        format!(
+            "line {}: pools[0].max_runners:",
+            line_of(&bad_text, "max_runners = 0")
+        ),
     ] {
         assert!(
-            stderr.contains(expected),
+            stderr.contains(&expected),
             "missing {expected:?} in\n{stderr}"
         );
     }
@@ -106,18 +86,7 @@ fn check_config_accepts_a_good_file_and_lists_every_problem_of_a_bad_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_prints_pools_and_runners() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("secret"), "s").unwrap();
-    std::fs::write(dir.path().join("token"), "ghp_x").unwrap();
-    let config = Config::parse(
-        &config_text(dir.path())
-            .replace("token_file", "api_url = \"http://127.0.0.1:9\"\ntoken_file"),
-    )
-    .unwrap();
-    let secrets = config.load_secrets().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = gha_dispatcher::app::start(config, secrets, Some(listener))
-        .await
-        .unwrap();
+    let running = support::start(config(dir.path()).build()).await;
     let url = format!("http://{}", running.local_addr);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)

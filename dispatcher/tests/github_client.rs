@@ -2,20 +2,22 @@
 //! 409 on a duplicate name, deletion, conditional requests, 5xx retries and rate limits.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gha_dispatcher::config::Scope;
-use gha_dispatcher::github::{Credentials, DeleteOutcome, GithubClient, GithubError, MintError};
-use gha_dispatcher::metrics::Metrics;
+use gha_dispatcher::clients::github::{
+    Credentials, DeleteOutcome, GithubClient, GithubError, MintError,
+};
+use gha_dispatcher::model::Scope;
+use gha_dispatcher::telemetry::Metrics;
 use github_sim::model::{AppSpec, InstallationSpec, JobSpec, WorkflowSpec};
-use github_sim::{test_keys, Faults, Sim, SimConfig};
+use github_sim::{test_keys, Faults, Sim};
+
+mod support;
 
 const APP_ID: u64 = 4242;
 
 async fn world() -> Sim {
-    let sim = Sim::start(SimConfig::default()).await.unwrap();
-    sim.add_org("acme");
-    sim.add_repo("acme", "widgets");
+    let sim = support::sim().await;
     sim.add_app(AppSpec {
         id: APP_ID,
         slug: "spank-gha".into(),
@@ -28,7 +30,6 @@ async fn world() -> Sim {
         permissions: None,
     })
     .unwrap();
-    sim.add_pat("ghp_test_token", &["admin:org", "repo"]);
     sim
 }
 
@@ -55,12 +56,8 @@ fn labels() -> Vec<String> {
     vec!["self-hosted".into(), "linux".into()]
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_until(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    support::wait_until(what, timeout, Duration::from_millis(50), cond).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,7 +165,7 @@ async fn queued_jobs_are_polled_with_etags() {
     let jobs = gh.active_jobs(&org(), "acme/widgets").await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].job_id, run.job_ids[0]);
-    assert_eq!(jobs[0].status, "queued");
+    assert_eq!(jobs[0].status, gha_dispatcher::model::JobStatus::Queued);
     let before = sim.counters();
     let again = gh.active_jobs(&org(), "acme/widgets").await.unwrap();
     assert_eq!(again, jobs);

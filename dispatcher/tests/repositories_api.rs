@@ -5,44 +5,26 @@
 use std::time::Duration;
 
 use gha_dispatcher::config::Config;
+use gha_dispatcher::store::{self, Db};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+mod support;
 
 const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 /// `daemon` and `nobody` exist in every passwd database.
 fn config(dir: &std::path::Path) -> Config {
-    std::fs::write(dir.join("secret"), "webhook-secret").unwrap();
-    std::fs::write(dir.join("token"), "ghp_unused").unwrap();
     std::fs::write(dir.join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-webhook_secret_file = "{d}/secret"
-admin_token_file = "{d}/admin-token"
-[state]
-db_path = "{d}/state.db"
-[github]
-api_url = "http://127.0.0.1:9"
-token_file = "{d}/token"
-targets = [{{ org = "acme" }}]
-[slurm]
-job_script = "/nonexistent/job"
-sbatch = "/nonexistent/sbatch"
-squeue = "/nonexistent/squeue"
-scancel = "/nonexistent/scancel"
-user_map = {{ "acme/seeded" = "daemon", "acme/moved" = {{ user = "daemon", account = "proj" }}, "acme/ghost" = "no-such-user-xyz" }}
-[scaling]
-reconcile_interval_secs = 3600
-[[pools]]
-name = "gpu"
-labels = ["gpu-only-label"]
-max_runners = 1
-"#,
-        d = dir.display()
-    );
-    Config::parse(&text).unwrap()
+    support::ConfigBuilder::new(dir)
+        .set_path("server", "admin_token_file", "admin-token")
+        .set(
+            "slurm",
+            "user_map",
+            r#"{ "acme/seeded" = "daemon", "acme/moved" = { user = "daemon", account = "proj" }, "acme/ghost" = "no-such-user-xyz" }"#,
+        )
+        .pool("gpu", &["gpu-only-label"], 1)
+        .build()
 }
 
 struct Api {
@@ -89,12 +71,7 @@ impl Api {
 }
 
 async fn start(dir: &std::path::Path) -> (gha_dispatcher::app::Running, Api) {
-    let cfg = config(dir);
-    let secrets = cfg.load_secrets().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = gha_dispatcher::app::start(cfg, secrets, Some(listener))
-        .await
-        .unwrap();
+    let running = support::start(config(dir)).await;
     let api = Api {
         url: format!("http://{}", running.local_addr),
         http: reqwest::Client::builder()
@@ -125,9 +102,9 @@ async fn admin_writes_and_bad_input_changes_nothing() {
     );
 
     // An entry naming an unknown user is not seeded.
-    let rows = gha_dispatcher::db::Db::open(&dir.path().join("state.db"))
+    let rows = Db::open(&dir.path().join("state.db"))
         .unwrap()
-        .call(|c| gha_dispatcher::db::repo_users(c))
+        .call(|c| store::repo_users(c))
         .await
         .unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
@@ -306,12 +283,8 @@ async fn without_an_admin_token_file_the_mapping_is_read_only() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.admin_token_file = None;
-    let secrets = cfg.load_secrets().unwrap();
-    assert!(secrets.admin_token.is_none());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = gha_dispatcher::app::start(cfg, secrets, Some(listener))
-        .await
-        .unwrap();
+    assert!(cfg.load_secrets().unwrap().admin_token.is_none());
+    let running = support::start(cfg).await;
     let api = Api {
         url: format!("http://{}", running.local_addr),
         http: reqwest::Client::new(),
@@ -333,11 +306,7 @@ async fn an_unreachable_munged_is_503_not_a_refusal() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.munge_socket = Some("/nonexistent/munge.socket".into());
-    let secrets = cfg.load_secrets().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = gha_dispatcher::app::start(cfg, secrets, Some(listener))
-        .await
-        .unwrap();
+    let running = support::start(cfg).await;
     let api = Api {
         url: format!("http://{}", running.local_addr),
         http: reqwest::Client::new(),

@@ -5,26 +5,22 @@
 //! ticket that expires while its job is still pending has that job cancelled and replaced.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gha_dispatcher::config::Config;
-use gha_dispatcher::db::{self, Db, RunnerState};
-use gha_dispatcher::tickets::{ticket_hash, TICKET_LEN};
+use gha_dispatcher::model::{now_secs, RunnerState, SlurmState};
+use gha_dispatcher::redeem::ticket_hash;
+use gha_dispatcher::store::{self as db, Db};
 use github_sim::model::{JobSpec, WorkflowSpec};
-use github_sim::{Sim, SimConfig};
+use github_sim::Sim;
+use redeem_contract::ISSUED_TICKET_LEN;
+use support::script;
 
-fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    let mut perms = std::fs::metadata(path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(path, perms).unwrap();
-}
+mod support;
 
-fn config(d: &Path, api_url: &str) -> Config {
-    std::fs::write(d.join("secret"), "webhook-secret").unwrap();
-    std::fs::write(d.join("token"), "ghp_test_token").unwrap();
-    // sbatch records its arguments, one call per line; squeue shows the last job as pending
-    // until the test creates `ended`.
+/// Fake Slurm commands in `d`: sbatch records its arguments, one call per line; squeue shows
+/// the last job as pending until the test creates `ended`; scancel records its arguments and
+/// ends the (only) job.
+fn fake_slurm(d: &Path) {
     script(
         &d.join("sbatch"),
         &format!(
@@ -41,7 +37,6 @@ fn config(d: &Path, api_url: &str) -> Config {
             d = d.display()
         ),
     );
-    // scancel records its arguments and ends the (only) job.
     script(
         &d.join("scancel"),
         &format!(
@@ -49,49 +44,22 @@ fn config(d: &Path, api_url: &str) -> Config {
             d = d.display()
         ),
     );
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-webhook_secret_file = "{d}/secret"
-[state]
-db_path = "{d}/state.db"
-[github]
-api_url = "{api_url}"
-token_file = "{d}/token"
-targets = [{{ org = "acme", repositories = ["acme/widgets"] }}]
-[slurm]
-job_script = "/nonexistent/job"
-sbatch = "{d}/sbatch"
-squeue = "{d}/squeue"
-scancel = "{d}/scancel"
-[scaling]
-reconcile_interval_secs = 1
-[[pools]]
-name = "cpu"
-labels = ["linux"]
-max_runners = 1
-"#,
-        d = d.display()
-    );
-    Config::parse(&text).unwrap()
 }
 
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    support::wait_until(
+        what,
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        cond,
+    )
+    .await
 }
 
 /// The simulator with one queued job, and the dispatcher (ticket mode, fake Slurm) in a
 /// temporary directory.
 async fn start() -> (Sim, tempfile::TempDir, gha_dispatcher::app::Running) {
-    let sim = Sim::start(SimConfig::default()).await.unwrap();
-    sim.add_org("acme");
-    sim.add_repo("acme", "widgets");
-    sim.add_pat("ghp_test_token", &["admin:org", "repo"]);
+    let sim = support::sim().await;
     sim.enqueue_workflow(WorkflowSpec {
         repo: "acme/widgets".into(),
         name: "ci".into(),
@@ -100,13 +68,23 @@ async fn start() -> (Sim, tempfile::TempDir, gha_dispatcher::app::Running) {
     })
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &sim.url());
+    let d = dir.path();
+    fake_slurm(d);
+    let cfg = support::ConfigBuilder::new(d)
+        .token(support::TOKEN)
+        .set("github", "api_url", &format!("{:?}", sim.url()))
+        .set(
+            "github",
+            "targets",
+            r#"[{ org = "acme", repositories = ["acme/widgets"] }]"#,
+        )
+        .set_path("slurm", "sbatch", "sbatch")
+        .set_path("slurm", "squeue", "squeue")
+        .set_path("slurm", "scancel", "scancel")
+        .set("scaling", "reconcile_interval_secs", "1")
+        .build();
     assert_eq!(cfg.db_path, dir.path().join("state.db"));
-    let secrets = cfg.load_secrets().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = gha_dispatcher::app::start(cfg, secrets, Some(listener))
-        .await
-        .unwrap();
+    let running = support::start(cfg).await;
     (sim, dir, running)
 }
 
@@ -132,7 +110,7 @@ async fn ticket_runners_are_submitted_without_minting() {
         .find_map(|a| a.strip_prefix("--gha-runner="))
         .expect("a --gha-runner option");
     let ticket = option.strip_prefix("ticket:").expect("a ticket reference");
-    assert_eq!(ticket.len(), TICKET_LEN, "{option}");
+    assert_eq!(ticket.len(), ISSUED_TICKET_LEN, "{option}");
     let name = first
         .split(' ')
         .find_map(|a| a.strip_prefix("--job-name="))
@@ -150,7 +128,7 @@ async fn ticket_runners_are_submitted_without_minting() {
         (RunnerState::Submitted, Some(101))
     );
     assert_eq!(row.github_runner_id, None);
-    assert!(row.ticket_expires_at.unwrap() > db::now_secs() + 86_000);
+    assert!(row.ticket_expires_at.unwrap() > now_secs() + 86_000);
     assert!(
         sim.issued_jit_configs().is_empty(),
         "minted before redemption"
@@ -227,7 +205,7 @@ async fn a_pending_job_whose_ticket_expired_is_cancelled_and_replaced() {
         let n = n.clone();
         db.with(move |c| db::runner(c, &n))
             .unwrap()
-            .is_some_and(|r| r.slurm_state.as_deref() == Some("PENDING"))
+            .is_some_and(|r| r.slurm_state == Some(SlurmState::Pending))
     })
     .await;
     assert!(
@@ -240,7 +218,7 @@ async fn a_pending_job_whose_ticket_expired_is_cancelled_and_replaced() {
     db.with(move |c| {
         c.execute(
             "UPDATE runners SET ticket_expires_at = ?1 WHERE name = ?2",
-            rusqlite::params![db::now_secs() - 1, n],
+            rusqlite::params![now_secs() - 1, n],
         )
         .map(drop)
     })

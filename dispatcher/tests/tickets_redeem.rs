@@ -4,57 +4,45 @@
 //! /tmp/spank-gha-cluster/munge/run/munge.socket, as root: `ci/test` starts it). Without a
 //! usable munged that test fails: it is never skipped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use gha_dispatcher::api::{self, AppState};
+use gha_dispatcher::clients::github::{Credentials, GithubClient};
+use gha_dispatcher::clients::slurm::Slurm;
 use gha_dispatcher::config::Config;
-use gha_dispatcher::db::{self, Db, JobUpdate};
-use gha_dispatcher::github::{Credentials, GithubClient};
-use gha_dispatcher::metrics::Metrics;
-use gha_dispatcher::server::{self, AppState};
-use gha_dispatcher::slurm::Slurm;
-use gha_dispatcher::tickets::{self, Ticket};
+use gha_dispatcher::model::{now_secs, JobStatus, JobUpdate, SlurmState};
+use gha_dispatcher::redeem::Ticket;
+use gha_dispatcher::store::{self as db, Db};
+use gha_dispatcher::telemetry::Metrics;
+use redeem_contract::{RedeemRequest, MAX_REQUEST_BYTES, REDEEM_PATH};
 use reqwest::StatusCode;
 use serde_json::Value;
+use support::{munge, munge_socket, unmunge_payload};
+
+mod support;
 
 fn config(dir: &Path, munge_socket: &Path, api_url: &str) -> Config {
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-webhook_secret_file = "{d}/secret"
-munge_socket = "{m}"
-[github]
-api_url = "{api_url}"
-token_file = "{d}/token"
-targets = [{{ org = "acme" }}]
-[slurm]
-job_script = "/nonexistent/job"
-squeue = "{d}/squeue"
-scontrol = "{d}/scontrol"
-[[pools]]
-name = "cpu"
-labels = ["linux"]
-max_runners = 4
-"#,
-        d = dir.display(),
-        m = munge_socket.display()
-    );
-    Config::parse(&text).unwrap()
+    support::ConfigBuilder::new(dir)
+        .set(
+            "server",
+            "munge_socket",
+            &format!("{:?}", munge_socket.display().to_string()),
+        )
+        .set("github", "api_url", &format!("{api_url:?}"))
+        .set_path("slurm", "squeue", "squeue")
+        .set_path("slurm", "scontrol", "scontrol")
+        .pool("cpu", &["linux"], 4)
+        .build()
 }
 
 /// `squeue`/`scontrol` that print what the test put in `<name>.out`.
 fn fake_slurm(dir: &Path) {
     for name in ["squeue", "scontrol"] {
-        let path = dir.join(name);
-        std::fs::write(
-            &path,
-            format!("#!/bin/sh\ncat '{}/{name}.out'\n", dir.display()),
-        )
-        .unwrap();
-        let mut perms = std::fs::metadata(&path).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&path, perms).unwrap();
+        support::script(
+            &dir.join(name),
+            &format!("cat '{}/{name}.out'", dir.display()),
+        );
     }
 }
 
@@ -91,7 +79,7 @@ impl Server {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, server::router(state)).await });
+        tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
         Server {
             url,
             db,
@@ -103,7 +91,7 @@ impl Server {
     async fn redeem(&self, body: impl Into<reqwest::Body>) -> (StatusCode, String) {
         let resp = self
             .http
-            .post(format!("{}/tickets/redeem", self.url))
+            .post(format!("{}{REDEEM_PATH}", self.url))
             .header("Content-Type", "text/plain")
             .body(body)
             .send()
@@ -134,7 +122,7 @@ async fn oversized_and_malformed_bodies_get_json_errors() {
         "unused",
     )
     .await;
-    let big = "M".repeat(tickets::MAX_BODY_BYTES + 1);
+    let big = "M".repeat(MAX_REQUEST_BYTES + 1);
     assert_eq!(server.refused(big).await, (413, "too_large".into()));
     assert_eq!(
         server.refused("hello").await,
@@ -160,81 +148,22 @@ async fn oversized_and_malformed_bodies_get_json_errors() {
     }
 }
 
-fn munge_socket() -> PathBuf {
-    let socket = std::env::var_os("GHA_TEST_MUNGE_SOCKET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/tmp/spank-gha-cluster/munge/run/munge.socket".into());
-    let usable = socket.exists()
-        && nix::unistd::getuid().is_root()
-        && std::process::Command::new("munge")
-            .arg(format!("--socket={}", socket.display()))
-            .arg("--no-input")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    assert!(
-        usable,
-        "no usable munged at {} (run as root with the test cluster up: ci/slurm-up)",
-        socket.display()
-    );
-    socket
-}
-
-fn munge(socket: &Path, payload: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("munge")
-        .arg(format!("--socket={}", socket.display()))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(payload.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn unmunge_payload(socket: &Path, credential: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("unmunge")
-        .arg(format!("--socket={}", socket.display()))
-        .arg("--metadata=/dev/null")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(credential.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn payload(ticket: &str, job_id: u32) -> String {
-    serde_json::json!({ "ticket": ticket, "job_id": job_id }).to_string()
+    RedeemRequest {
+        ticket: ticket.into(),
+        job_id,
+    }
+    .to_json()
 }
 
 #[tokio::test]
 async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
     let socket = munge_socket();
-    let sim = github_sim::Sim::start(github_sim::SimConfig::default())
-        .await
-        .unwrap();
-    sim.add_org("acme");
-    sim.add_repo("acme", "widgets");
-    sim.add_pat("ghp_test_token", &["admin:org", "repo"]);
+    let sim = support::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     fake_slurm(d);
-    let server = Server::start(config(d, &socket, &sim.url()), "ghp_test_token").await;
+    let server = Server::start(config(d, &socket, &sim.url()), support::TOKEN).await;
 
     // Two ticket runners of one pool and placement for one queued job.
     let (first, second) = (Ticket::issue(), Ticket::issue());
@@ -250,10 +179,10 @@ async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
                 "org:acme",
                 Some(7),
                 &first_hash,
-                db::now_secs() + 600,
+                now_secs() + 600,
             )?;
             db::set_runner_submitted(c, "slurm-cpu-1", 42)?;
-            db::set_runner_slurm_state(c, "slurm-cpu-1", "RUNNING")?;
+            db::set_runner_slurm_state(c, "slurm-cpu-1", SlurmState::Running)?;
             db::insert_ticket_runner(
                 c,
                 "slurm-cpu-2",
@@ -261,10 +190,10 @@ async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
                 "org:acme",
                 Some(7),
                 &second_hash,
-                db::now_secs() + 600,
+                now_secs() + 600,
             )?;
             db::set_runner_submitted(c, "slurm-cpu-2", 43)?;
-            db::set_runner_slurm_state(c, "slurm-cpu-2", "RUNNING")?;
+            db::set_runner_slurm_state(c, "slurm-cpu-2", SlurmState::Running)?;
             db::apply_job_update(
                 c,
                 &JobUpdate {
@@ -272,7 +201,7 @@ async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
                     run_id: 1,
                     repo: "acme/widgets".into(),
                     labels: vec!["self-hosted".into(), "linux".into()],
-                    status: "queued".into(),
+                    status: JobStatus::Queued,
                     runner_name: None,
                     created_at: None,
                     started_at: None,

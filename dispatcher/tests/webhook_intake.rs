@@ -3,42 +3,13 @@
 
 use std::time::Duration;
 
-use gha_dispatcher::config::Config;
-use gha_dispatcher::db::{self, Db};
-use gha_dispatcher::signature::sign;
+use gha_dispatcher::intake::signature::sign;
+use gha_dispatcher::model::JobStatus;
+use gha_dispatcher::store::{self, Db};
+
+mod support;
 
 const SECRET: &str = "webhook-secret-for-tests";
-
-fn config(dir: &std::path::Path) -> Config {
-    std::fs::write(dir.join("secret"), SECRET).unwrap();
-    std::fs::write(dir.join("token"), "ghp_unused").unwrap();
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-webhook_secret_file = "{d}/secret"
-[state]
-db_path = "{d}/state.db"
-[github]
-api_url = "http://127.0.0.1:9"
-token_file = "{d}/token"
-targets = [{{ org = "acme" }}]
-[slurm]
-job_script = "/nonexistent/job"
-sbatch = "/nonexistent/sbatch"
-squeue = "/nonexistent/squeue"
-scancel = "/nonexistent/scancel"
-[scaling]
-reconcile_interval_secs = 3600
-[[pools]]
-name = "gpu"
-labels = ["gpu-only-label"]
-max_runners = 1
-"#,
-        d = dir.display()
-    );
-    Config::parse(&text).unwrap()
-}
 
 fn event(job_id: u64, action: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -53,13 +24,12 @@ fn event(job_id: u64, action: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn intake_rules() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
+    let cfg = support::ConfigBuilder::new(dir.path())
+        .webhook_secret(SECRET)
+        .pool("gpu", &["gpu-only-label"], 1)
+        .build();
     let db_path = cfg.db_path.clone();
-    let secrets = cfg.load_secrets().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = gha_dispatcher::app::start(cfg, secrets, Some(listener))
-        .await
-        .unwrap();
+    let running = support::start(cfg).await;
     let url = format!("http://{}", running.local_addr);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -156,10 +126,10 @@ async fn intake_rules() {
     assert_eq!(deliveries(&db_path), 1);
     let job = Db::open(&db_path)
         .unwrap()
-        .with(|c| db::job(c, 11))
+        .with(|c| store::job(c, 11))
         .unwrap()
         .unwrap();
-    assert_eq!(job.status, "queued");
+    assert_eq!(job.status, JobStatus::Queued);
 
     // Out of order: completed (new delivery id) then a late queued: stays completed.
     let done = event(11, "completed");
@@ -182,10 +152,10 @@ async fn intake_rules() {
     );
     let job = Db::open(&db_path)
         .unwrap()
-        .with(|c| db::job(c, 11))
+        .with(|c| store::job(c, 11))
         .unwrap()
         .unwrap();
-    assert_eq!(job.status, "completed");
+    assert_eq!(job.status, JobStatus::Completed);
 
     // ping is acknowledged.
     let ping = br#"{"zen":"Keep it logically awesome."}"#.to_vec();

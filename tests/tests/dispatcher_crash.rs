@@ -235,7 +235,7 @@ time_limit = "10:00"
         .filter_map(|j| j.runner_name)
         .collect();
     assert_eq!(runners_used.len(), burst);
-    let state = gha_dispatcher::db::Db::open(&d.join("state.db")).unwrap();
+    let state = gha_dispatcher::store::Db::open(&d.join("state.db")).unwrap();
     let submitted = state
         .with(|c| {
             let mut stmt = c.prepare(

@@ -15,10 +15,11 @@ use dispatcher_support::{
     cluster, config_text, eventually, secrets_dir, start_sim, ConfigSpec, APP_ID, SECRET,
 };
 use e2e::Cluster;
-use gha_dispatcher::config::{Config, Scope};
-use gha_dispatcher::db::{self, Db, RunnerState};
-use gha_dispatcher::github::{Credentials, GithubClient};
-use gha_dispatcher::metrics::Metrics;
+use gha_dispatcher::clients::github::{Credentials, GithubClient};
+use gha_dispatcher::config::Config;
+use gha_dispatcher::model::{RunnerState, Scope};
+use gha_dispatcher::store::{self as db, Db};
+use gha_dispatcher::telemetry::Metrics;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
 use github_sim::{test_keys, Sim};
 

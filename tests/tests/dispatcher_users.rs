@@ -371,7 +371,7 @@ async fn unmapped_repository_is_refused_visibly_under_refuse() {
     assert_eq!(h.sim.job(gadgets_job).unwrap().status, "queued");
     assert_eq!(h.sim.counters().jit_configs_issued, 1);
     // The CLI's table shows it too.
-    let table = gha_dispatcher::status::render_table(&serde_json::from_value(status).unwrap());
+    let table = gha_dispatcher::api::status::render_table(&serde_json::from_value(status).unwrap());
     assert!(
         table.contains(&format!(
             "refused job {gadgets_job} of acme/gadgets: unmapped"

@@ -1,4 +1,4 @@
-//! The scaling decision, as a pure function.
+//! The scaling decision for one pool, as a pure function of its [`PoolDemand`].
 //!
 //! Runners are not bound to jobs: any idle runner whose labels cover a job may take it. So
 //! for each pool and registration scope we keep *spare* runners (on their way or online and
@@ -8,35 +8,7 @@
 
 use std::collections::BTreeMap;
 
-/// Where one of our runners is in its life, as far as scaling cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunnerPhase {
-    /// Being minted or submitted right now.
-    InFlight,
-    /// Slurm job pending: the only phase that may be cancelled.
-    SlurmPending,
-    /// Slurm job running, runner not (yet) seen idle online.
-    Starting,
-    /// Online on GitHub, no job.
-    Idle,
-    /// Has (or had) a job: not spare capacity, never cancelled.
-    Busy,
-    /// Cancellation requested; counted against `max_runners` until gone.
-    Cancelling,
-}
-
-impl RunnerPhase {
-    /// Capacity for a queued job: on its way, or online without a job.
-    pub fn is_spare(self) -> bool {
-        matches!(
-            self,
-            RunnerPhase::InFlight
-                | RunnerPhase::SlurmPending
-                | RunnerPhase::Starting
-                | RunnerPhase::Idle
-        )
-    }
-}
+use crate::model::RunnerPhase;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerInfo {
@@ -44,6 +16,9 @@ pub struct RunnerInfo {
     pub phase: RunnerPhase,
     /// Creation time; the newest pending runners are cancelled first.
     pub created_at: i64,
+    /// It holds a GitHub registration (a redeemed ticket, or minted inline): ready for a
+    /// job as soon as it is online.
+    pub registered: bool,
 }
 
 /// Demand and supply of one pool in one registration scope.
@@ -117,6 +92,7 @@ mod tests {
             name: name.into(),
             phase,
             created_at,
+            registered: false,
         }
     }
 

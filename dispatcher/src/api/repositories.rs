@@ -4,6 +4,8 @@
 //! token, or `Authorization: MUNGE <credential>` from the Unix user being asked about. A
 //! write replaces the user's whole list in one transaction; any bad entry changes nothing.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -11,10 +13,23 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
 
-use crate::db::{self, RepoUser};
-use crate::server::AppState;
-use crate::{munge, usermap};
+use crate::clients::{munge, users};
+use crate::config::Config;
+use crate::model::{check_key, RepoUser};
+use crate::store::{self, Db};
+
+/// What the mapping's endpoints need (an `axum` sub-state).
+#[derive(Clone)]
+pub struct RepositoriesState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    /// Needed by `POST /repositories/{username}`; `None`: the mapping is read-only.
+    pub admin_token: Option<Arc<String>>,
+    /// Wakes the control loop when the mapping changed.
+    pub wake: Arc<Notify>,
+}
 
 /// Most entries one user may have.
 pub const MAX_ENTRIES: usize = 1000;
@@ -63,7 +78,7 @@ enum Caller {
     UnixUser(String),
 }
 
-async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+async fn authenticate(app: &RepositoriesState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(err(
             StatusCode::UNAUTHORIZED,
@@ -101,7 +116,7 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Caller, Api
                     )
                 }
             })?;
-        let name = usermap::unix_user_name(uid)
+        let name = users::unix_user_name(uid)
             .ok()
             .flatten()
             .ok_or_else(|| err(StatusCode::FORBIDDEN, format!("uid {uid} has no user name")))?;
@@ -114,7 +129,7 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Caller, Api
 }
 
 fn check_user(username: &str) -> Result<(), ApiError> {
-    match usermap::unix_user_exists(username) {
+    match users::unix_user_exists(username) {
         Ok(true) => Ok(()),
         Ok(false) => Err(err(
             StatusCode::NOT_FOUND,
@@ -136,17 +151,20 @@ fn listed(rows: Vec<RepoUser>) -> Vec<MappedRepository> {
         .collect()
 }
 
-async fn list_of(app: &AppState, username: &str) -> Result<Vec<MappedRepository>, ApiError> {
+async fn list_of(
+    app: &RepositoriesState,
+    username: &str,
+) -> Result<Vec<MappedRepository>, ApiError> {
     let user = username.to_string();
     app.db
-        .call(move |c| db::repositories_of(c, &user))
+        .call(move |c| store::repositories_of(c, &user))
         .await
         .map(listed)
         .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
 }
 
 pub async fn get(
-    State(app): State<AppState>,
+    State(app): State<RepositoriesState>,
     Path(username): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<MappedRepository>>, ApiError> {
@@ -188,7 +206,7 @@ fn parse_list(body: &[u8]) -> Result<Vec<RepoUser>, ApiError> {
             },
             PostedEntry::Full(m) => m,
         };
-        if let Err(e) = usermap::check_key(&m.repository) {
+        if let Err(e) = check_key(&m.repository) {
             problems.push(e);
             continue;
         }
@@ -229,7 +247,7 @@ fn parse_list(body: &[u8]) -> Result<Vec<RepoUser>, ApiError> {
 }
 
 pub async fn post(
-    State(app): State<AppState>,
+    State(app): State<RepositoriesState>,
     Path(username): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -251,7 +269,7 @@ pub async fn post(
     let user = username.clone();
     let outcome = app
         .db
-        .call(move |c| db::replace_repositories(c, &user, &list))
+        .call(move |c| store::replace_repositories(c, &user, &list))
         .await
         .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     if let Err(conflicts) = outcome {

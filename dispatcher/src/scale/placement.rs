@@ -1,14 +1,13 @@
-//! Which Unix user (and Slurm account) a repository's jobs run as.
+//! Which Unix user (and Slurm account) a repository's jobs run as, and where their runners
+//! are registered: the placement that demand is grouped by.
 //!
-//! Owns the repository-name rules, the in-memory view of the `repo_users` table and the
-//! placement of a job: the user it runs as and the registration scope of its runner. A
-//! repository entry (`owner/repo`) beats an organization entry (`owner`); an unmapped
+//! A repository entry (`owner/repo`) beats an organization entry (`owner`); an unmapped
 //! repository runs as the service user, or is refused when `slurm.unmapped = "refuse"`.
 
 use std::collections::HashMap;
 
-use crate::config::{Config, Scope, UnmappedPolicy};
-use crate::db::RepoUser;
+use crate::config::{Config, UnmappedPolicy};
+use crate::model::{Placement, RepoUser, RunnerRow, Scope};
 
 /// Why a job gets no runner although its repository and labels are ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,89 +24,13 @@ impl Refusal {
     }
 }
 
-/// Where a job's runner is registered and who its Slurm job runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    pub scope: Scope,
-    /// `None`: the dispatcher's own user (no `slurm.user`, nothing mapped).
-    pub user: Option<String>,
-    pub account: Option<String>,
-}
-
-impl Placement {
-    /// What the scaler groups demand by: runners are interchangeable only within it.
-    pub fn key(&self) -> String {
-        Placement::key_of(
-            &self.scope.key(),
-            self.user.as_deref(),
-            self.account.as_deref(),
-        )
-    }
-
-    /// The same key from a runner row's stored scope key, user and account.
-    pub fn key_of(scope_key: &str, user: Option<&str>, account: Option<&str>) -> String {
-        format!(
-            "{scope_key} user={} account={}",
-            user.unwrap_or("-"),
-            account.unwrap_or("-")
-        )
-    }
-}
-
-/// A GitHub owner (user or organization) login: 1 to 39 letters, digits or hyphens, not
-/// starting or ending with a hyphen.
-pub fn valid_owner(owner: &str) -> bool {
-    (1..=39).contains(&owner.len())
-        && owner.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !owner.starts_with('-')
-        && !owner.ends_with('-')
-}
-
-/// A GitHub repository name: 1 to 100 letters, digits, `.`, `_` or `-`, not `.` or `..`.
-pub fn valid_repo_name(name: &str) -> bool {
-    (1..=100).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && name != "."
-        && name != ".."
-}
-
-/// Check a mapping key, `owner/repo` or `owner`; the error says what is wrong.
-pub fn check_key(key: &str) -> Result<(), String> {
-    match key.split_once('/') {
-        Some((owner, name)) => {
-            if !valid_owner(owner) {
-                return Err(format!(
-                    "{key:?}: owner must be 1-39 letters, digits or hyphens (not at either end)"
-                ));
-            }
-            if !valid_repo_name(name) {
-                return Err(format!(
-                    "{key:?}: repository name must be 1-100 letters, digits, '.', '_' or '-'"
-                ));
-            }
-            Ok(())
-        }
-        None if valid_owner(key) => Ok(()),
-        None => Err(format!(
-            "{key:?}: expected \"owner/repo\" or an organization \"owner\" (1-39 letters, digits or hyphens)"
-        )),
-    }
-}
-
-/// Whether `name` is a user in the passwd database (local files, LDAP, ... via NSS).
-pub fn unix_user_exists(name: &str) -> Result<bool, std::io::Error> {
-    nix::unistd::User::from_name(name)
-        .map(|u| u.is_some())
-        .map_err(std::io::Error::from)
-}
-
-/// The login name of a numeric uid, if it has one.
-pub fn unix_user_name(uid: u32) -> Result<Option<String>, std::io::Error> {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .map(|u| u.map(|u| u.name))
-        .map_err(std::io::Error::from)
+/// The placement key of an existing runner (rows from before the mapping: service user).
+pub fn placement_key(config: &Config, row: &RunnerRow) -> String {
+    Placement::key_of(
+        &row.scope,
+        row.run_as.as_deref().or(config.slurm.user.as_deref()),
+        row.account.as_deref(),
+    )
 }
 
 struct Entry {
@@ -186,36 +109,6 @@ impl Mapping {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn github_name_rules() {
-        assert!(check_key("acme").is_ok());
-        assert!(check_key("acme/widgets").is_ok());
-        assert!(check_key("a-b/x.y_z-1").is_ok());
-        assert!(check_key(&format!("{}/r", "a".repeat(39))).is_ok());
-        assert!(check_key(&format!("o/{}", "r".repeat(100))).is_ok());
-        for bad in [
-            "",
-            "/",
-            "acme/",
-            "/widgets",
-            "-acme/w",
-            "acme-/w",
-            "ac_me/w",
-            "acme/wid gets",
-            "acme/wid/gets",
-            "acme/..",
-            "acme/.",
-            "acme/widgets;rm",
-            "ac.me",
-        ] {
-            assert!(check_key(bad).is_err(), "{bad:?} accepted");
-        }
-        assert!(check_key(&format!("{}/r", "a".repeat(40))).is_err());
-        assert!(check_key(&format!("o/{}", "r".repeat(101))).is_err());
-        let err = check_key("acme/wid gets").unwrap_err();
-        assert!(err.contains("acme/wid gets"), "{err}");
-    }
 
     fn config(unmapped: &str) -> Config {
         Config::parse(&format!(

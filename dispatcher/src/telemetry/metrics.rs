@@ -1,4 +1,5 @@
-//! Prometheus metrics (OpenMetrics text through `prometheus-client`).
+//! The Prometheus registry (OpenMetrics text through `prometheus-client`): every stage counts
+//! here; `GET /metrics` renders it.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -6,6 +7,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::model::RunnerPhase;
 
 type Labels = Vec<(String, String)>;
 
@@ -64,92 +67,102 @@ impl Metrics {
             tickets_unredeemed: Counter::default(),
             registry: Registry::default(),
         };
+        m.register_demand(&mut registry);
+        m.register_outcomes(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// Intake, latency, runner and GitHub families.
+    fn register_demand(&self, registry: &mut Registry) {
         registry.register(
             "webhook_deliveries",
             "Webhook deliveries by outcome",
-            m.webhook_deliveries.clone(),
+            self.webhook_deliveries.clone(),
         );
         registry.register(
             "queue_to_submit_seconds",
             "From the dispatcher first learning of a queued job (its webhook received, or a poll when the webhook was missed) to sbatch accepting the runner made for it",
-            m.queue_to_submit.clone(),
+            self.queue_to_submit.clone(),
         );
         registry.register(
             "queue_to_runner_start_seconds",
             "From a job first seen queued to it being seen in progress on a runner",
-            m.queue_to_runner_start.clone(),
+            self.queue_to_runner_start.clone(),
         );
         registry.register(
             "runners",
             "Our runners per pool and phase",
-            m.runners.clone(),
+            self.runners.clone(),
         );
         registry.register(
             "queued_jobs",
             "Unassigned queued jobs per pool",
-            m.queued_jobs.clone(),
+            self.queued_jobs.clone(),
         );
         registry.register(
             "github_api_calls",
             "GitHub REST calls by endpoint and status",
-            m.api_calls.clone(),
+            self.api_calls.clone(),
         );
         registry.register(
             "github_rate_limit_remaining",
             "x-ratelimit-remaining from the last GitHub answer",
-            m.rate_limit_remaining.clone(),
+            self.rate_limit_remaining.clone(),
         );
         registry.register(
             "github_rate_limit_limit",
             "x-ratelimit-limit from the last GitHub answer",
-            m.rate_limit_limit.clone(),
+            self.rate_limit_limit.clone(),
         );
+    }
+
+    /// Slurm, cleanup, refusal and ticket families.
+    fn register_outcomes(&self, registry: &mut Registry) {
         registry.register(
             "sbatch_submissions",
             "Successful sbatch calls",
-            m.sbatch_submissions.clone(),
+            self.sbatch_submissions.clone(),
         );
         registry.register(
             "sbatch_failures",
             "Failed sbatch calls",
-            m.sbatch_failures.clone(),
+            self.sbatch_failures.clone(),
         );
         registry.register(
             "runners_cancelled",
             "Surplus pending Slurm jobs cancelled",
-            m.runners_cancelled.clone(),
+            self.runners_cancelled.clone(),
         );
         registry.register(
             "runners_reaped",
             "Runner registrations or jobs cleaned up, by reason",
-            m.runners_reaped.clone(),
+            self.runners_reaped.clone(),
         );
         registry.register(
             "jobs_not_ours",
             "Queued jobs that matched no pool or target",
-            m.jobs_not_ours.clone(),
+            self.jobs_not_ours.clone(),
         );
         registry.register(
             "jobs_refused",
-            "Queued jobs of ours given no runner, by reason (unmapped: no user for the repository under slurm.unmapped = \"refuse\")",
-            m.jobs_refused.clone(),
+            "Queued jobs of ours given no runner, by reason (unmapped: no user for the repository under slurself.unmapped = \"refuse\")",
+            self.jobs_refused.clone(),
         );
         registry.register(
             "reconcile_errors",
             "Reconcile steps that failed, by step",
-            m.reconcile_errors.clone(),
+            self.reconcile_errors.clone(),
         );
         registry.register(
             "ticket_redemptions",
             "POST /tickets/redeem answers, by result (ok or the error code)",
-            m.ticket_redemptions.clone(),
+            self.ticket_redemptions.clone(),
         );
         registry.register(
             "tickets_unredeemed",
             "Ticket runners whose Slurm job ended without redeeming its ticket (cancelled while pending, refused, failed before redemption)",
-            m.tickets_unredeemed.clone(),
+            self.tickets_unredeemed.clone(),
         );
-        Metrics { registry, ..m }
     }
 
     pub fn webhook(&self, outcome: &str) {
@@ -191,11 +204,11 @@ impl Metrics {
             .inc();
     }
 
-    pub fn set_runners(&self, pool: &str, phase: &str, count: i64) {
+    pub fn set_runners(&self, pool: &str, phase: RunnerPhase, count: i64) {
         self.runners
             .get_or_create(&vec![
                 ("pool".to_string(), pool.to_string()),
-                ("phase".to_string(), phase.to_string()),
+                ("phase".to_string(), phase.as_str().to_string()),
             ])
             .set(count);
     }
@@ -224,7 +237,7 @@ mod tests {
         m.webhook("accepted");
         m.api_call("POST /orgs/{org}/actions/runners/generate-jitconfig", 201);
         m.queue_to_submit.observe(1.5);
-        m.set_runners("cpu", "idle", 2);
+        m.set_runners("cpu", RunnerPhase::Idle, 2);
         m.ticket_redemption("ok");
         m.tickets_unredeemed.inc();
         let text = m.render();

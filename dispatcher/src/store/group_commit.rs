@@ -1,4 +1,4 @@
-//! Group commit for webhook intake. Every delivery is durable (WAL, `synchronous=FULL`) before
+//! Group commit for webhook intake (private to the store: callers see [`Db::record_delivery`]). Every delivery is durable (WAL, `synchronous=FULL`) before
 //! its 202, but a burst shares transactions: the first caller to find no writer running
 //! becomes it, and on a blocking thread takes everything queued so far, records it in one
 //! transaction (each delivery in its own savepoint, so a failing row fails only its own
@@ -9,16 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use crate::db::{self, DbError, DeliveryOutcome, JobTransition, JobUpdate};
-
-/// One `X-GitHub-Delivery` to record, with the job update it carries.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub delivery_id: String,
-    pub event: String,
-    pub action: Option<String>,
-    pub update: Option<JobUpdate>,
-}
+use super::deliveries::{record_delivery_in, Delivery, DeliveryOutcome};
+use super::jobs::JobTransition;
+use super::{Db, DbError};
 
 type Outcome = Result<(DeliveryOutcome, JobTransition), DbError>;
 
@@ -47,7 +40,7 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 impl DeliveryQueue {
     /// Records `delivery` (deduplicated by its id) and returns once it is committed.
-    pub async fn record(&self, db: &db::Db, delivery: Delivery) -> Outcome {
+    pub async fn record(&self, db: &Db, delivery: Delivery) -> Outcome {
         let (answer, answered) = oneshot::channel();
         let become_writer = {
             let mut state = lock(&self.state);
@@ -66,7 +59,7 @@ impl DeliveryQueue {
             .map_err(|_| DbError::Join("the delivery writer stopped".into()))?
     }
 
-    fn write_until_empty(&self, db: &db::Db) {
+    fn write_until_empty(&self, db: &Db) {
         // Should the writer ever panic, the next caller must be able to become the writer
         // (callers of the lost batch get an error through their dropped channels).
         struct ReleaseOnPanic<'a>(&'a Mutex<State>);
@@ -110,7 +103,7 @@ impl DeliveryQueue {
 
 /// Records `deliveries` in one transaction, each in its own savepoint. The outer error is the
 /// transaction's (nothing recorded); an inner one is that delivery's alone.
-pub fn record_batch(
+fn record_batch(
     conn: &mut rusqlite::Connection,
     deliveries: &[&Delivery],
 ) -> rusqlite::Result<Vec<rusqlite::Result<(DeliveryOutcome, JobTransition)>>> {
@@ -118,7 +111,7 @@ pub fn record_batch(
     let mut outcomes = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         let savepoint = tx.savepoint()?;
-        let outcome = db::record_delivery_in(
+        let outcome = record_delivery_in(
             &savepoint,
             &d.delivery_id,
             &d.event,
@@ -137,6 +130,7 @@ pub fn record_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{JobStatus, JobUpdate};
 
     fn delivery(id: &str, job: u64, action: &str) -> Delivery {
         Delivery {
@@ -148,7 +142,7 @@ mod tests {
                 run_id: 1,
                 repo: "acme/widgets".into(),
                 labels: vec!["self-hosted".into()],
-                status: action.into(),
+                status: JobStatus::parse(action).unwrap(),
                 runner_name: None,
                 created_at: None,
                 started_at: None,
@@ -158,7 +152,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_burst_is_recorded_once_each_and_duplicates_are_told_apart() {
-        let db = db::Db::open_in_memory().unwrap();
+        let db = Db::open_in_memory().unwrap();
         let queue = DeliveryQueue::default();
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..200u64 {
@@ -175,13 +169,15 @@ mod tests {
             }
         }
         assert_eq!((new, duplicate), (100, 100));
-        let queued = db.with(|c| db::jobs_with_status(c, "queued")).unwrap();
+        let queued = db
+            .with(|c| super::super::jobs_with_status(c, JobStatus::Queued))
+            .unwrap();
         assert_eq!(queued.len(), 100);
     }
 
     #[test]
     fn a_failing_delivery_fails_alone() {
-        let db = db::Db::open_in_memory().unwrap();
+        let db = Db::open_in_memory().unwrap();
         db.with(|c| {
             // Any insert of this job id now fails, inside its own savepoint only.
             c.execute_batch(

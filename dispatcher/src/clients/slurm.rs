@@ -1,4 +1,5 @@
-//! Slurm commands: `sbatch --parsable`, `squeue` and `scancel`, run as child processes.
+//! Slurm commands: `sbatch --parsable`, `squeue`, `scancel` and `scontrol`, run as child
+//! processes. I/O only: which job to submit or cancel is the caller's policy.
 //!
 //! They inherit the environment (so `SLURM_CONF` points at the cluster). The runner
 //! credential passed to `sbatch` is never logged, and is scrubbed from any error text.
@@ -10,7 +11,10 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use redeem_contract::TICKET_PREFIX;
+
 use crate::config::{PoolConfig, SlurmConfig};
+use crate::model::{SlurmState, UnknownState};
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -57,8 +61,6 @@ impl RunnerCredential {
 }
 
 const REDACTED: &str = "<redacted>";
-/// What marks a `--gha-runner=` value as a ticket (the plugin's contract).
-pub const TICKET_PREFIX: &str = "ticket:";
 const RUNNER_OPTION: &str = "--gha-runner=";
 /// Shorter runs of base64 characters are too common to be telling (words, job ids).
 const MIN_SECRET_PIECE: usize = 12;
@@ -132,29 +134,14 @@ pub enum SlurmError {
 pub struct QueuedJob {
     pub job_id: u64,
     pub name: String,
-    /// PENDING, RUNNING, COMPLETING, ...
-    pub state: String,
+    pub state: SlurmState,
     pub comment: String,
 }
-
-/// States after which Slurm will not run a job again.
-const TERMINAL_STATES: &[&str] = &[
-    "COMPLETED",
-    "CANCELLED",
-    "FAILED",
-    "TIMEOUT",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "OUT_OF_MEMORY",
-    "REVOKED",
-];
 
 impl QueuedJob {
     /// Pending, running, completing, suspended...: not over yet.
     pub fn is_active(&self) -> bool {
-        !TERMINAL_STATES.contains(&self.state.as_str())
+        self.state.is_active()
     }
 }
 
@@ -163,7 +150,7 @@ impl QueuedJob {
 pub struct JobPlacement {
     pub job_id: u64,
     pub name: String,
-    pub state: String,
+    pub state: SlurmState,
     /// The node running the batch script (squeue `%B`, else a single-node `%N`).
     pub node: Option<String>,
 }
@@ -171,7 +158,7 @@ pub struct JobPlacement {
 impl JobPlacement {
     /// A job whose batch step may be starting: the only time its ticket may be redeemed.
     pub fn is_running(&self) -> bool {
-        matches!(self.state.as_str(), "RUNNING" | "CONFIGURING")
+        self.state.is_running()
     }
 }
 
@@ -274,7 +261,7 @@ impl Slurm {
         ]
         .map(String::from);
         let output = run(&self.config.squeue, &args, &[]).await?;
-        Ok(parse_squeue(&output, prefix))
+        parse_squeue(&output, prefix).map_err(|e| unreadable("squeue", e))
     }
 
     /// Cancel `job_id` only if it is still pending (Slurm checks atomically), so a job that
@@ -299,7 +286,7 @@ impl Slurm {
             "--format=%i|%T|%B|%N|%j".into(),
         ];
         match run(&self.config.squeue, &args, &[]).await {
-            Ok(output) => Ok(parse_job(&output, job_id)),
+            Ok(output) => parse_job(&output, job_id).map_err(|e| unreadable("squeue", e)),
             // squeue fails on a job id slurmctld has forgotten (or never had).
             Err(SlurmError::Failed { message, .. }) if message.contains("Invalid job id") => {
                 Ok(None)
@@ -330,50 +317,63 @@ impl Slurm {
     }
 }
 
-pub fn parse_squeue(output: &str, prefix: &str) -> Vec<QueuedJob> {
-    output
-        .lines()
-        .filter_map(|line| {
-            let mut parts = line.trim().splitn(4, '|');
-            let job_id = parts.next()?.trim().parse().ok()?;
-            let name = parts.next()?.trim().to_string();
-            let state = parts.next()?.trim().to_string();
-            let comment = parts.next().unwrap_or("").trim().to_string();
-            name.starts_with(prefix).then_some(QueuedJob {
-                job_id,
-                name,
-                state,
-                comment,
-            })
-        })
-        .collect()
+/// Our jobs in `squeue --format=%i|%j|%T|%k` output. A state this version does not know
+/// makes the whole queue unreadable: concluding that a job ended from a line we could not
+/// read would free its slot while it runs.
+pub fn parse_squeue(output: &str, prefix: &str) -> Result<Vec<QueuedJob>, UnknownState> {
+    let mut jobs = Vec::new();
+    for line in output.lines() {
+        let mut parts = line.trim().splitn(4, '|');
+        let (Some(job_id), Some(name), Some(state)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Ok(job_id) = job_id.trim().parse() else {
+            continue;
+        };
+        let name = name.trim().to_string();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        jobs.push(QueuedJob {
+            job_id,
+            name,
+            state: SlurmState::parse(state.trim())?,
+            comment: parts.next().unwrap_or("").trim().to_string(),
+        });
+    }
+    Ok(jobs)
 }
 
 /// The line of `job_id` in `squeue --format=%i|%T|%B|%N|%j` output.
-pub fn parse_job(output: &str, job_id: u64) -> Option<JobPlacement> {
+pub fn parse_job(output: &str, job_id: u64) -> Result<Option<JobPlacement>, UnknownState> {
     // A plain host name: not "n/a", "(null)", nor a node list like "n[1-2]" or "a,b".
     let host = |s: &str| {
         let s = s.trim();
         (!s.is_empty() && s != "n/a" && s != "(null)" && !s.contains(['[', ',', ' ']))
             .then(|| s.to_string())
     };
-    output.lines().find_map(|line| {
+    for line in output.lines() {
         let mut parts = line.trim().splitn(5, '|');
-        let id: u64 = parts.next()?.trim().parse().ok()?;
-        if id != job_id {
-            return None;
+        let id: Option<u64> = parts.next().and_then(|id| id.trim().parse().ok());
+        if id != Some(job_id) {
+            continue;
         }
-        let state = parts.next()?.trim().to_string();
+        let Some(state) = parts.next() else {
+            continue;
+        };
+        let state = SlurmState::parse(state.trim())?;
         let batch_host = parts.next().and_then(host);
         let nodes = parts.next().and_then(host);
         let name = parts.next().unwrap_or("").trim().to_string();
-        Some(JobPlacement {
+        return Ok(Some(JobPlacement {
             job_id,
             name,
             state,
             node: batch_host.or(nodes),
-        })
-    })
+        }));
+    }
+    Ok(None)
 }
 
 /// `NodeAddr` and `NodeHostName` values of `scontrol show node -o` (one line per node).
@@ -390,6 +390,13 @@ pub fn parse_node_addresses(output: &str) -> Vec<String> {
         .collect();
     found.dedup();
     found
+}
+
+fn unreadable(program: &str, e: UnknownState) -> SlurmError {
+    SlurmError::Output {
+        program: program.into(),
+        output: e.to_string(),
+    }
 }
 
 fn scrub_error(e: SlurmError, credential: &RunnerCredential) -> SlurmError {
@@ -520,19 +527,29 @@ mod tests {
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         std::fs::set_permissions(&fake, perms).unwrap();
         let p = pool();
-        slurm(fake.to_str().unwrap())
-            .submit(&SubmitRequest {
-                runner_name: "r",
-                comment: "c",
-                pool: &p,
-                user: None,
-                group: None,
-                account: None,
-                credential: cred,
-            })
-            .await
-            .unwrap_err()
-            .to_string()
+        let request = SubmitRequest {
+            runner_name: "r",
+            comment: "c",
+            pool: &p,
+            user: None,
+            group: None,
+            account: None,
+            credential: cred,
+        };
+        // Another test thread that forks while the script is still open for writing makes
+        // its exec fail with ETXTBSY for a moment: that is not the answer under test.
+        for _ in 0..20 {
+            let err = slurm(fake.to_str().unwrap())
+                .submit(&request)
+                .await
+                .unwrap_err()
+                .to_string();
+            if !err.contains("Text file busy") {
+                return err;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the fake sbatch stayed busy")
     }
 
     #[test]
@@ -630,13 +647,18 @@ exit 1
     #[test]
     fn squeue_parsing_keeps_only_our_jobs() {
         let out = "12|slurm-cpu-abc|PENDING|gha runner=slurm-cpu-abc job=5\n13|other|RUNNING|\n14|slurm-cpu-def|RUNNING|a|b\n";
-        let jobs = parse_squeue(out, "slurm-");
+        let jobs = parse_squeue(out, "slurm-").unwrap();
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].job_id, 12);
         assert_eq!(jobs[1].comment, "a|b");
         assert!(jobs[0].is_active() && jobs[1].is_active());
-        let done = parse_squeue("15|slurm-x|COMPLETED|\n16|slurm-y|CANCELLED|\n", "slurm-");
+        let done =
+            parse_squeue("15|slurm-x|COMPLETED|\n16|slurm-y|CANCELLED|\n", "slurm-").unwrap();
         assert!(done.iter().all(|j| !j.is_active()));
+        // One of ours in a state this version does not know: the queue cannot be trusted.
+        assert!(parse_squeue("17|slurm-z|TELEPORTING|\n", "slurm-").is_err());
+        // Someone else's job in such a state does not matter.
+        assert!(parse_squeue("18|other|TELEPORTING|\n", "slurm-").is_ok());
     }
 
     #[test]
@@ -697,17 +719,24 @@ exit 1
     #[test]
     fn job_and_node_parsing() {
         let out = "42|RUNNING|node7|node7|slurm-cpu-abc\n";
-        let job = parse_job(out, 42).unwrap();
+        let job = parse_job(out, 42).unwrap().unwrap();
         assert_eq!(job.node.as_deref(), Some("node7"));
         assert_eq!(job.name, "slurm-cpu-abc");
         assert!(job.is_running());
-        assert_eq!(parse_job(out, 43), None);
-        let pending = parse_job("42|PENDING|n/a||slurm-x\n", 42).unwrap();
+        assert_eq!(parse_job(out, 43), Ok(None));
+        let pending = parse_job("42|PENDING|n/a||slurm-x\n", 42).unwrap().unwrap();
         assert_eq!(pending.node, None);
         assert!(!pending.is_running());
-        let multi = parse_job("42|RUNNING|(null)|n[1-2]|x\n", 42).unwrap();
+        let multi = parse_job("42|RUNNING|(null)|n[1-2]|x\n", 42)
+            .unwrap()
+            .unwrap();
         assert_eq!(multi.node, None);
-        assert!(parse_job("42|CONFIGURING||n3|x", 42).unwrap().is_running());
+        assert!(parse_job("42|CONFIGURING||n3|x", 42)
+            .unwrap()
+            .unwrap()
+            .is_running());
+        // A state this version does not know is an error, not "not running".
+        assert!(parse_job("42|TELEPORTING||n3|x", 42).is_err());
         let node = "NodeName=vm Arch=x86_64 NodeAddr=127.0.0.1 NodeHostName=vm Version=22.05.8 OS=Linux 6.1 #1 SMP";
         assert_eq!(parse_node_addresses(node), ["127.0.0.1", "vm"]);
         assert!(parse_node_addresses("nothing").is_empty());

@@ -1,34 +1,23 @@
-//! The `/status` document and the table `gha-dispatcher status` prints from it.
+//! `GET /status`: the document and the table `gha-dispatcher status` prints from it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{self, DbError};
-use crate::pools;
-use crate::server::AppState;
+use crate::config::Config;
+use crate::model::{now_secs, JobStatus, RunnerRow};
+use crate::scale::pools;
+use crate::store::{self, Db, DbError};
+use crate::telemetry::SharedStatus;
 
-/// Facts the control loop publishes for the status endpoint.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct SharedStatus {
-    pub last_full_reconcile_at: Option<i64>,
-    pub last_github_error: Option<String>,
-    pub last_sbatch_error: Option<String>,
-    pub last_slurm_error: Option<String>,
-    pub sbatch_retry_in_secs: Option<u64>,
-    pub github_blocked_for_secs: Option<u64>,
-    pub github_calls: BTreeMap<String, u64>,
-    /// Queued jobs of ours that get no runner (e.g. unmapped repository under "refuse").
-    #[serde(default)]
-    pub refused_jobs: Vec<RefusedJob>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefusedJob {
-    pub job_id: u64,
-    pub repo: String,
-    pub reason: String,
+/// What `/status` needs (an `axum` sub-state).
+#[derive(Clone)]
+pub struct StatusState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub shared: Arc<Mutex<SharedStatus>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,7 +49,7 @@ pub struct RunnerStatus {
 }
 
 /// Where a runner's ticket stands, for `/status`.
-pub fn ticket_state(row: &db::RunnerRow, now: i64) -> Option<&'static str> {
+pub fn ticket_state(row: &RunnerRow, now: i64) -> Option<&'static str> {
     row.ticket_hash.as_ref()?;
     Some(match (row.ticket_redeemed_at, row.ticket_expires_at) {
         (Some(_), _) => "redeemed",
@@ -78,14 +67,14 @@ pub struct Status {
     pub shared: SharedStatus,
 }
 
-pub async fn build(app: &AppState) -> Result<Status, DbError> {
+pub async fn build(app: &StatusState) -> Result<Status, DbError> {
     let (queued, live, recent) = app
         .db
         .call(|c| {
             Ok((
-                db::jobs_with_status(c, "queued")?,
-                db::live_runners(c)?,
-                db::recent_runners(c, 50)?,
+                store::jobs_with_status(c, JobStatus::Queued)?,
+                store::live_runners(c)?,
+                store::recent_runners(c, 50)?,
             ))
         })
         .await?;
@@ -117,7 +106,7 @@ pub async fn build(app: &AppState) -> Result<Status, DbError> {
             runners: live.iter().filter(|r| r.pool == p.name).count(),
         })
         .collect();
-    let now = db::now_secs();
+    let now = now_secs();
     let mut runners: Vec<RunnerStatus> = live
         .iter()
         .chain(recent.iter().filter(|r| r.state.is_final()))
@@ -127,7 +116,7 @@ pub async fn build(app: &AppState) -> Result<Status, DbError> {
             scope: r.scope.clone(),
             state: r.state.as_str().into(),
             slurm_job_id: r.slurm_job_id,
-            slurm_state: r.slurm_state.clone(),
+            slurm_state: r.slurm_state.map(|s| s.as_str().to_string()),
             github_runner_id: r.github_runner_id,
             online: r.online,
             busy: r.busy,

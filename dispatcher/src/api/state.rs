@@ -1,0 +1,77 @@
+//! The state shared by every handler, and the sub-state each handler module asks for.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::FromRef;
+use tokio::sync::Notify;
+
+use super::repositories::RepositoriesState;
+use super::status::StatusState;
+use crate::clients::github::GithubClient;
+use crate::clients::slurm::Slurm;
+use crate::config::Config;
+use crate::intake::IntakeState;
+use crate::redeem::RedeemState;
+use crate::store::Db;
+use crate::telemetry::{Metrics, SharedStatus};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub webhook_secret: Arc<Vec<u8>>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the control loop when a delivery or the mapping changed demand.
+    pub wake: Arc<Notify>,
+    pub shared: Arc<Mutex<SharedStatus>>,
+    /// Needed by `POST /repositories/{username}`; `None`: the mapping is read-only.
+    pub admin_token: Option<Arc<String>>,
+    /// Ticket redemption mints JIT configs and asks Slurm about the redeeming job.
+    pub github: Arc<GithubClient>,
+    pub slurm: Slurm,
+}
+
+impl FromRef<AppState> for IntakeState {
+    fn from_ref(app: &AppState) -> IntakeState {
+        IntakeState {
+            config: app.config.clone(),
+            db: app.db.clone(),
+            webhook_secret: app.webhook_secret.clone(),
+            metrics: app.metrics.clone(),
+            wake: app.wake.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for RedeemState {
+    fn from_ref(app: &AppState) -> RedeemState {
+        RedeemState {
+            config: app.config.clone(),
+            db: app.db.clone(),
+            metrics: app.metrics.clone(),
+            github: app.github.clone(),
+            slurm: app.slurm.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for RepositoriesState {
+    fn from_ref(app: &AppState) -> RepositoriesState {
+        RepositoriesState {
+            config: app.config.clone(),
+            db: app.db.clone(),
+            admin_token: app.admin_token.clone(),
+            wake: app.wake.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for StatusState {
+    fn from_ref(app: &AppState) -> StatusState {
+        StatusState {
+            config: app.config.clone(),
+            db: app.db.clone(),
+            shared: app.shared.clone(),
+        }
+    }
+}

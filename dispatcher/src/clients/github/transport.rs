@@ -1,0 +1,215 @@
+//! One REST call: headers, ETags (an unchanged answer costs nothing), 5xx retries, rate-limit
+//! bookkeeping, and a second try with a fresh installation token after a 401.
+
+use std::time::Instant;
+
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH, USER_AGENT};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::{
+    backoff, header_u64, lock, rate_limit_wait, truncate, Answer, Credentials, GithubClient,
+    GithubError, API_VERSION, SERVER_ERROR_ATTEMPTS,
+};
+use crate::model::Scope;
+
+impl GithubClient {
+    /// One REST call with retries for 5xx, rate-limit bookkeeping and ETags.
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        endpoint: &str,
+        path_and_query: &str,
+        authorization: &str,
+        body: Option<&Value>,
+        conditional: bool,
+    ) -> Result<Answer, GithubError> {
+        let mut attempt = 0;
+        loop {
+            if let Some(wait) = self.blocked_for() {
+                return Err(GithubError::RateLimited {
+                    endpoint: endpoint.into(),
+                    wait_secs: wait.as_secs().max(1),
+                });
+            }
+            let url = format!("{}{}", self.base, path_and_query);
+            let cached = if conditional {
+                lock(&self.etags).get(&url).cloned()
+            } else {
+                None
+            };
+            let etag = cached.as_ref().map(|(etag, _)| etag.as_str());
+            let request = self.request(method.clone(), &url, authorization, body, etag);
+            *lock(&self.calls).entry(endpoint.to_string()).or_default() += 1;
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.metrics.api_call(endpoint, 0);
+                    attempt += 1;
+                    if attempt < SERVER_ERROR_ATTEMPTS {
+                        tokio::time::sleep(backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(GithubError::Transport {
+                        endpoint: endpoint.into(),
+                        message: e.without_url().to_string(),
+                    });
+                }
+            };
+            let status = response.status();
+            let headers = response.headers().clone();
+            self.observe(endpoint, status, &headers);
+            if status == StatusCode::NOT_MODIFIED {
+                if let Some((_, body)) = cached {
+                    return Ok(Answer { body });
+                }
+            }
+            let parsed = json_body(response).await;
+            if status.is_success() {
+                self.remember(conditional, url, &headers, &parsed);
+                return Ok(Answer { body: parsed });
+            }
+            let message = parsed["message"].as_str().unwrap_or("").to_string();
+            self.check_rate_limit(endpoint, status, &headers, &message)?;
+            if status.is_server_error() {
+                attempt += 1;
+                if attempt < SERVER_ERROR_ATTEMPTS {
+                    tracing::warn!(
+                        endpoint,
+                        status = status.as_u16(),
+                        attempt,
+                        "GitHub server error; retrying"
+                    );
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                // An expired or revoked installation token: mint a new one next time.
+                lock(&self.tokens).clear();
+            }
+            return Err(GithubError::Status {
+                endpoint: endpoint.into(),
+                status: status.as_u16(),
+                message: truncate(&message, 300),
+            });
+        }
+    }
+
+    /// The request with GitHub's headers, the ETag of a cached answer and the JSON body.
+    fn request(
+        &self,
+        method: Method,
+        url: &str,
+        authorization: &str,
+        body: Option<&Value>,
+        etag: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", API_VERSION)
+            .header(USER_AGENT, "gha-dispatcher")
+            .header(AUTHORIZATION, authorization);
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request
+    }
+
+    /// Counts the answer and keeps the rate-limit gauges current.
+    fn observe(&self, endpoint: &str, status: StatusCode, headers: &HeaderMap) {
+        self.metrics.api_call(endpoint, status.as_u16());
+        if let Some(remaining) = header_u64(headers, "x-ratelimit-remaining") {
+            self.metrics.rate_limit_remaining.set(remaining as i64);
+        }
+        if let Some(limit) = header_u64(headers, "x-ratelimit-limit") {
+            self.metrics.rate_limit_limit.set(limit as i64);
+        }
+    }
+
+    /// A successful answer: the secondary-limit back-off starts over, and a conditional
+    /// answer is kept with its ETag.
+    fn remember(&self, conditional: bool, url: String, headers: &HeaderMap, body: &Value) {
+        *lock(&self.secondary_strikes) = 0;
+        if conditional {
+            if let Some(etag) = headers.get(ETAG).and_then(|v| v.to_str().ok()) {
+                lock(&self.etags).insert(url, (etag.to_string(), body.clone()));
+            }
+        }
+    }
+
+    /// A rate-limit answer blocks every call until the wait is over, and is the error.
+    fn check_rate_limit(
+        &self,
+        endpoint: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        message: &str,
+    ) -> Result<(), GithubError> {
+        let strikes = *lock(&self.secondary_strikes);
+        let Some(wait) = rate_limit_wait(status.as_u16(), headers, message, strikes) else {
+            return Ok(());
+        };
+        if message.to_ascii_lowercase().contains("secondary") {
+            *lock(&self.secondary_strikes) += 1;
+        }
+        *lock(&self.blocked_until) = Some(Instant::now() + wait);
+        tracing::warn!(
+            endpoint,
+            status = status.as_u16(),
+            wait_secs = wait.as_secs(),
+            "GitHub rate limit; pausing calls"
+        );
+        Err(GithubError::RateLimited {
+            endpoint: endpoint.into(),
+            wait_secs: wait.as_secs().max(1),
+        })
+    }
+
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        endpoint: &str,
+        scope: &Scope,
+        path: &str,
+        body: Option<&Value>,
+        conditional: bool,
+    ) -> Result<Answer, GithubError> {
+        let authorization = self.authorization(scope).await?;
+        match self
+            .send(
+                method.clone(),
+                endpoint,
+                path,
+                &authorization,
+                body,
+                conditional,
+            )
+            .await
+        {
+            Err(GithubError::Status { status: 401, .. })
+                if matches!(self.credentials, Credentials::App { .. }) =>
+            {
+                let authorization = self.authorization(scope).await?;
+                self.send(method, endpoint, path, &authorization, body, conditional)
+                    .await
+            }
+            other => other,
+        }
+    }
+}
+
+/// The answer's JSON (`null` when empty or not JSON: the status then speaks for it).
+async fn json_body(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap_or_default();
+    if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}

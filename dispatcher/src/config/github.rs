@@ -1,0 +1,187 @@
+//! The `[github]` section: API URL, authentication, targets and runner names.
+
+use std::path::PathBuf;
+
+use super::issues::{valid_name, Issues};
+use super::raw::RawGithub;
+use crate::model::Scope;
+
+/// A configured target: runners are registered at `scope`, queued jobs are polled in `repositories`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub scope: Scope,
+    pub repositories: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthConfig {
+    App {
+        app_id: u64,
+        private_key_file: PathBuf,
+        installation_id: Option<u64>,
+    },
+    Token {
+        token_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    pub api_url: String,
+    pub auth: AuthConfig,
+    pub runner_group_id: u64,
+    pub runner_name_prefix: String,
+    pub targets: Vec<Target>,
+}
+
+impl GithubConfig {
+    /// The scope whose runners serve jobs of `repo_full_name`, if the repository is ours.
+    /// A repository target wins over an organization target.
+    pub fn scope_for_repo(&self, repo_full_name: &str) -> Option<Scope> {
+        let (owner, name) = repo_full_name.split_once('/')?;
+        let repo_scope = self.targets.iter().find(|t| {
+            matches!(&t.scope, Scope::Repo { owner: o, name: n }
+                if o.eq_ignore_ascii_case(owner) && n.eq_ignore_ascii_case(name))
+        });
+        if let Some(t) = repo_scope {
+            return Some(t.scope.clone());
+        }
+        self.targets
+            .iter()
+            .find(|t| matches!(&t.scope, Scope::Org(org) if org.eq_ignore_ascii_case(owner)))
+            .map(|t| t.scope.clone())
+    }
+}
+
+/// Validates `[github]`; `None` when the authentication is unusable (an issue says why).
+pub(super) fn validate(raw: RawGithub, issues: &mut Issues<'_>) -> Option<GithubConfig> {
+    let api_url = raw.api_url.get_ref().trim_end_matches('/').to_string();
+    if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+        issues.at(
+            "github.api_url",
+            raw.api_url.span(),
+            "must start with http:// or https://",
+        );
+    }
+    let auth = auth(&raw, issues);
+    let prefix = raw.runner_name_prefix.get_ref().clone();
+    if !valid_name(&prefix) || prefix.len() > 20 {
+        issues.at(
+            "github.runner_name_prefix",
+            raw.runner_name_prefix.span(),
+            "1 to 20 characters of letters, digits, '-', '_', '.'",
+        );
+    }
+
+    let targets = targets(&raw, issues);
+    Some(GithubConfig {
+        api_url,
+        auth: auth?,
+        runner_group_id: raw.runner_group_id,
+        runner_name_prefix: prefix,
+        targets,
+    })
+}
+
+/// An App (id + key) or a token, never both.
+fn auth(raw: &RawGithub, issues: &mut Issues<'_>) -> Option<AuthConfig> {
+    match (&raw.app_id, &raw.private_key_file, &raw.token_file) {
+        (Some(app_id), Some(key), None) => Some(AuthConfig::App {
+            app_id: *app_id.get_ref(),
+            private_key_file: key.get_ref().clone(),
+            installation_id: raw.installation_id,
+        }),
+        (None, None, Some(token)) => Some(AuthConfig::Token {
+            token_file: token.get_ref().clone(),
+        }),
+        (Some(app_id), None, _) => {
+            issues.at(
+                "github.app_id",
+                app_id.span(),
+                "an App needs github.private_key_file too",
+            );
+            None
+        }
+        (None, Some(key), _) => {
+            issues.at(
+                "github.private_key_file",
+                key.span(),
+                "needs github.app_id too",
+            );
+            None
+        }
+        (Some(app_id), Some(_), Some(_)) => {
+            issues.at(
+                "github.token_file",
+                app_id.span(),
+                "give either an App (app_id + private_key_file) or token_file, not both",
+            );
+            None
+        }
+        (None, None, None) => {
+            issues.at(
+                "github",
+                0..0,
+                "needs app_id + private_key_file, or token_file",
+            );
+            None
+        }
+    }
+}
+
+/// Each target an org (with the repositories to poll) or one repository.
+fn targets(raw: &RawGithub, issues: &mut Issues<'_>) -> Vec<Target> {
+    let mut targets = Vec::new();
+    if raw.targets.get_ref().is_empty() {
+        issues.at(
+            "github.targets",
+            raw.targets.span(),
+            "at least one target ({ org = \"..\" } or { repo = \"owner/name\" }) is required",
+        );
+    }
+    for (i, t) in raw.targets.get_ref().iter().enumerate() {
+        let key = format!("github.targets[{i}]");
+        match (&t.org, &t.repo) {
+            (Some(org), None) => {
+                if !valid_name(org.get_ref()) {
+                    issues.at(
+                        format!("{key}.org"),
+                        org.span(),
+                        "not a valid organization login",
+                    );
+                }
+                let mut repositories = Vec::new();
+                for r in &t.repositories {
+                    match r.get_ref().split_once('/') {
+                        Some((o, n)) if o.eq_ignore_ascii_case(org.get_ref()) && valid_name(n) => {
+                            repositories.push(r.get_ref().clone())
+                        }
+                        _ => issues.at(
+                            format!("{key}.repositories"),
+                            r.span(),
+                            format!("{:?} must be \"{}/<repo>\"", r.get_ref(), org.get_ref()),
+                        ),
+                    }
+                }
+                targets.push(Target {
+                    scope: Scope::Org(org.get_ref().clone()),
+                    repositories,
+                });
+            }
+            (None, Some(repo)) => match repo.get_ref().split_once('/') {
+                Some((o, n)) if valid_name(o) && valid_name(n) => targets.push(Target {
+                    scope: Scope::Repo {
+                        owner: o.into(),
+                        name: n.into(),
+                    },
+                    repositories: vec![repo.get_ref().clone()],
+                }),
+                _ => issues.at(format!("{key}.repo"), repo.span(), "must be \"owner/name\""),
+            },
+            (Some(org), Some(_)) => issues.at(key, org.span(), "give org or repo, not both"),
+            (None, None) => issues.at(key, raw.targets.span(), "needs org or repo"),
+        }
+    }
+
+    targets
+}

@@ -1,0 +1,198 @@
+//! Runner rows against the Slurm queue: a runner whose job is gone is finished, a row a crash
+//! left mid-way (`minting`, `submitting`) is adopted or abandoned.
+
+use std::collections::{HashMap, HashSet};
+
+use super::Reconciler;
+use crate::clients::slurm::QueuedJob;
+use crate::model::{RunnerRow, RunnerState, SlurmState};
+use crate::registrations::Listed;
+use crate::store;
+
+impl Reconciler {
+    /// Mark runners whose Slurm job ended as finished, from `squeue` alone (no GitHub
+    /// call), so a full pool frees its slot within seconds. Registrations are left to the
+    /// full pass. True when a runner finished.
+    pub async fn notice_ended_slurm_jobs(&self) -> bool {
+        let queue = match self.ctx.slurm.queue(&self.prefix()).await {
+            Ok(queue) => queue,
+            Err(e) => {
+                tracing::debug!(error = %e, "squeue failed; the full pass will retry");
+                return false;
+            }
+        };
+        let rows = match self.ctx.db.call(|c| store::live_runners(c)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read runners");
+                return false;
+            }
+        };
+        let mut any = false;
+        for row in rows
+            .iter()
+            .filter(|r| matches!(r.state, RunnerState::Submitted | RunnerState::Cancelling))
+        {
+            let Some(job_id) = row.slurm_job_id else {
+                continue;
+            };
+            let active = queue.iter().any(|j| j.job_id == job_id && j.is_active());
+            if !active {
+                tracing::info!(runner = %row.name, slurm_job = job_id, "Slurm job ended");
+                self.finish(&row.name).await;
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// The runner's Slurm job ended: it is finished. A ticket runner that never redeemed its
+    /// ticket is counted (the scaler provisions again while the demand remains).
+    async fn finish(&self, name: &str) {
+        let n = name.to_string();
+        let result = self
+            .ctx
+            .db
+            .call(move |c| store::swap_runner_state(c, &n, RunnerState::Finished))
+            .await;
+        match result {
+            Ok(Some(before)) if !before.state.is_final() && before.never_registered() => {
+                self.ctx.telemetry.metrics.tickets_unredeemed.inc();
+                tracing::info!(runner = %name, slurm_job = ?before.slurm_job_id, "Slurm job ended without redeeming its ticket");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot record runner state"),
+        }
+    }
+
+    /// The registration of a runner whose Slurm job is over. A runner that took a job is
+    /// ephemeral: GitHub removed it after that job, so no call; if it is still listed once
+    /// its Slurm job has ended, hygiene deletes it. One that never took a job is removed
+    /// now (without a call when this pass's listing shows it gone). A busy one is kept.
+    async fn after_slurm_job_ended(&self, row: &RunnerRow, listed: Option<&Listed>) {
+        if row.busy {
+            return;
+        }
+        if row.assigned_job_id.is_some() {
+            if listed.is_some_and(|l| !l.contains_key(&row.name)) {
+                self.ctx.registrations.forget(&row.name).await;
+            }
+            return;
+        }
+        self.ctx
+            .registrations
+            .remove(row, "slurm_job_ended", listed)
+            .await;
+    }
+
+    /// A row a crash left before its runner could start: once its registration (if any) is
+    /// gone, it is abandoned with `why`; otherwise the next pass tries again.
+    async fn abandon_after_crash(&self, row: &RunnerRow, listed: Option<&Listed>, why: &str) {
+        if self
+            .ctx
+            .registrations
+            .remove(row, "crash_recovery", listed)
+            .await
+        {
+            self.ctx
+                .db
+                .set_runner_state_logged(&row.name, RunnerState::Abandoned, Some(why.into()))
+                .await;
+        }
+    }
+
+    /// Bring rows in line with the Slurm queue, and recover rows a crash left mid-way.
+    /// `in_flight`: runners whose credential submission holds for an sbatch retry.
+    pub(super) async fn sync_from_slurm(
+        &self,
+        queue: &[QueuedJob],
+        listed: Option<&Listed>,
+        in_flight: &HashSet<String>,
+    ) {
+        let by_name: HashMap<&str, &QueuedJob> =
+            queue.iter().map(|j| (j.name.as_str(), j)).collect();
+        let rows = match self.ctx.db.call(|c| store::live_runners(c)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read runners");
+                return;
+            }
+        };
+        for row in rows {
+            let in_queue = row
+                .slurm_job_id
+                .and_then(|id| queue.iter().find(|j| j.job_id == id))
+                .or_else(|| by_name.get(row.name.as_str()).copied());
+            match row.state {
+                RunnerState::Minting => {
+                    // Interrupted during generate-jitconfig: the credential, if any, is lost.
+                    self.abandon_after_crash(&row, listed, "interrupted while minting")
+                        .await;
+                }
+                // Waiting for an sbatch retry.
+                RunnerState::Submitting if in_flight.contains(&row.name) => {}
+                RunnerState::Submitting => self.recover_submitting(&row, in_queue, listed).await,
+                RunnerState::Submitted | RunnerState::Cancelling => {
+                    self.follow_slurm_job(&row, in_queue, listed).await
+                }
+                RunnerState::Finished | RunnerState::Abandoned => {}
+            }
+        }
+    }
+
+    /// A `submitting` row nobody holds a credential for: sbatch may have succeeded just
+    /// before a crash (adopt the job), or never ran (abandon the row).
+    async fn recover_submitting(
+        &self,
+        row: &RunnerRow,
+        in_queue: Option<&QueuedJob>,
+        listed: Option<&Listed>,
+    ) {
+        let Some(job) = in_queue else {
+            self.abandon_after_crash(row, listed, "credential lost before sbatch")
+                .await;
+            return;
+        };
+        let (name, id, state) = (row.name.clone(), job.job_id, job.state);
+        self.ctx
+            .db
+            .record("runner state", move |c| {
+                store::set_runner_submitted(c, &name, id)?;
+                store::set_runner_slurm_state(c, &name, state)
+            })
+            .await;
+        tracing::info!(runner = %row.name, slurm_job = id, "adopted Slurm job after restart");
+        if !job.is_active() {
+            self.finish(&row.name).await;
+            self.after_slurm_job_ended(row, listed).await;
+        }
+    }
+
+    /// A submitted (or cancelling) runner: record its job's state, or finish it when the job
+    /// is over. A cancellation that came too late (the job started) is undone.
+    async fn follow_slurm_job(
+        &self,
+        row: &RunnerRow,
+        in_queue: Option<&QueuedJob>,
+        listed: Option<&Listed>,
+    ) {
+        let Some(job) = in_queue.filter(|j| j.is_active()) else {
+            self.finish(&row.name).await;
+            self.after_slurm_job_ended(row, listed).await;
+            return;
+        };
+        let (name, state) = (row.name.clone(), job.state);
+        let back_to_submitted =
+            row.state == RunnerState::Cancelling && job.state != SlurmState::Pending;
+        self.ctx
+            .db
+            .record("runner state", move |c| {
+                store::set_runner_slurm_state(c, &name, state)?;
+                if back_to_submitted {
+                    store::set_runner_state(c, &name, RunnerState::Submitted, None)?;
+                }
+                Ok(())
+            })
+            .await;
+    }
+}

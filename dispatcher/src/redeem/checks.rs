@@ -1,0 +1,507 @@
+//! The redemption checks, pure functions over the facts they judge, and [`run`]: THE order
+//! in which they are made (the contract's order of refusals). The handler runs `run` over
+//! facts it gathers from MUNGE, the database and Slurm; the tests run the same `run` over
+//! facts given up front, so the order is defined once and tested where it is defined.
+
+use std::future::Future;
+use std::net::IpAddr;
+
+use redeem_contract::{RedeemRequest, RefusalCode};
+
+use crate::clients::munge::Decoded;
+use crate::clients::slurm::JobPlacement;
+use crate::model::{RunnerRow, RunnerState};
+use crate::scale::demand::RunnerDemand;
+
+/// The check that a runner is still wanted, run where its facts are consistent (under the
+/// database lock, with the single-use mark).
+pub type NeededCheck = fn(&RunnerRow, RunnerDemand) -> Result<(), Refusal>;
+
+/// Where a redemption's facts come from, each asked for only once the checks before it
+/// passed. A fact that cannot be had is itself a refusal (e.g. `slurm_unavailable`).
+pub trait Facts {
+    /// The decoded MUNGE credential of the request.
+    fn credential(&mut self) -> impl Future<Output = Result<Decoded, Refusal>> + Send;
+    /// The runner row holding the request's ticket.
+    fn ticket_holder(
+        &mut self,
+        req: &RedeemRequest,
+    ) -> impl Future<Output = Result<Option<RunnerRow>, Refusal>> + Send;
+    /// Slurm's view of the request's job.
+    fn slurm_job(
+        &mut self,
+        req: &RedeemRequest,
+    ) -> impl Future<Output = Result<Option<JobPlacement>, Refusal>> + Send;
+    /// The addresses of the node running the job.
+    fn node_addresses(
+        &mut self,
+        node: &str,
+    ) -> impl Future<Output = Result<Vec<IpAddr>, Refusal>> + Send;
+    /// Atomically: the row as it is now (still unredeemed), the demand for it, `needed`,
+    /// and the ticket marked used. The claimed row.
+    fn claim(
+        &mut self,
+        row: &RunnerRow,
+        needed: NeededCheck,
+    ) -> impl Future<Output = Result<RunnerRow, Refusal>> + Send;
+}
+
+/// Every check, in the contract's order, stopping at the first refusal: the credential
+/// (root, well-formed payload), the ticket (known, unused, unexpired, this job's), the job
+/// (running, on one node), the host (the credential comes from that node), the need (the
+/// runner is still wanted). The claimed runner row when all pass.
+pub async fn run(facts: &mut impl Facts, now: i64) -> Result<RunnerRow, Refusal> {
+    let decoded = facts.credential().await?;
+    let req = check_credential(&decoded)?;
+    let holder = facts.ticket_holder(&req).await?;
+    let row = check_ticket(holder, &req, now)?;
+    let job = facts.slurm_job(&req).await?;
+    let node = check_job(&row, &req, job.as_ref())?;
+    let node_ips = facts.node_addresses(node).await?;
+    check_host(decoded.encode_host, node, &node_ips)?;
+    facts.claim(&row, check_needed).await
+}
+
+/// A refused redemption: its code and a message for the node's job output (no secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: RefusalCode,
+    pub message: String,
+}
+
+pub(super) fn refuse(code: RefusalCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Only root on a node may redeem, and only a well-formed request.
+pub fn check_credential(decoded: &Decoded) -> Result<RedeemRequest, Refusal> {
+    if decoded.uid != 0 {
+        return Err(refuse(
+            RefusalCode::NotRoot,
+            format!(
+                "the MUNGE credential was made by uid {}, not root",
+                decoded.uid
+            ),
+        ));
+    }
+    RedeemRequest::parse(&decoded.payload).ok_or_else(|| {
+        refuse(
+            RefusalCode::BadPayload,
+            "the credential's payload is not {\"ticket\": <ticket>, \"job_id\": u32}",
+        )
+    })
+}
+
+/// The runner row the ticket belongs to: known, unused, unexpired, for this Slurm job.
+/// A row whose sbatch is not recorded yet (the job started within moments of being
+/// submitted) is matched by its job's name in [`check_job`] instead.
+pub fn check_ticket(
+    row: Option<RunnerRow>,
+    req: &RedeemRequest,
+    now: i64,
+) -> Result<RunnerRow, Refusal> {
+    let Some(row) = row else {
+        return Err(refuse(
+            RefusalCode::UnknownTicket,
+            "no runner holds this ticket",
+        ));
+    };
+    if row.ticket_redeemed_at.is_some() {
+        return Err(refuse(
+            RefusalCode::TicketUsed,
+            format!("the ticket of runner {} was already redeemed", row.name),
+        ));
+    }
+    if row.ticket_expires_at.is_none_or(|at| now >= at) {
+        return Err(refuse(
+            RefusalCode::TicketExpired,
+            format!("the ticket of runner {} has expired", row.name),
+        ));
+    }
+    if let Some(id) = row.slurm_job_id.filter(|id| *id != u64::from(req.job_id)) {
+        return Err(refuse(
+            RefusalCode::WrongJob,
+            format!("the ticket belongs to Slurm job {id}, not {}", req.job_id),
+        ));
+    }
+    Ok(row)
+}
+
+/// The job must be running now; the node running its batch script is returned.
+pub fn check_job<'a>(
+    row: &RunnerRow,
+    req: &RedeemRequest,
+    job: Option<&'a JobPlacement>,
+) -> Result<&'a str, Refusal> {
+    let not_running = |state: &dyn std::fmt::Display| {
+        refuse(
+            RefusalCode::JobNotRunning,
+            format!("Slurm job {} is {state}, not running", req.job_id),
+        )
+    };
+    let Some(job) = job else {
+        return Err(not_running(&"unknown to Slurm"));
+    };
+    if row.slurm_job_id.is_none() && job.name != row.name {
+        return Err(refuse(
+            RefusalCode::WrongJob,
+            format!("Slurm job {} is not runner {}'s job", req.job_id, row.name),
+        ));
+    }
+    if !job.is_running() {
+        return Err(not_running(&job.state));
+    }
+    job.node.as_deref().ok_or_else(|| {
+        refuse(
+            RefusalCode::WrongHost,
+            format!("Slurm job {} has no single node", req.job_id),
+        )
+    })
+}
+
+/// The credential must come from the job's node.
+pub fn check_host(
+    encode_host: Option<IpAddr>,
+    node: &str,
+    node_ips: &[IpAddr],
+) -> Result<(), Refusal> {
+    match encode_host {
+        Some(ip)
+            if node_ips
+                .iter()
+                .any(|n| n.to_canonical() == ip.to_canonical()) =>
+        {
+            Ok(())
+        }
+        Some(ip) => Err(refuse(
+            RefusalCode::WrongHost,
+            format!("the credential comes from {ip}, not from node {node}"),
+        )),
+        None => Err(refuse(
+            RefusalCode::WrongHost,
+            "the credential names no encoding host",
+        )),
+    }
+}
+
+/// The runner is still wanted: not being cancelled or over, and its jobs not all covered.
+pub fn check_needed(row: &RunnerRow, demand: RunnerDemand) -> Result<(), Refusal> {
+    if row.state == RunnerState::Cancelling || row.state.is_final() {
+        return Err(refuse(
+            RefusalCode::NotNeeded,
+            format!("runner {} is {}", row.name, row.state.as_str()),
+        ));
+    }
+    if demand.queued <= demand.others_ready {
+        return Err(refuse(
+            RefusalCode::NotNeeded,
+            format!(
+                "no job needs runner {}: {} queued, {} other runners ready",
+                row.name, demand.queued, demand.others_ready
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SlurmState;
+
+    const NOW: i64 = 1_000_000;
+
+    fn row(name: &str) -> RunnerRow {
+        RunnerRow::running_ticket_example(name, NOW + 60)
+    }
+
+    fn decoded(uid: u32, payload: &str) -> Decoded {
+        Decoded {
+            uid,
+            encode_host: Some("10.0.0.7".parse().unwrap()),
+            payload: payload.as_bytes().to_vec(),
+        }
+    }
+
+    fn job(state: &str) -> JobPlacement {
+        JobPlacement {
+            job_id: 42,
+            name: "r".into(),
+            state: SlurmState::parse(state).unwrap(),
+            node: Some("node7".into()),
+        }
+    }
+
+    const GOOD_PAYLOAD: &str = r#"{"ticket":"T","job_id":42}"#;
+
+    /// Every fact a redemption looks at, as the handler gathers them.
+    struct Facts {
+        decoded: Decoded,
+        row: Option<RunnerRow>,
+        job: Option<JobPlacement>,
+        node_ips: Vec<IpAddr>,
+        demand: RunnerDemand,
+    }
+
+    fn good() -> Facts {
+        Facts {
+            decoded: decoded(0, GOOD_PAYLOAD),
+            row: Some(row("r")),
+            job: Some(job("RUNNING")),
+            node_ips: vec!["10.0.0.7".parse().unwrap()],
+            demand: RunnerDemand {
+                queued: 1,
+                others_ready: 0,
+            },
+        }
+    }
+
+    impl super::Facts for Facts {
+        async fn credential(&mut self) -> Result<Decoded, Refusal> {
+            Ok(Decoded {
+                uid: self.decoded.uid,
+                encode_host: self.decoded.encode_host,
+                payload: self.decoded.payload.clone(),
+            })
+        }
+        async fn ticket_holder(&mut self, _: &RedeemRequest) -> Result<Option<RunnerRow>, Refusal> {
+            Ok(self.row.clone())
+        }
+        async fn slurm_job(&mut self, _: &RedeemRequest) -> Result<Option<JobPlacement>, Refusal> {
+            Ok(self.job.clone())
+        }
+        async fn node_addresses(&mut self, _: &str) -> Result<Vec<IpAddr>, Refusal> {
+            Ok(self.node_ips.clone())
+        }
+        async fn claim(
+            &mut self,
+            row: &RunnerRow,
+            needed: NeededCheck,
+        ) -> Result<RunnerRow, Refusal> {
+            needed(row, self.demand).map(|()| row.clone())
+        }
+    }
+
+    /// The handler's order ([`run`] itself), over facts given up front.
+    fn decide(mut f: Facts) -> Result<(), RefusalCode> {
+        let checked = block_on(run(&mut f, NOW));
+        checked.map(drop).map_err(|r| r.code)
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn every_refusal_in_the_contract_order() {
+        assert_eq!(decide(good()), Ok(()));
+        // Each case breaks one fact, and everything checked after it too: the earlier
+        // check must win.
+        let all_broken = || Facts {
+            decoded: Decoded {
+                encode_host: Some("10.9.9.9".parse().unwrap()),
+                ..decoded(1000, "not json")
+            },
+            row: Some(RunnerRow {
+                ticket_redeemed_at: Some(NOW - 5),
+                ticket_expires_at: Some(NOW - 1),
+                slurm_job_id: Some(41),
+                state: RunnerState::Cancelling,
+                ..row("r")
+            }),
+            job: Some(job("PENDING")),
+            node_ips: vec![],
+            demand: RunnerDemand {
+                queued: 0,
+                others_ready: 3,
+            },
+        };
+        let mut f = all_broken();
+        assert_eq!(decide(f), Err(RefusalCode::NotRoot));
+        f = all_broken();
+        f.decoded.uid = 0;
+        assert_eq!(decide(f), Err(RefusalCode::BadPayload));
+        f = all_broken();
+        f.decoded = Decoded {
+            encode_host: Some("10.9.9.9".parse().unwrap()),
+            ..decoded(0, GOOD_PAYLOAD)
+        };
+        let fix_credential = f.decoded.payload.clone();
+        f.row = None;
+        assert_eq!(decide(f), Err(RefusalCode::UnknownTicket));
+        let with_credential = || {
+            let mut f = all_broken();
+            f.decoded.uid = 0;
+            f.decoded.payload = fix_credential.clone();
+            f
+        };
+        assert_eq!(decide(with_credential()), Err(RefusalCode::TicketUsed));
+        let mut f = with_credential();
+        f.row.as_mut().unwrap().ticket_redeemed_at = None;
+        assert_eq!(decide(f), Err(RefusalCode::TicketExpired));
+        let with_ticket = || {
+            let mut f = with_credential();
+            let r = f.row.as_mut().unwrap();
+            r.ticket_redeemed_at = None;
+            r.ticket_expires_at = Some(NOW + 1);
+            f
+        };
+        assert_eq!(decide(with_ticket()), Err(RefusalCode::WrongJob));
+        let with_job_id = || {
+            let mut f = with_ticket();
+            f.row.as_mut().unwrap().slurm_job_id = Some(42);
+            f
+        };
+        assert_eq!(decide(with_job_id()), Err(RefusalCode::JobNotRunning));
+        let mut f = with_job_id();
+        f.job = None;
+        assert_eq!(decide(f), Err(RefusalCode::JobNotRunning));
+        let with_running = || {
+            let mut f = with_job_id();
+            f.job = Some(job("RUNNING"));
+            f
+        };
+        assert_eq!(decide(with_running()), Err(RefusalCode::WrongHost));
+        let with_host = || {
+            let mut f = with_running();
+            f.node_ips = vec!["10.9.9.9".parse().unwrap()];
+            f
+        };
+        // The row is being cancelled: not needed whatever the demand.
+        let mut f = with_host();
+        f.demand = RunnerDemand {
+            queued: 5,
+            others_ready: 0,
+        };
+        assert_eq!(decide(f), Err(RefusalCode::NotNeeded));
+        let mut f = with_host();
+        f.row.as_mut().unwrap().state = RunnerState::Submitted;
+        assert_eq!(decide(f), Err(RefusalCode::NotNeeded));
+        let mut f = with_host();
+        f.row.as_mut().unwrap().state = RunnerState::Submitted;
+        f.demand = RunnerDemand {
+            queued: 4,
+            others_ready: 3,
+        };
+        assert_eq!(decide(f), Ok(()));
+    }
+
+    #[test]
+    fn credential_checks() {
+        assert_eq!(
+            check_credential(&decoded(1000, GOOD_PAYLOAD))
+                .unwrap_err()
+                .code,
+            RefusalCode::NotRoot
+        );
+        let req = check_credential(&decoded(0, &format!("{GOOD_PAYLOAD}\n"))).unwrap();
+        assert_eq!((req.ticket.as_str(), req.job_id), ("T", 42));
+        assert!(!format!("{req:?}").contains("\"T\""));
+        for bad in [
+            "",
+            "null",
+            r#"{"ticket":"T"}"#,
+            r#"{"job_id":42}"#,
+            r#"{"ticket":1,"job_id":42}"#,
+            r#"{"ticket":"T","job_id":-1}"#,
+            r#"{"ticket":"T","job_id":4294967296}"#,
+            r#"{"ticket":"T","job_id":"42"}"#,
+            r#"["T",42]"#,
+        ] {
+            assert_eq!(
+                check_credential(&decoded(0, bad)).unwrap_err().code,
+                RefusalCode::BadPayload,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ticket_and_job_checks() {
+        let req = RedeemRequest {
+            ticket: "T".into(),
+            job_id: 42,
+        };
+        assert_eq!(check_ticket(Some(row("r")), &req, NOW).unwrap().name, "r");
+        let expired = RunnerRow {
+            ticket_expires_at: Some(NOW),
+            ..row("r")
+        };
+        assert_eq!(
+            check_ticket(Some(expired), &req, NOW).unwrap_err().code,
+            RefusalCode::TicketExpired
+        );
+        // sbatch answered but its job id is not recorded yet: the job's name decides.
+        let unrecorded = RunnerRow {
+            slurm_job_id: None,
+            state: RunnerState::Submitting,
+            ..row("r")
+        };
+        let unrecorded = check_ticket(Some(unrecorded), &req, NOW).unwrap();
+        assert_eq!(
+            check_job(&unrecorded, &req, Some(&job("RUNNING"))),
+            Ok("node7")
+        );
+        let other = JobPlacement {
+            name: "someone-else".into(),
+            ..job("RUNNING")
+        };
+        assert_eq!(
+            check_job(&unrecorded, &req, Some(&other)).unwrap_err().code,
+            RefusalCode::WrongJob
+        );
+        assert_eq!(
+            check_job(&row("r"), &req, Some(&job("CONFIGURING"))),
+            Ok("node7")
+        );
+        for state in [
+            "PENDING",
+            "COMPLETING",
+            "COMPLETED",
+            "CANCELLED",
+            "SUSPENDED",
+        ] {
+            assert_eq!(
+                check_job(&row("r"), &req, Some(&job(state)))
+                    .unwrap_err()
+                    .code,
+                RefusalCode::JobNotRunning,
+                "{state}"
+            );
+        }
+        let nowhere = JobPlacement {
+            node: None,
+            ..job("RUNNING")
+        };
+        assert_eq!(
+            check_job(&row("r"), &req, Some(&nowhere)).unwrap_err().code,
+            RefusalCode::WrongHost
+        );
+    }
+
+    #[test]
+    fn host_check_compares_addresses() {
+        let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert!(check_host(Some("127.0.0.1".parse().unwrap()), "n", &ips).is_ok());
+        assert!(check_host(Some("::ffff:127.0.0.1".parse().unwrap()), "n", &ips).is_ok());
+        let e = check_host(Some("10.0.0.1".parse().unwrap()), "n", &ips).unwrap_err();
+        assert_eq!(e.code, RefusalCode::WrongHost);
+        assert!(e.message.contains("10.0.0.1") && e.message.contains('n'));
+        assert_eq!(
+            check_host(None, "n", &ips).unwrap_err().code,
+            RefusalCode::WrongHost
+        );
+        assert_eq!(
+            check_host(Some("127.0.0.1".parse().unwrap()), "n", &[])
+                .unwrap_err()
+                .code,
+            RefusalCode::WrongHost
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! Demand: the one count of unmet work, used by both of its readers.
+//!
+//! The scale pass decides from it how many runners to add or cancel per pool and placement;
+//! a ticket redemption asks it whether the redeeming runner is still wanted. Both read the
+//! same [`demand`], so the two can never disagree about which jobs a runner may serve.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::decide::{PoolDemand, RunnerInfo, ScopeDemand};
+use super::placement::{placement_key, Mapping};
+use super::pools;
+use crate::config::Config;
+use crate::model::{JobRow, Placement, RunnerRow};
+use crate::telemetry::RefusedJob;
+
+/// Queued jobs and live runners, grouped by pool and placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demand {
+    /// Every configured pool, keyed by name.
+    pub pools: BTreeMap<String, PoolDemand>,
+    /// The placement behind each placement key that has queued jobs.
+    pub placements: HashMap<String, Placement>,
+    /// Queued jobs of ours that get no runner, and why.
+    pub refused: Vec<RefusedJob>,
+}
+
+/// Demand for a runner like one given (same pool and placement), as redemption checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunnerDemand {
+    /// Unassigned queued jobs.
+    pub queued: usize,
+    /// Other live runners that already hold a registration (redeemed ticket or inline) and
+    /// are spare (not busy, not being cancelled).
+    pub others_ready: usize,
+}
+
+/// Group unassigned queued jobs (by the pool their labels select and their placement) and
+/// live runners (by their pool and placement). Demand is grouped by placement (scope, user,
+/// account): a runner only serves jobs that would run as the same user.
+pub fn demand(config: &Config, queued: &[JobRow], live: &[RunnerRow], mapping: &Mapping) -> Demand {
+    let mut pools: BTreeMap<String, PoolDemand> = config
+        .pools
+        .iter()
+        .map(|p| {
+            let empty = PoolDemand {
+                max_runners: p.max_runners,
+                scopes: BTreeMap::new(),
+            };
+            (p.name.clone(), empty)
+        })
+        .collect();
+    let mut placements: HashMap<String, Placement> = HashMap::new();
+    let mut refused = Vec::new();
+    for job in queued.iter().filter(|j| j.runner_name.is_none()) {
+        let Some(pool) = pools::select(&config.pools, &job.labels) else {
+            continue;
+        };
+        let placement = match mapping.place(config, &job.repo) {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(refusal) => {
+                refused.push(RefusedJob {
+                    job_id: job.job_id,
+                    repo: job.repo.clone(),
+                    reason: refusal.reason().to_string(),
+                });
+                continue;
+            }
+        };
+        let key = placement.key();
+        placements.entry(key.clone()).or_insert(placement);
+        if let Some(d) = pools.get_mut(&pool.name) {
+            d.scopes
+                .entry(key)
+                .or_default()
+                .queued_jobs
+                .push(job.job_id);
+        }
+    }
+    for row in live {
+        if let Some(d) = pools.get_mut(&row.pool) {
+            d.scopes
+                .entry(placement_key(config, row))
+                .or_insert_with(ScopeDemand::default)
+                .runners
+                .push(RunnerInfo {
+                    name: row.name.clone(),
+                    phase: row.phase(),
+                    created_at: row.created_at,
+                    registered: row.has_registration(),
+                });
+        }
+    }
+    Demand {
+        pools,
+        placements,
+        refused,
+    }
+}
+
+impl Demand {
+    /// The demand `row` would serve, and the other runners already able to serve it.
+    pub fn for_runner(&self, config: &Config, row: &RunnerRow) -> RunnerDemand {
+        let key = placement_key(config, row);
+        let Some(group) = self.pools.get(&row.pool).and_then(|p| p.scopes.get(&key)) else {
+            return RunnerDemand {
+                queued: 0,
+                others_ready: 0,
+            };
+        };
+        RunnerDemand {
+            queued: group.queued_jobs.len(),
+            others_ready: group
+                .runners
+                .iter()
+                .filter(|r| r.name != row.name && r.registered && r.phase.is_spare())
+                .count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{JobStatus, RepoUser, RunnerState};
+
+    const NOW: i64 = 1_000_000;
+
+    fn row(name: &str) -> RunnerRow {
+        RunnerRow::running_ticket_example(name, NOW + 60)
+    }
+
+    fn config() -> Config {
+        Config::parse(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+webhook_secret_file = "/x"
+[github]
+token_file = "/x"
+targets = [{ org = "acme" }]
+[slurm]
+job_script = "/x"
+user = "svc"
+[[pools]]
+name = "cpu"
+labels = ["linux"]
+max_runners = 10
+[[pools]]
+name = "gpu"
+labels = ["gpu"]
+priority = 5
+max_runners = 10
+"#,
+        )
+        .unwrap()
+    }
+
+    fn queued(job_id: u64, repo: &str, labels: &[&str]) -> JobRow {
+        JobRow {
+            job_id,
+            run_id: 1,
+            repo: repo.into(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            status: JobStatus::Queued,
+            runner_name: None,
+            queued_ms: Some(0),
+        }
+    }
+
+    #[test]
+    fn demand_counts_the_same_pool_and_placement_only() {
+        let config = config();
+        let mapping = Mapping::new(vec![RepoUser {
+            repo_key: "acme/private".into(),
+            unix_user: "alice".into(),
+            account: None,
+        }]);
+        let me = row("me");
+        let jobs = vec![
+            queued(1, "acme/widgets", &["linux"]),
+            queued(2, "acme/widgets", &["linux"]),
+            queued(3, "acme/widgets", &["gpu"]),   // another pool
+            queued(4, "acme/private", &["linux"]), // another placement
+            JobRow {
+                runner_name: Some("x".into()),
+                ..queued(5, "acme/widgets", &["linux"])
+            },
+        ];
+        // Mapping a repository of the org registers its jobs' runners on the repository.
+        let widgets_scope = "repo:acme/widgets";
+        let me = RunnerRow {
+            scope: widgets_scope.into(),
+            ..me
+        };
+        let peer = |name: &str| RunnerRow {
+            scope: widgets_scope.into(),
+            ..row(name)
+        };
+        let live = vec![
+            me.clone(),
+            // Redeemed and starting: ready.
+            RunnerRow {
+                ticket_redeemed_at: Some(NOW),
+                ..peer("redeemed")
+            },
+            // Inline with a registration, idle: ready.
+            RunnerRow {
+                ticket_hash: None,
+                github_runner_id: Some(9),
+                online: true,
+                ever_online: true,
+                ..peer("inline")
+            },
+            // Not redeemed yet: no registration.
+            peer("waiting"),
+            // Busy: not spare.
+            RunnerRow {
+                ticket_redeemed_at: Some(NOW),
+                busy: true,
+                ..peer("busy")
+            },
+            // Another pool.
+            RunnerRow {
+                pool: "gpu".into(),
+                ticket_redeemed_at: Some(NOW),
+                ..peer("gpu")
+            },
+            // Another placement (the org scope).
+            RunnerRow {
+                ticket_redeemed_at: Some(NOW),
+                ..row("org-scope")
+            },
+            // Being cancelled.
+            RunnerRow {
+                ticket_redeemed_at: Some(NOW),
+                state: RunnerState::Cancelling,
+                ..peer("cancelling")
+            },
+        ];
+        assert_eq!(
+            demand(&config, &jobs, &live, &mapping).for_runner(&config, &me),
+            RunnerDemand {
+                queued: 2,
+                others_ready: 2
+            }
+        );
+    }
+}

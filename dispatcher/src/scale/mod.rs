@@ -1,0 +1,185 @@
+//! Scaling: how many runners each pool needs, per placement.
+//!
+//! [`demand`] counts unmet work once, for the scale pass and for ticket redemption alike;
+//! [`decide`] turns one pool's demand into runners to add or pending jobs to cancel (pure);
+//! [`pools`] matches labels to pools and [`placement`] says who a job's runner runs as. The
+//! [`Scaler`] stage reads the database, publishes what it saw, cancels surplus pending jobs
+//! and hands the runners to create to `submit`.
+
+pub mod decide;
+pub mod demand;
+pub mod placement;
+pub mod pools;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use crate::clients::slurm::Slurm;
+use crate::config::{Config, PoolConfig};
+use crate::model::{JobStatus, Placement, RunnerPhase, RunnerRow, RunnerState};
+use crate::store::{self, Db};
+use crate::telemetry::{RefusedJob, Telemetry};
+use decide::PoolDemand;
+use demand::{demand, Demand};
+use placement::Mapping;
+
+/// What a scale pass leaves to submission.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Runners to create: the pool, the placement and the queued job each is made for.
+    pub create: Vec<(PoolConfig, Placement, u64)>,
+    /// Some pool is at `max_runners` while jobs wait.
+    pub saturated: bool,
+}
+
+/// The scale stage of the control loop.
+#[derive(Clone)]
+pub struct Scaler {
+    config: Arc<Config>,
+    db: Db,
+    slurm: Slurm,
+    telemetry: Telemetry,
+    /// Jobs already counted in `jobs_refused_total`, so each is counted once.
+    refused_counted: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl Scaler {
+    pub fn new(config: Arc<Config>, db: Db, slurm: Slurm, telemetry: Telemetry) -> Scaler {
+        Scaler {
+            config,
+            db,
+            slurm,
+            telemetry,
+            refused_counted: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// Read demand, publish it, cancel surplus pending runners; `None` when the database
+    /// could not be read.
+    pub async fn pass(&self) -> Option<Plan> {
+        let snapshot = self
+            .db
+            .call(|c| {
+                Ok((
+                    store::jobs_with_status(c, JobStatus::Queued)?,
+                    store::live_runners(c)?,
+                    store::repo_users(c)?,
+                ))
+            })
+            .await;
+        let (queued, runners, mapping) = match snapshot {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read state for scaling");
+                return None;
+            }
+        };
+        let Demand {
+            pools,
+            placements,
+            refused,
+        } = demand(&self.config, &queued, &runners, &Mapping::new(mapping));
+        self.publish_refused(refused);
+        self.publish_gauges(&pools);
+
+        let mut plan = Plan::default();
+        for pool in &self.config.pools {
+            let Some(d) = pools.get(&pool.name) else {
+                continue;
+            };
+            let decision = decide::decide(d);
+            for name in decision.cancel {
+                self.cancel_surplus(&runners, &name).await;
+            }
+            if decision.blocked_by_max > 0 {
+                plan.saturated = true;
+                tracing::debug!(pool = %pool.name, waiting = decision.blocked_by_max, "pool at max_runners");
+            }
+            for (key, job) in decision.create {
+                if let Some(placement) = placements.get(&key) {
+                    plan.create.push((pool.clone(), placement.clone(), job));
+                }
+            }
+        }
+        Some(plan)
+    }
+
+    /// Refused jobs go to `/status` (all currently refused) and the metric (each job once).
+    fn publish_refused(&self, refused: Vec<RefusedJob>) {
+        {
+            let mut counted = self
+                .refused_counted
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for job in &refused {
+                if counted.insert(job.job_id) {
+                    self.telemetry.metrics.jobs_refused(&job.reason);
+                    tracing::warn!(job = job.job_id, repo = %job.repo, reason = %job.reason, "job refused: no runner will be created");
+                }
+            }
+            let current: HashSet<u64> = refused.iter().map(|j| j.job_id).collect();
+            counted.retain(|id| current.contains(id));
+        }
+        self.telemetry.shared().refused_jobs = refused;
+    }
+
+    fn publish_gauges(&self, demand: &BTreeMap<String, PoolDemand>) {
+        let metrics = &self.telemetry.metrics;
+        for (pool, d) in demand {
+            let queued: usize = d.scopes.values().map(|s| s.queued_jobs.len()).sum();
+            metrics.set_queued(pool, queued as i64);
+            for phase in RunnerPhase::ALL {
+                let n = d
+                    .scopes
+                    .values()
+                    .flat_map(|s| &s.runners)
+                    .filter(|r| r.phase == phase)
+                    .count();
+                metrics.set_runners(pool, phase, n as i64);
+            }
+        }
+    }
+
+    /// Runner gauges from the database as it is now. The next pass publishes exact numbers;
+    /// this only avoids stale gauges between passes.
+    pub async fn refresh_runner_gauges(&self) {
+        let Ok(rows) = self.db.call(|c| store::live_runners(c)).await else {
+            return;
+        };
+        let mut counts: BTreeMap<(String, RunnerPhase), i64> = BTreeMap::new();
+        for row in &rows {
+            *counts.entry((row.pool.clone(), row.phase())).or_default() += 1;
+        }
+        for pool in &self.config.pools {
+            for phase in RunnerPhase::ALL {
+                let n = counts
+                    .get(&(pool.name.clone(), phase))
+                    .copied()
+                    .unwrap_or(0);
+                self.telemetry.metrics.set_runners(&pool.name, phase, n);
+            }
+        }
+    }
+
+    async fn cancel_surplus(&self, runners: &[RunnerRow], name: &str) {
+        let Some(row) = runners.iter().find(|r| r.name == name) else {
+            return;
+        };
+        let Some(job_id) = row.slurm_job_id else {
+            return;
+        };
+        // Intent first, then the Slurm call, which only cancels a still-pending job.
+        self.db
+            .set_runner_state_logged(name, RunnerState::Cancelling, None)
+            .await;
+        match self.slurm.cancel_if_pending(job_id).await {
+            Ok(()) => {
+                self.telemetry.metrics.runners_cancelled.inc();
+                tracing::info!(runner = %name, slurm_job = job_id, "cancelled surplus pending runner");
+            }
+            Err(e) => {
+                tracing::warn!(runner = %name, error = %e, "scancel of surplus runner failed")
+            }
+        }
+    }
+}
