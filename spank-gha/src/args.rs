@@ -1,5 +1,5 @@
 //! The job options users pass to `sbatch`/`srun` (`--gha-runner`, `--gha-image`,
-//! `--gha-docker`): the option table ([`Opt`], registered with Slurm by [`crate::spank`]), the
+//! `--gha-docker`): the option table ([`Opt`], registered with Slurm by `spank.rs`), the
 //! values Slurm's option callback saw in this process, the checks on those values, and the
 //! variables through which Slurm carries them to the job. Errors describe what is wrong without
 //! ever repeating the value: a runner's JIT config is a credential.

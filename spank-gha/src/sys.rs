@@ -1,4 +1,4 @@
-//! Every raw libc call the plugin makes outside the SPANK handle ([`crate::spank`]), each behind
+//! Every raw libc call the plugin makes outside the SPANK handle (`spank.rs`), each behind
 //! a safe function: process groups and privilege drop between fork and exec, signals, pidfds and
 //! `poll`, non-blocking pipes, the owner of a user namespace, and the `*at` calls that create the
 //! work dir without following links. Nothing here keeps state. The rest of the crate is
