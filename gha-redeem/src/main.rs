@@ -21,6 +21,8 @@
 //! Modules: [`cli`] (arguments), [`tool`] (the bounded child runner for munge/unmunge),
 //! [`dispatcher`] (the HTTP request), [`answer`] (messages, refusals, the decoded config).
 
+#![forbid(unsafe_code)]
+
 mod answer;
 mod cli;
 mod dispatcher;

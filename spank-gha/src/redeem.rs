@@ -144,6 +144,15 @@ mod tests {
         let err = judge(&output(3, "", "")).unwrap_err();
         assert!(err.contains("without saying why"), "{err}");
         assert!(err.contains('3'), "{err}");
+        // A status outside the contract, or a signal, is a failure too.
+        let err = judge(&output(1, JIT, "bad\n")).unwrap_err();
+        assert_eq!(err, "bad");
+        let killed = HelperOutput {
+            status: ExitStatus::from_raw(9),
+            stdout: JIT.into(),
+            stderr: Vec::new(),
+        };
+        assert!(judge(&killed).unwrap_err().contains("without saying why"));
     }
 
     #[test]
