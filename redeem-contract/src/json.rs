@@ -57,6 +57,11 @@ impl RefusalBody {
         }
     }
 
+    /// Parses a refusal answer: a JSON object with a string `error` (and maybe a `message`).
+    pub fn parse(body: &[u8]) -> Option<RefusalBody> {
+        serde_json::from_slice(body).ok()
+    }
+
     /// The body's code, if it names one of the contract's.
     pub fn code(&self) -> Option<RefusalCode> {
         RefusalCode::parse(&self.error)
@@ -107,5 +112,14 @@ mod tests {
         let back: RefusalBody = serde_json::from_str(r#"{"error":"wrong_job"}"#).unwrap();
         assert_eq!(back.code(), Some(RefusalCode::WrongJob));
         assert_eq!(back.message, "");
+        assert_eq!(RefusalBody::parse(text.as_bytes()), Some(body));
+        for bad in [
+            &b"<html>"[..],
+            b"",
+            br#"{"message":"m"}"#,
+            br#"{"error":1}"#,
+        ] {
+            assert_eq!(RefusalBody::parse(bad), None);
+        }
     }
 }

@@ -31,6 +31,23 @@ pub const ISSUED_TICKET_LEN: usize = 43;
 /// The characters a ticket may hold, as shown in error messages.
 pub const TICKET_CHARSET: &str = "A-Z a-z 0-9 . _ ~ + / = : -";
 
+/// The environment variable through which the plugin hands the ticket to `gha-redeem` (never
+/// argv: `/proc/PID/cmdline` is world-readable).
+pub const TICKET_ENV: &str = "GHA_TICKET";
+
+/// `gha-redeem`'s command line, as the plugin writes it and the helper reads it:
+/// `gha-redeem --url <dispatcher_url> --job-id <id> --munge-socket <path> --timeout <secs>`.
+pub mod helper_flag {
+    /// The dispatcher's base URL (the plugin's `dispatcher_url`).
+    pub const URL: &str = "--url";
+    /// The Slurm job the ticket was issued for.
+    pub const JOB_ID: &str = "--job-id";
+    /// The local munged's socket.
+    pub const MUNGE_SOCKET: &str = "--munge-socket";
+    /// The helper's own bound, in whole seconds.
+    pub const TIMEOUT: &str = "--timeout";
+}
+
 /// Largest redemption request body (a MUNGE credential around a ~100-byte payload is ~300
 /// characters).
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;

@@ -3,115 +3,178 @@
 //! working inside its work dir, and everything in the user namespaces those processes created,
 //! which is where a rootless dockerd's containers live), then remove the work dir.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// One process found in `/proc`.
+use crate::sys;
+
+/// One process found in `/proc`: what is cheap to read for every process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: i32,
+    pub uid: u32,
+    /// The inode of its user namespace (`/proc/PID/ns/user`), if readable.
+    pub user_ns: Option<u64>,
+}
+
+/// What [`verdict`] may ask about a process beyond [`Proc`]; read from `/proc` only for the
+/// processes that pass the cheap checks.
+pub trait Inspect {
+    /// Its environment (`/proc/PID/environ`: NUL-separated `NAME=value` entries).
+    fn environ(&self, pid: i32) -> Option<Vec<u8>>;
+    /// Its working directory.
+    fn cwd(&self, pid: i32) -> Option<PathBuf>;
+    /// The uid that created the user namespace it lives in.
+    fn user_ns_owner(&self, pid: i32) -> Option<u32>;
+}
+
+/// The job whose leftovers the epilog kills, and the epilog itself.
 #[derive(Debug, Clone)]
-struct Proc {
-    pid: i32,
-    uid: u32,
-    user_ns: Option<u64>,
+pub struct Target<'a> {
+    pub job_id: u32,
+    /// The job's user.
+    pub uid: u32,
+    /// The job's work dir.
+    pub workdir: &'a Path,
+    /// The epilog's own pid (never killed).
+    pub own_pid: i32,
+    /// The epilog's (root's, the host's) user namespace; when it cannot be read, no namespace
+    /// is swept.
+    pub own_ns: Option<u64>,
 }
 
-fn list_processes() -> Vec<Proc> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+/// What the epilog does with one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Spare,
+    Kill,
+    /// Kill it, and everything in its user namespace (id given), which the job's user created:
+    /// a rootless dockerd's, whose containers run as subordinate ids.
+    KillWithNamespace(u64),
+}
+
+/// The one rule for what the epilog kills. Never this process or pid 1. Everything inside a
+/// user namespace already being swept (`swept`). Otherwise only a process of the job's user
+/// (never root) that carries `SLURM_JOB_ID=<job>` in its environment or works inside the job's
+/// work dir; its user namespace is swept too if it differs from the epilog's own and the job's
+/// user created it. The host's namespace is never swept, even where its identity cannot be
+/// read from pid 1 (a VM's init): it is this root process's own.
+pub fn verdict(p: &Proc, target: &Target, swept: &HashSet<u64>, inspect: &impl Inspect) -> Verdict {
+    if p.pid == target.own_pid || p.pid == 1 {
+        return Verdict::Spare;
+    }
+    if p.user_ns.is_some_and(|ns| swept.contains(&ns)) {
+        return Verdict::Kill;
+    }
+    if target.uid == 0 || p.uid != target.uid {
+        return Verdict::Spare;
+    }
+    let marker = format!("SLURM_JOB_ID={}", target.job_id).into_bytes();
+    let marked = inspect
+        .environ(p.pid)
+        .is_some_and(|env| env.split(|b| *b == 0).any(|var| var == marker));
+    let inside = || {
+        inspect
+            .cwd(p.pid)
+            .is_some_and(|cwd| cwd.starts_with(target.workdir))
     };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let meta = std::fs::metadata(entry.path()).ok()?;
-            let user_ns = std::fs::metadata(entry.path().join("ns/user"))
-                .ok()
-                .map(|m| m.ino());
-            Some(Proc {
-                pid,
-                uid: meta.uid(),
-                user_ns,
-            })
-        })
-        .collect()
-}
-
-/// Does process `pid` belong to job `job_id`: its environment names the job, or it works
-/// inside the job's work dir?
-fn belongs_to_job(pid: i32, job_marker: &[u8], workdir: &Path) -> bool {
-    let proc_dir = Path::new("/proc").join(pid.to_string());
-    if let Ok(environ) = std::fs::read(proc_dir.join("environ")) {
-        if environ.split(|b| *b == 0).any(|var| var == job_marker) {
-            return true;
+    if !marked && !inside() {
+        return Verdict::Spare;
+    }
+    match (p.user_ns, target.own_ns) {
+        (Some(ns), Some(own)) if ns != own && inspect.user_ns_owner(p.pid) == Some(target.uid) => {
+            Verdict::KillWithNamespace(ns)
         }
+        _ => Verdict::Kill,
     }
-    std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd.starts_with(workdir))
 }
 
-/// `ioctl(NS_GET_OWNER_UID)` (linux/nsfs.h: `_IO(0xb7, 0x4)`).
-const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
-
-/// The uid that created the user namespace `pid` lives in, if it can be read.
-fn user_ns_owner(pid: i32) -> Option<u32> {
-    let path = std::ffi::CString::new(format!("/proc/{pid}/ns/user")).ok()?;
-    // SAFETY: NUL-terminated path; the fd is closed below.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    let mut owner: libc::uid_t = 0;
-    // SAFETY: NS_GET_OWNER_UID writes one uid_t.
-    let rc = unsafe { libc::ioctl(fd, NS_GET_OWNER_UID as _, &mut owner) };
-    // SAFETY: our own fd.
-    unsafe { libc::close(fd) };
-    (rc == 0).then_some(owner)
-}
-
-/// The processes of job `job_id` (user `uid`) that are still alive, as pids.
-///
-/// A user namespace is swept only if it differs from this (root) process's own namespace and
-/// was created by the job's user: that is a rootless dockerd's, and never the host's (whose
-/// identity cannot always be read from pid 1, e.g. under a VM's init).
-pub fn job_processes(job_id: u32, uid: u32, workdir: &Path) -> Vec<i32> {
-    let marker = format!("SLURM_JOB_ID={job_id}").into_bytes();
-    let own_pid = std::process::id() as i32;
-    let all = list_processes();
-    let Some(own_ns) = std::fs::metadata("/proc/self/ns/user")
-        .ok()
-        .map(|m| m.ino())
-    else {
-        return all
-            .iter()
-            .filter(|p| p.uid == uid && uid != 0 && p.pid != own_pid && p.pid != 1)
-            .filter(|p| belongs_to_job(p.pid, &marker, workdir))
-            .map(|p| p.pid)
-            .collect();
-    };
-    let mut pids: HashSet<i32> = HashSet::new();
-    let mut namespaces: HashSet<u64> = HashSet::new();
-    for p in all
-        .iter()
-        .filter(|p| p.uid == uid && p.uid != 0 && p.pid != own_pid && p.pid != 1)
-    {
-        if belongs_to_job(p.pid, &marker, workdir) {
-            pids.insert(p.pid);
-            if let Some(ns) = p.user_ns.filter(|ns| *ns != own_ns) {
-                if user_ns_owner(p.pid) == Some(uid) {
-                    namespaces.insert(ns);
-                }
+/// The pids among `all` that [`verdict`] kills, sorted. A namespace found to be swept after
+/// some of its members were passed over is swept in a second pass.
+pub fn select(all: &[Proc], target: &Target, inspect: &impl Inspect) -> Vec<i32> {
+    let mut swept = HashSet::new();
+    let mut pids = BTreeSet::new();
+    for p in all {
+        match verdict(p, target, &swept, inspect) {
+            Verdict::Spare => {}
+            Verdict::Kill => {
+                pids.insert(p.pid);
+            }
+            Verdict::KillWithNamespace(ns) => {
+                pids.insert(p.pid);
+                swept.insert(ns);
             }
         }
     }
-    // Containers of a rootless dockerd run as subordinate ids inside its user namespace.
-    for p in &all {
-        if p.pid != own_pid && p.pid != 1 && p.user_ns.is_some_and(|ns| namespaces.contains(&ns)) {
-            pids.insert(p.pid);
+    if !swept.is_empty() {
+        for p in all {
+            if !pids.contains(&p.pid) && verdict(p, target, &swept, inspect) != Verdict::Spare {
+                pids.insert(p.pid);
+            }
         }
     }
-    let mut pids: Vec<i32> = pids.into_iter().collect();
-    pids.sort_unstable();
-    pids
+    pids.into_iter().collect()
+}
+
+/// The live system, through `/proc`.
+struct ProcFs;
+
+impl ProcFs {
+    fn dir(pid: i32) -> PathBuf {
+        Path::new("/proc").join(pid.to_string())
+    }
+
+    fn list() -> Vec<Proc> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                let meta = std::fs::metadata(entry.path()).ok()?;
+                let user_ns = std::fs::metadata(entry.path().join("ns/user"))
+                    .ok()
+                    .map(|m| m.ino());
+                Some(Proc {
+                    pid,
+                    uid: meta.uid(),
+                    user_ns,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Inspect for ProcFs {
+    fn environ(&self, pid: i32) -> Option<Vec<u8>> {
+        std::fs::read(ProcFs::dir(pid).join("environ")).ok()
+    }
+
+    fn cwd(&self, pid: i32) -> Option<PathBuf> {
+        std::fs::read_link(ProcFs::dir(pid).join("cwd")).ok()
+    }
+
+    fn user_ns_owner(&self, pid: i32) -> Option<u32> {
+        let ns = std::fs::File::open(ProcFs::dir(pid).join("ns/user")).ok()?;
+        sys::user_ns_owner(&ns).ok()
+    }
+}
+
+/// The processes of job `job_id` (user `uid`) that are still alive, as pids.
+pub fn job_processes(job_id: u32, uid: u32, workdir: &Path) -> Vec<i32> {
+    let target = Target {
+        job_id,
+        uid,
+        workdir,
+        own_pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+        own_ns: std::fs::metadata("/proc/self/ns/user")
+            .ok()
+            .map(|m| m.ino()),
+    };
+    select(&ProcFs::list(), &target, &ProcFs)
 }
 
 /// What the teardown found and did.
@@ -141,8 +204,10 @@ pub fn kill_job_processes(job_id: u32, uid: u32, workdir: &Path, limit: Duration
             };
         }
         for pid in &pids {
-            // SAFETY: sending a signal; a pid that vanished meanwhile just gives ESRCH.
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
+            // A pid that vanished meanwhile just gives ESRCH.
+            if let Ok(pid) = u32::try_from(*pid) {
+                let _ = sys::sigkill(pid);
+            }
             killed.insert(*pid);
         }
         // A killed process stays in /proc until its parent reaps it; give that a moment.
@@ -158,13 +223,137 @@ mod tests {
 
     const NOBODY: u32 = 65534;
 
+    const USER: u32 = 1000;
+    const HOST_NS: u64 = 4_026_531_837;
+    const DOCKER_NS: u64 = 4_026_532_900;
+
+    /// A made-up process table: per pid, its environment, working dir and namespace owner.
+    #[derive(Default)]
+    struct Fake(std::collections::HashMap<i32, (&'static str, &'static str, Option<u32>)>);
+
+    impl Fake {
+        fn with(mut self, pid: i32, env: &'static str, cwd: &'static str, owner: u32) -> Fake {
+            self.0.insert(pid, (env, cwd, Some(owner)));
+            self
+        }
+    }
+
+    impl Inspect for Fake {
+        fn environ(&self, pid: i32) -> Option<Vec<u8>> {
+            Some(self.0.get(&pid)?.0.replace(' ', "\0").into_bytes())
+        }
+        fn cwd(&self, pid: i32) -> Option<PathBuf> {
+            Some(PathBuf::from(self.0.get(&pid)?.1))
+        }
+        fn user_ns_owner(&self, pid: i32) -> Option<u32> {
+            self.0.get(&pid)?.2
+        }
+    }
+
+    fn target(own_ns: Option<u64>) -> Target<'static> {
+        Target {
+            job_id: 12,
+            uid: USER,
+            workdir: Path::new("/tmp/gha-12"),
+            own_pid: 99,
+            own_ns,
+        }
+    }
+
+    fn proc(pid: i32, uid: u32, ns: u64) -> Proc {
+        Proc {
+            pid,
+            uid,
+            user_ns: Some(ns),
+        }
+    }
+
+    #[test]
+    fn the_filter_kills_the_jobs_user_processes_marked_or_inside_the_work_dir() {
+        let fake = Fake::default()
+            .with(10, "HOME=/h SLURM_JOB_ID=12", "/home/u", 0)
+            .with(11, "SLURM_JOB_ID=120 SLURM_JOB_ID_X=12", "/home/u", 0)
+            .with(12, "", "/tmp/gha-12/work", 0)
+            .with(13, "", "/tmp/gha-120", 0)
+            .with(14, "SLURM_JOB_ID=12", "/tmp/gha-12", 0);
+        let none = HashSet::new();
+        let t = target(Some(HOST_NS));
+        let v = |p: Proc| verdict(&p, &t, &none, &fake);
+        assert_eq!(v(proc(10, USER, HOST_NS)), Verdict::Kill, "marked");
+        assert_eq!(v(proc(11, USER, HOST_NS)), Verdict::Spare, "another job");
+        assert_eq!(v(proc(12, USER, HOST_NS)), Verdict::Kill, "in the work dir");
+        assert_eq!(
+            v(proc(13, USER, HOST_NS)),
+            Verdict::Spare,
+            "a look-alike dir"
+        );
+        assert_eq!(v(proc(14, 1001, HOST_NS)), Verdict::Spare, "another user");
+        assert_eq!(v(proc(14, 0, HOST_NS)), Verdict::Spare, "root");
+        assert_eq!(v(proc(99, USER, HOST_NS)), Verdict::Spare, "the epilog");
+        assert_eq!(v(proc(1, USER, HOST_NS)), Verdict::Spare, "init");
+        let root_job = Target {
+            uid: 0,
+            ..t.clone()
+        };
+        assert_eq!(
+            verdict(&proc(10, 0, HOST_NS), &root_job, &none, &fake),
+            Verdict::Spare,
+            "root is never swept"
+        );
+    }
+
+    #[test]
+    fn the_filter_sweeps_only_namespaces_the_jobs_user_made() {
+        let fake = Fake::default()
+            .with(20, "SLURM_JOB_ID=12", "/", USER)
+            .with(21, "SLURM_JOB_ID=12", "/", 1001)
+            .with(22, "", "/", USER);
+        let none = HashSet::new();
+        let t = target(Some(HOST_NS));
+        assert_eq!(
+            verdict(&proc(20, USER, DOCKER_NS), &t, &none, &fake),
+            Verdict::KillWithNamespace(DOCKER_NS)
+        );
+        assert_eq!(
+            verdict(&proc(21, USER, DOCKER_NS), &t, &none, &fake),
+            Verdict::Kill,
+            "a namespace someone else made"
+        );
+        assert_eq!(
+            verdict(&proc(20, USER, HOST_NS), &t, &none, &fake),
+            Verdict::Kill,
+            "the host's namespace"
+        );
+        assert_eq!(
+            verdict(&proc(20, USER, DOCKER_NS), &target(None), &none, &fake),
+            Verdict::Kill,
+            "no sweeping without knowing the host's namespace"
+        );
+        // A container process: a subordinate uid, no marker, inside the swept namespace.
+        let container = proc(22, 100_000, DOCKER_NS);
+        assert_eq!(verdict(&container, &t, &none, &fake), Verdict::Spare);
+        let swept = HashSet::from([DOCKER_NS]);
+        assert_eq!(verdict(&container, &t, &swept, &fake), Verdict::Kill);
+        assert_eq!(
+            verdict(&proc(1, 100_000, DOCKER_NS), &t, &swept, &fake),
+            Verdict::Spare
+        );
+        // Listed before its dockerd, the container is still found.
+        let all = [
+            container,
+            proc(20, USER, DOCKER_NS),
+            proc(30, USER, HOST_NS),
+        ];
+        assert_eq!(select(&all, &t, &fake), [20, 22]);
+    }
+
     /// Only meaningful as root (the epilog's identity): the marked process of another user is
     /// found and killed, and nothing else is selected (in particular nothing in the host's user
     /// namespace, which once swept the whole machine when pid 1's namespace was unreadable).
     #[test]
     fn selects_and_kills_exactly_the_jobs_processes() {
         assert_eq!(
-            unsafe { libc::geteuid() },
+            sys::geteuid(),
             0,
             "run the plugin's unit tests as root (the epilog's identity)"
         );

@@ -151,7 +151,7 @@ impl Config {
             "runner_root" => self.runner_root = absolute_path(value).map_err(bad)?,
             "image_root" => self.image_root = Some(absolute_path(value).map_err(bad)?),
             "default_image" => {
-                crate::options::validate_image_name(value).map_err(|e| ConfigError::BadValue {
+                crate::args::validate_image_name(value).map_err(|e| ConfigError::BadValue {
                     key,
                     reason: e.to_string(),
                 })?;

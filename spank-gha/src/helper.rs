@@ -4,11 +4,13 @@
 //! hard time limit passes. The plugin itself never blocks without a bound and never starts
 //! threads.
 
+use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::sys;
 
 /// The identity a helper runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,45 +70,24 @@ pub fn run_bounded(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(RunAs { uid, gid }) = run_as {
-                let groups = [gid];
-                if libc::setgroups(1, groups.as_ptr()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // Regaining root must be impossible once the ids are dropped.
-                if uid != 0 && libc::setuid(0) == 0 {
-                    return Err(std::io::Error::from_raw_os_error(libc::EPERM));
-                }
-            }
-            Ok(())
-        });
-    }
+    sys::own_group_and_identity(command, run_as.map(|r| (r.uid, r.gid)));
     let mut child = command.spawn().map_err(|source| HelperError::Spawn {
         program: program.clone(),
         source,
     })?;
-    let pid = child.id() as libc::pid_t;
+    let pid = child.id();
     let deadline = Instant::now() + limit;
     let mut stdout = Capture::new(child.stdout.take().map(OwnedFd::from), MAX_STDOUT);
     let mut stderr = Capture::new(child.stderr.take().map(OwnedFd::from), MAX_STDERR);
-    let exited = pidfd_open(pid)
+    let exited = sys::pidfd_open(pid)
         .and_then(|pidfd| collect_until_exit(&pidfd, &mut stdout, &mut stderr, deadline))
         .map_err(|source| HelperError::Wait {
             program: program.clone(),
             source,
         })?;
     if !exited {
-        // SAFETY: signalling the helper's own process group (it called setpgid(0, 0)).
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        // The helper leads its own process group (it called setpgid(0, 0)).
+        let _ = sys::sigkill_group(pid);
         // Reap it if it dies promptly; a process in D state is left behind, not waited on.
         if let Ok(true) = wait_until(pid, Instant::now() + Duration::from_millis(200)) {
             let _ = child.wait();
@@ -129,34 +110,23 @@ pub fn run_bounded(
 
 /// One of the child's output pipes (non-blocking) and what was read from it.
 struct Capture {
-    pipe: Option<std::fs::File>,
+    pipe: Option<File>,
     data: Vec<u8>,
     cap: usize,
 }
 
 impl Capture {
     fn new(fd: Option<OwnedFd>, cap: usize) -> Capture {
-        let pipe = fd.and_then(|fd| {
-            // SAFETY: fcntl on an fd we own.
-            let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-            // SAFETY: as above.
-            let ok = flags >= 0
-                && unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }
-                    == 0;
-            // A pipe that stays blocking could stall the wait loop: drop it (the child then
-            // gets EPIPE on that stream) rather than risk an unbounded read.
-            ok.then(|| std::fs::File::from(fd))
-        });
+        // A pipe that stays blocking could stall the wait loop: drop it (the child then gets
+        // EPIPE on that stream) rather than risk an unbounded read.
+        let pipe = fd
+            .filter(|fd| sys::set_nonblocking(fd.as_fd()).is_ok())
+            .map(File::from);
         Capture {
             pipe,
             data: Vec::new(),
             cap,
         }
-    }
-
-    fn raw_fd(&self) -> i32 {
-        // poll ignores negative fds: a closed pipe drops out of the set.
-        self.pipe.as_ref().map_or(-1, |p| p.as_raw_fd())
     }
 
     /// Reads whatever is available now; closes the pipe at EOF or on an error.
@@ -181,16 +151,6 @@ impl Capture {
     }
 }
 
-fn pidfd_open(pid: libc::pid_t) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open on our own child; the fd is owned below.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd returned by the kernel, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
-}
-
 /// Reads both pipes until the child (`pidfd`) exits or `deadline` passes, without reaping the
 /// child. Returns whether it exited.
 fn collect_until_exit(
@@ -201,31 +161,23 @@ fn collect_until_exit(
 ) -> std::io::Result<bool> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut fds =
-            [pidfd.as_raw_fd(), stdout.raw_fd(), stderr.raw_fd()].map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
-        // SAFETY: three valid pollfds (negative fds are ignored by poll).
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, millis) };
-        if rc < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err);
-            }
+        // A closed pipe drops out of the set.
+        let [exited, out, err] = sys::poll_readable(
+            [
+                Some(pidfd.as_fd()),
+                stdout.pipe.as_ref().map(File::as_fd),
+                stderr.pipe.as_ref().map(File::as_fd),
+            ],
+            left,
+        )?;
+        if out {
+            stdout.drain();
         }
-        if rc > 0 {
-            if fds[1].revents != 0 {
-                stdout.drain();
-            }
-            if fds[2].revents != 0 {
-                stderr.drain();
-            }
-            if fds[0].revents != 0 {
-                return Ok(true);
-            }
+        if err {
+            stderr.drain();
+        }
+        if exited {
+            return Ok(true);
         }
         if Instant::now() >= deadline {
             return Ok(false);
@@ -235,26 +187,12 @@ fn collect_until_exit(
 
 /// Waits until process `pid` (our child) has exited, without reaping it, or `deadline` passes.
 /// Returns whether it exited.
-fn wait_until(pid: libc::pid_t, deadline: Instant) -> std::io::Result<bool> {
-    let pidfd = pidfd_open(pid)?;
+fn wait_until(pid: u32, deadline: Instant) -> std::io::Result<bool> {
+    let pidfd = sys::pidfd_open(pid)?;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut poll = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut poll, 1, millis) };
-        if rc > 0 {
+        if sys::poll_readable([Some(pidfd.as_fd())], left)? == [true] {
             return Ok(true);
-        }
-        if rc < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err);
-            }
         }
         if Instant::now() >= deadline {
             return Ok(false);

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::args::{validate_image_name, ImageNameError};
 use crate::helper::{run_bounded, HelperError, RunAs};
-use crate::options::{validate_image_name, ImageNameError};
 
 /// Why an image cannot be used. Every message names the image.
 #[derive(Debug, thiserror::Error)]

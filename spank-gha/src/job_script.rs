@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::args::Opt;
 use crate::config::Config;
-use crate::plugin::OptionRegistry;
 use crate::spank::{log_error, log_info, Spank};
 use crate::workdir::{self, JobDir};
 
@@ -18,7 +18,7 @@ fn id_from(spank_value: Result<u32, crate::spank::SpankCode>, env_name: &str) ->
         .or_else(|| std::env::var(env_name).ok()?.parse().ok())
 }
 
-pub fn epilog(spank: Spank, config: &Config, registry: &mut OptionRegistry) -> Result<(), String> {
+pub fn epilog(spank: Spank, config: &Config) -> Result<(), String> {
     let started = std::time::Instant::now();
     let Some(job_id) = id_from(spank.job_id(), "SLURM_JOB_ID") else {
         return Err("epilog: cannot tell which job ended".into());
@@ -27,7 +27,7 @@ pub fn epilog(spank: Spank, config: &Config, registry: &mut OptionRegistry) -> R
         return Err(format!("epilog: cannot tell the user of job {job_id}"));
     };
     let dir = JobDir::path_for(&config.workdir_base, job_id);
-    let was_runner_job = spank.option_value(registry.runner()).is_some();
+    let was_runner_job = spank.option_value(Opt::Runner).is_some();
     let has_dir = std::fs::symlink_metadata(&dir).is_ok();
     if !was_runner_job && !has_dir {
         return Ok(());

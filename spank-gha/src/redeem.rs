@@ -7,9 +7,11 @@
 use std::process::Command;
 use std::time::Duration;
 
+use redeem_contract::{helper_flag, HelperExit, TICKET_ENV};
+
+use crate::args::{self, RunnerValueKind};
 use crate::config::Config;
 use crate::helper::{run_bounded, HelperOutput};
-use crate::options::{self, RunnerValueKind};
 
 /// Longest helper message shown to the user.
 pub const MAX_MESSAGE: usize = 300;
@@ -25,13 +27,13 @@ pub fn helper_timeout(limit: Duration) -> u64 {
 /// world-readable.
 pub fn helper_args(url: &str, job_id: u32, config: &Config) -> Vec<String> {
     vec![
-        "--url".into(),
+        helper_flag::URL.into(),
         url.into(),
-        "--job-id".into(),
+        helper_flag::JOB_ID.into(),
         job_id.to_string(),
-        "--munge-socket".into(),
+        helper_flag::MUNGE_SOCKET.into(),
         config.munge_socket.to_string_lossy().into_owned(),
-        "--timeout".into(),
+        helper_flag::TIMEOUT.into(),
         helper_timeout(config.redeem_timeout).to_string(),
     ]
 }
@@ -49,7 +51,7 @@ pub fn redeem(config: &Config, ticket: &str, job_id: u32) -> Result<String, Stri
     let output = run_bounded(
         Command::new(&config.redeem_helper).args(helper_args(url, job_id, config)),
         &[
-            ("GHA_TICKET", ticket),
+            (TICKET_ENV, ticket),
             ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         ],
         None,
@@ -59,9 +61,12 @@ pub fn redeem(config: &Config, ticket: &str, job_id: u32) -> Result<String, Stri
     judge(&output)
 }
 
-/// The config in a helper's answer, or why there is none.
+/// The config in a helper's answer, or why there is none: anything but
+/// [`HelperExit::Redeemed`] (a refusal, a failure, a status outside the contract, a signal) is
+/// explained by the first line of its stderr.
 pub fn judge(output: &HelperOutput) -> Result<String, String> {
-    if !output.status.success() {
+    let exit = output.status.code().and_then(HelperExit::from_code);
+    if exit != Some(HelperExit::Redeemed) {
         return Err(first_line(&output.stderr).unwrap_or_else(|| {
             format!(
                 "cannot redeem the runner ticket: the redeem helper failed ({}) without saying why",
@@ -72,7 +77,7 @@ pub fn judge(output: &HelperOutput) -> Result<String, String> {
     let config = std::str::from_utf8(&output.stdout)
         .ok()
         .map(str::trim)
-        .filter(|c| options::validate_runner_value(c) == Ok(RunnerValueKind::JitConfig));
+        .filter(|c| args::validate_runner_value(c) == Ok(RunnerValueKind::JitConfig));
     match config {
         Some(config) => Ok(config.to_owned()),
         None => Err(
@@ -139,6 +144,15 @@ mod tests {
         let err = judge(&output(3, "", "")).unwrap_err();
         assert!(err.contains("without saying why"), "{err}");
         assert!(err.contains('3'), "{err}");
+        // A status outside the contract, or a signal, is a failure too.
+        let err = judge(&output(1, JIT, "bad\n")).unwrap_err();
+        assert_eq!(err, "bad");
+        let killed = HelperOutput {
+            status: ExitStatus::from_raw(9),
+            stdout: JIT.into(),
+            stderr: Vec::new(),
+        };
+        assert!(judge(&killed).unwrap_err().contains("without saying why"));
     }
 
     #[test]

@@ -10,12 +10,16 @@
 //! leaves nothing behind.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use redeem_contract::TICKET_PREFIX;
+
+use crate::args::{self, Opt, RunnerValueKind};
 use crate::config::{Config, DockerMode};
 use crate::helper::RunAs;
-use crate::options::{self, RunnerValueKind};
 use crate::spank::{log_debug, log_error, log_info, Spank};
+use crate::workdir::JobDir;
 use crate::{ffi, image, redeem, workdir};
 
 thread_local! {
@@ -26,22 +30,18 @@ thread_local! {
 
 /// The job's view of an option: from the option machinery, or from the variables that carry
 /// it (the only source with `--export=NONE`).
-fn option_value(spank: Spank, option: &mut ffi::spank_option, name: &str) -> Option<String> {
-    if let Some(value) = spank.option_value(option) {
+fn option_value(spank: Spank, opt: Opt) -> Option<String> {
+    if let Some(value) = spank.option_value(opt) {
         return Some(value);
     }
-    let var = options::option_env_name(name);
+    let var = opt.env_name();
     spank
         .getenv(&var)
         .or_else(|| spank.getenv(&format!("SLURM_SPANK_{var}")))
 }
 
-pub fn task_init_privileged(
-    spank: Spank,
-    config: &Config,
-    registry: &mut crate::plugin::OptionRegistry,
-) {
-    if let Err(message) = prepare_batch_step(spank, config, registry) {
+pub fn task_init_privileged(spank: Spank, config: &Config) {
+    if let Err(message) = prepare_batch_step(spank, config) {
         record_failure(&message);
     }
 }
@@ -51,85 +51,82 @@ pub fn record_failure(message: &str) {
     PENDING_FAILURE.with(|slot| *slot.borrow_mut() = Some(message.to_owned()));
 }
 
-/// Everything root does for the batch step. Returns the message for the job's user on failure.
-fn prepare_batch_step(
-    spank: Spank,
-    config: &Config,
-    registry: &mut crate::plugin::OptionRegistry,
-) -> Result<(), String> {
-    let started = std::time::Instant::now();
-    let step = spank
-        .step_id()
-        .map_err(|e| format!("cannot read the step id: {e}"))?;
-    if step != ffi::BATCH_STEP_ID {
-        return Ok(());
-    }
-    let Some(runner) = option_value(spank, registry.runner(), options::RUNNER_OPTION) else {
-        return Ok(());
-    };
-    let kind = options::validate_runner_value(&runner).map_err(|e| e.to_string())?;
-    let job_id = spank
-        .job_id()
-        .map_err(|e| format!("cannot read the job id: {e}"))?;
-    let uid = spank
-        .job_uid()
-        .map_err(|e| format!("cannot read the job's user: {e}"))?;
-    let gid = spank
-        .job_gid()
-        .map_err(|e| format!("cannot read the job's group: {e}"))?;
-    let image_name = option_value(spank, registry.image(), options::IMAGE_OPTION)
-        .or_else(|| config.default_image.clone());
-    let docker_requested = option_value(spank, registry.docker(), options::DOCKER_OPTION).is_some();
-    let docker = match config.docker {
-        DockerMode::Rootless => true,
-        DockerMode::OnRequest => docker_requested,
-        DockerMode::Off if docker_requested => {
-            return Err("--gha-docker: this cluster does not provide Docker (docker=off)".into())
+/// Who the job is.
+struct Job {
+    id: u32,
+    uid: u32,
+    gid: u32,
+}
+
+fn job(spank: Spank) -> Result<Job, String> {
+    Ok(Job {
+        id: spank
+            .job_id()
+            .map_err(|e| format!("cannot read the job id: {e}"))?,
+        uid: spank
+            .job_uid()
+            .map_err(|e| format!("cannot read the job's user: {e}"))?,
+        gid: spank
+            .job_gid()
+            .map_err(|e| format!("cannot read the job's group: {e}"))?,
+    })
+}
+
+/// Whether the job gets a rootless dockerd.
+fn docker_wanted(config: &Config, requested: bool) -> Result<bool, String> {
+    match config.docker {
+        DockerMode::Rootless => Ok(true),
+        DockerMode::OnRequest => Ok(requested),
+        DockerMode::Off if requested => {
+            Err("--gha-docker: this cluster does not provide Docker (docker=off)".into())
         }
-        DockerMode::Off => false,
-    };
+        DockerMode::Off => Ok(false),
+    }
+}
 
-    let image_path: Option<PathBuf> = match &image_name {
-        Some(name) => Some(
-            image::check_image(
-                name,
-                config.image_root.as_deref(),
-                Some(RunAs { uid, gid }),
-                config.image_check_timeout,
-            )
-            .map_err(|e| e.to_string())?,
-        ),
-        None => None,
-    };
-
-    // A ticket is traded for the config only now, when the job is about to run (late
-    // binding); the work dir is made only once there is a config to put in it.
-    let jitconfig = match kind {
-        RunnerValueKind::JitConfig => runner.clone(),
+/// The runner's JIT config: the value itself, or a ticket traded for it only now, when the job
+/// is about to run (late binding).
+fn jitconfig(
+    config: &Config,
+    runner: &str,
+    kind: RunnerValueKind,
+    job_id: u32,
+) -> Result<String, String> {
+    match kind {
+        RunnerValueKind::JitConfig => Ok(runner.to_owned()),
         RunnerValueKind::Ticket => {
             let ticket = runner
-                .strip_prefix(options::TICKET_PREFIX)
+                .strip_prefix(TICKET_PREFIX)
                 .ok_or("--gha-runner: not a ticket:<reference> value")?;
-            let redeem_started = std::time::Instant::now();
+            let started = Instant::now();
             let redeemed = redeem::redeem(config, ticket, job_id)?;
             log_info(&format!(
                 "job {job_id}: runner ticket redeemed in {:.1} ms",
-                redeem_started.elapsed().as_secs_f64() * 1000.0
+                started.elapsed().as_secs_f64() * 1000.0
             ));
-            redeemed
+            Ok(redeemed)
         }
-    };
+    }
+}
 
-    let dir = workdir::create(&config.workdir_base, job_id, uid, gid, jitconfig.as_bytes())
-        .map_err(|e| format!("cannot prepare the job's work dir: {e}"))?;
-    drop(jitconfig);
-    let display = |p: &PathBuf| p.to_string_lossy().into_owned();
+/// What the job's environment gets.
+struct Setup<'a> {
+    dir: &'a JobDir,
+    kind: RunnerValueKind,
+    docker: bool,
+    /// The image's name and checked path.
+    image: Option<(&'a str, &'a Path)>,
+}
+
+fn job_env(config: &Config, setup: &Setup) -> Vec<(&'static str, String)> {
+    let display = |p: &Path| p.to_string_lossy().into_owned();
+    let dir = setup.dir;
     let mut env: Vec<(&str, String)> = vec![
         ("GHA_RUNNER_WORKDIR", display(&dir.root)),
         ("GHA_JITCONFIG_FILE", display(&dir.jitconfig)),
         (
             "GHA_RUNNER_KIND",
-            match kind {
+            match setup.kind {
                 RunnerValueKind::JitConfig => "jitconfig".into(),
                 RunnerValueKind::Ticket => "ticket".into(),
             },
@@ -142,33 +139,89 @@ fn prepare_batch_step(
             config.idle_timeout.as_secs().to_string(),
         ),
         ("GHA_STOP_GRACE", config.stop_grace.as_secs().to_string()),
-        ("GHA_DOCKER", if docker { "rootless" } else { "off" }.into()),
+        (
+            "GHA_DOCKER",
+            if setup.docker { "rootless" } else { "off" }.into(),
+        ),
         (
             "GHA_DOCKER_TIMEOUT",
             config.docker_timeout.as_secs().to_string(),
         ),
     ];
-    if docker {
+    if setup.docker {
         env.push((
             "DOCKER_HOST",
             format!("unix://{}/docker.sock", dir.run.to_string_lossy()),
         ));
     }
-    if let (Some(name), Some(path)) = (&image_name, &image_path) {
-        env.push(("GHA_IMAGE", name.clone()));
+    if let Some((name, path)) = setup.image {
+        env.push(("GHA_IMAGE", name.to_owned()));
         env.push(("GHA_IMAGE_PATH", display(path)));
     }
     if let Some(url) = &config.dispatcher_url {
         env.push(("GHA_DISPATCHER_URL", url.clone()));
     }
-    for (name, value) in env {
+    env
+}
+
+/// Everything root does for the batch step. Returns the message for the job's user on failure.
+fn prepare_batch_step(spank: Spank, config: &Config) -> Result<(), String> {
+    let started = Instant::now();
+    let step = spank
+        .step_id()
+        .map_err(|e| format!("cannot read the step id: {e}"))?;
+    if step != ffi::BATCH_STEP_ID {
+        return Ok(());
+    }
+    let Some(runner) = option_value(spank, Opt::Runner) else {
+        return Ok(());
+    };
+    let kind = args::validate_runner_value(&runner).map_err(|e| e.to_string())?;
+    let job = job(spank)?;
+    let image_name = option_value(spank, Opt::Image).or_else(|| config.default_image.clone());
+    let docker = docker_wanted(config, option_value(spank, Opt::Docker).is_some())?;
+    let image_path: Option<PathBuf> = match &image_name {
+        Some(name) => Some(
+            image::check_image(
+                name,
+                config.image_root.as_deref(),
+                Some(RunAs {
+                    uid: job.uid,
+                    gid: job.gid,
+                }),
+                config.image_check_timeout,
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    // The work dir is made only once there is a config to put in it.
+    let jitconfig = jitconfig(config, &runner, kind, job.id)?;
+    let dir = workdir::create(
+        &config.workdir_base,
+        job.id,
+        job.uid,
+        job.gid,
+        jitconfig.as_bytes(),
+    )
+    .map_err(|e| format!("cannot prepare the job's work dir: {e}"))?;
+    drop(jitconfig);
+    let setup = Setup {
+        dir: &dir,
+        kind,
+        docker,
+        image: image_name.as_deref().zip(image_path.as_deref()),
+    };
+    for (name, value) in job_env(config, &setup) {
         spank
             .setenv(name, &value)
             .map_err(|e| format!("cannot set {name} for the job: {e}"))?;
     }
     log_info(&format!(
-        "job {job_id}: work dir {} ready for uid {uid} (docker {}, image {}) in {:.1} ms",
+        "job {}: work dir {} ready for uid {} (docker {}, image {}) in {:.1} ms",
+        job.id,
         dir.root.display(),
+        job.uid,
         if docker { "rootless" } else { "off" },
         image_name.as_deref().unwrap_or("none"),
         started.elapsed().as_secs_f64() * 1000.0
@@ -180,7 +233,7 @@ fn prepare_batch_step(
 pub fn scrub_option_variables(spank: Spank) {
     match spank.job_env_names() {
         Ok(names) => {
-            for name in names.iter().filter(|n| options::is_option_env_var(n)) {
+            for name in names.iter().filter(|n| args::is_option_env_var(n)) {
                 if let Err(e) = spank.unsetenv(name) {
                     log_error(&format!(
                         "cannot remove {name} from the job's environment: {e}"

@@ -1,8 +1,13 @@
-//! A thin safe layer over the SPANK handle and Slurm's logging: just the calls the plugin makes.
-//! Nothing here keeps state between callbacks.
+//! The safe layer over Slurm's SPANK API: the handle passed to each callback (job items, the
+//! job's environment, option values), option registration with the callback that records what
+//! the user passed, the plugstack.conf arguments, and Slurm's logging. Just the calls the plugin
+//! makes; every `unsafe` block of the SPANK API is here. Nothing here keeps state between
+//! callbacks (the option values live in [`crate::args`]).
 
 use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::catch_unwind;
 
+use crate::args::{self, Opt};
 use crate::ffi;
 
 /// Result code a SPANK call returned when it failed.
@@ -64,17 +69,24 @@ impl Spank {
         Spank(handle)
     }
 
-    /// Registers an option; `option` must live as long as the plugin (Slurm keeps the pointer).
-    pub fn register_option(&self, option: &'static mut ffi::spank_option) -> Result<(), SpankCode> {
-        // SAFETY: valid handle; the option and its strings are 'static.
-        check(unsafe { ffi::spank_option_register(self.0, option) })
+    /// Registers every option of [`Opt::ALL`] (in every context: sbatch on 22.05 ignores a
+    /// static table). Slurm keeps the pointers for the life of the process, so the descriptions
+    /// are leaked (once per process: init runs once).
+    pub fn register_options(&self) -> Result<(), SpankCode> {
+        for opt in Opt::ALL {
+            let option: &'static mut ffi::spank_option = Box::leak(Box::new(raw_option(opt)));
+            // SAFETY: valid handle; the option and its strings are 'static.
+            check(unsafe { ffi::spank_option_register(self.0, option) })?;
+        }
+        Ok(())
     }
 
-    /// The option's argument if the job was submitted with it.
-    pub fn option_value(&self, option: &mut ffi::spank_option) -> Option<String> {
+    /// The option's argument if the job was submitted with it (empty for a flag).
+    pub fn option_value(&self, opt: Opt) -> Option<String> {
+        let mut option = raw_option(opt);
         let mut arg: *mut c_char = std::ptr::null_mut();
         // SAFETY: valid handle and option; Slurm points `arg` at its own copy.
-        let rc = unsafe { ffi::spank_option_getopt(self.0, option, &mut arg) };
+        let rc = unsafe { ffi::spank_option_getopt(self.0, &mut option, &mut arg) };
         if rc != ffi::ESPANK_SUCCESS {
             return None;
         }
@@ -127,6 +139,7 @@ impl Spank {
             if entry.is_null() {
                 break;
             }
+            // SAFETY: a non-null entry of that array.
             let bytes = unsafe { CStr::from_ptr(entry) }.to_bytes();
             let name = bytes.split(|b| *b == b'=').next().unwrap_or_default();
             names.push(String::from_utf8_lossy(name).into_owned());
@@ -138,7 +151,7 @@ impl Spank {
     pub fn getenv(&self, name: &str) -> Option<String> {
         let name = CString::new(name).ok()?;
         // Room for the largest --gha-runner value plus slack.
-        let mut buf = vec![0u8; crate::options::MAX_RUNNER_VALUE + 4096];
+        let mut buf = vec![0u8; args::MAX_RUNNER_VALUE + 4096];
         let len = c_int::try_from(buf.len()).ok()?;
         // SAFETY: valid handle, NUL-terminated name, buffer of `len` bytes.
         let rc = unsafe {
@@ -167,18 +180,57 @@ impl Spank {
     }
 }
 
-/// Converts the callback's `argc/argv` (the plugstack.conf arguments) to strings.
+/// The `spank_option` describing `opt`, with [`option_seen`] as its callback.
+fn raw_option(opt: Opt) -> ffi::spank_option {
+    ffi::spank_option {
+        name: opt.c_name().as_ptr().cast_mut(),
+        arginfo: opt
+            .arginfo()
+            .map_or(std::ptr::null_mut(), |a| a.as_ptr().cast_mut()),
+        usage: opt.usage().as_ptr().cast_mut(),
+        has_arg: c_int::from(opt.arginfo().is_some()),
+        val: opt.val(),
+        cb: Some(option_seen),
+    }
+}
+
+/// Slurm's option callback: only records the value ([`args::record_seen`]). Validation
+/// happens in init_post_opt, because Slurm echoes the argument when a callback fails
+/// ("Invalid --x argument: <value>").
+unsafe extern "C" fn option_seen(val: c_int, optarg: *const c_char, _remote: c_int) -> c_int {
+    let stored = catch_unwind(|| {
+        let value = if optarg.is_null() {
+            String::new()
+        } else {
+            // SAFETY: Slurm passes a NUL-terminated argument.
+            unsafe { CStr::from_ptr(optarg) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        if let Some(opt) = Opt::from_val(val) {
+            args::record_seen(opt, value);
+        }
+    });
+    if stored.is_err() {
+        log_error("internal error while recording an option");
+    }
+    0
+}
+
+/// Converts a callback's `argc/argv` (the plugstack.conf arguments) to strings.
 ///
 /// # Safety
 /// `argv` must hold `argc` valid NUL-terminated strings (Slurm guarantees it).
-pub unsafe fn args(argc: c_int, argv: *mut *mut c_char) -> Vec<String> {
+pub unsafe fn plugstack_args(argc: c_int, argv: *mut *mut c_char) -> Vec<String> {
     let count = usize::try_from(argc).unwrap_or(0);
     if argv.is_null() {
         return Vec::new();
     }
     (0..count)
+        // SAFETY: `argv` holds `argc` entries (the caller's contract).
         .map(|i| unsafe { *argv.add(i) })
         .filter(|p| !p.is_null())
+        // SAFETY: each non-null entry is a NUL-terminated string.
         .map(|p| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
         .collect()
 }

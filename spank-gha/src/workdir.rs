@@ -3,11 +3,12 @@
 //! (`tmp/`, `run/`, the 0600 `jitconfig` file) is made while the dir still belongs to root, so
 //! the user cannot race the setup; the dir is handed over last. Removal does not follow links.
 
-use std::ffi::CString;
+use std::fs::{File, Permissions};
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{fchown, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::sys;
 
 /// The paths of one job's work dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,38 +50,10 @@ pub enum WorkdirError {
     },
 }
 
-fn cstr(name: &str) -> CString {
-    // Names here are fixed ASCII or digits: never contain NUL.
-    CString::new(name).unwrap_or_default()
-}
-
-fn last_error(what: &'static str, path: &Path) -> WorkdirError {
-    WorkdirError::Io {
-        what,
-        path: path.to_path_buf(),
-        source: std::io::Error::last_os_error(),
-    }
-}
-
-fn open_dir_nofollow(
-    dir: Option<&OwnedFd>,
-    path: &CString,
-    shown: &Path,
-) -> Result<OwnedFd, WorkdirError> {
-    let at = dir.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
-    // SAFETY: valid dirfd (or AT_FDCWD) and NUL-terminated path.
-    let fd = unsafe {
-        libc::openat(
-            at,
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(last_error("open", shown));
-    }
-    // SAFETY: fresh fd owned by us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// Maps an I/O error on `path` to a [`WorkdirError`] saying what failed.
+fn failed(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WorkdirError {
+    let path = path.to_path_buf();
+    move |source| WorkdirError::Io { what, path, source }
 }
 
 /// Creates the work dir for `job_id` under `base`, owned by `uid:gid`, with `jitconfig` written
@@ -93,99 +66,44 @@ pub fn create(
     jitconfig: &[u8],
 ) -> Result<JobDir, WorkdirError> {
     let dir = JobDir::new(JobDir::path_for(base, job_id));
-    let base_c = CString::new(base.as_os_str().as_bytes()).map_err(|_| WorkdirError::Io {
-        what: "use",
-        path: base.into(),
-        source: std::io::ErrorKind::InvalidInput.into(),
-    })?;
     // The base is the admin's (/tmp by default): it may be a symlink the admin made, so it is
     // opened normally; only the per-job entry is guarded.
-    // SAFETY: NUL-terminated path.
-    let base_fd = unsafe {
-        libc::open(
-            base_c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if base_fd < 0 {
-        return Err(last_error("open the work dir base", base));
-    }
-    // SAFETY: fresh fd owned by us.
-    let base_fd = unsafe { OwnedFd::from_raw_fd(base_fd) };
-    let name = cstr(&format!("gha-{job_id}"));
+    let base_dir =
+        sys::open_dir(None, base, true).map_err(failed("open the work dir base", base))?;
+    let name = Path::new(dir.root.file_name().unwrap_or_default());
     // mkdir never follows a final symlink: anything already there gives EEXIST.
-    // SAFETY: valid dirfd and NUL-terminated name.
-    if unsafe { libc::mkdirat(base_fd.as_raw_fd(), name.as_ptr(), 0o700) } != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EEXIST) {
-            return Err(WorkdirError::AlreadyExists { path: dir.root });
+    match sys::mkdir_at(&base_dir, name, 0o700) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(WorkdirError::AlreadyExists { path: dir.root })
         }
-        return Err(WorkdirError::Io {
-            what: "create",
-            path: dir.root,
-            source: err,
-        });
+        Err(e) => return Err(failed("create", &dir.root)(e)),
     }
-    let root_fd = open_dir_nofollow(Some(&base_fd), &name, &dir.root)?;
+    let root = sys::open_dir(Some(&base_dir), name, false).map_err(failed("open", &dir.root))?;
     // Only root can have replaced it in a sticky base, but check it is the dir we just made.
-    // SAFETY: zeroed stat is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid fd and out-parameter.
-    if unsafe { libc::fstat(root_fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(last_error("inspect", &dir.root));
-    }
-    // SAFETY: geteuid has no failure mode.
-    if st.st_uid != unsafe { libc::geteuid() } || st.st_mode & 0o077 != 0 {
+    let meta = root.metadata().map_err(failed("inspect", &dir.root))?;
+    if meta.uid() != sys::geteuid() || meta.mode() & 0o077 != 0 {
         return Err(WorkdirError::AlreadyExists { path: dir.root });
     }
-    let mut handed_over = Vec::new();
+    let mut handed_over: Vec<(File, &Path)> = Vec::new();
     for (sub, path) in [("tmp", &dir.tmp), ("run", &dir.run)] {
-        let sub_c = cstr(sub);
-        // SAFETY: valid dirfd and NUL-terminated name.
-        if unsafe { libc::mkdirat(root_fd.as_raw_fd(), sub_c.as_ptr(), 0o700) } != 0 {
-            return Err(last_error("create", path));
-        }
-        handed_over.push((
-            open_dir_nofollow(Some(&root_fd), &sub_c, path)?,
-            path.clone(),
-        ));
+        sys::mkdir_at(&root, Path::new(sub), 0o700).map_err(failed("create", path))?;
+        let sub =
+            sys::open_dir(Some(&root), Path::new(sub), false).map_err(failed("open", path))?;
+        handed_over.push((sub, path.as_path()));
     }
-    let file_c = cstr("jitconfig");
-    // SAFETY: valid dirfd, NUL-terminated name; O_EXCL|O_NOFOLLOW make a new regular file.
-    let file_fd = unsafe {
-        libc::openat(
-            root_fd.as_raw_fd(),
-            file_c.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
-    if file_fd < 0 {
-        return Err(last_error("create", &dir.jitconfig));
-    }
-    // SAFETY: fresh fd owned by us.
-    let file_fd = unsafe { OwnedFd::from_raw_fd(file_fd) };
-    let mut file = std::fs::File::from(file_fd);
+    let mut file = sys::create_new_file_at(&root, Path::new("jitconfig"), 0o600)
+        .map_err(failed("create", &dir.jitconfig))?;
     file.write_all(jitconfig)
-        .map_err(|source| WorkdirError::Io {
-            what: "write",
-            path: dir.jitconfig.clone(),
-            source,
-        })?;
-    handed_over.push((OwnedFd::from(file), dir.jitconfig.clone()));
-    for (fd, path) in &handed_over {
-        // SAFETY: valid fds.
-        if unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) } != 0 {
-            return Err(last_error("hand over", path));
-        }
+        .map_err(failed("write", &dir.jitconfig))?;
+    handed_over.push((file, dir.jitconfig.as_path()));
+    for (file, path) in &handed_over {
+        fchown(file, Some(uid), Some(gid)).map_err(failed("hand over", path))?;
     }
     // The umask may have removed bits but never adds any; set the mode exactly, then hand over.
-    // SAFETY: valid fd.
-    if unsafe { libc::fchmod(root_fd.as_raw_fd(), 0o700) } != 0
-        || unsafe { libc::fchown(root_fd.as_raw_fd(), uid, gid) } != 0
-    {
-        return Err(last_error("hand over", &dir.root));
-    }
+    root.set_permissions(Permissions::from_mode(0o700))
+        .and_then(|()| fchown(&root, Some(uid), Some(gid)))
+        .map_err(failed("hand over", &dir.root))?;
     Ok(dir)
 }
 
@@ -218,7 +136,7 @@ mod tests {
     #[test]
     fn creates_owned_private_dirs_and_removes_them() {
         let base = base("create");
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (uid, gid) = (sys::geteuid(), sys::getegid());
         let dir = create(&base, 42, uid, gid, b"c2VjcmV0").unwrap();
         let meta = std::fs::metadata(&dir.root).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
@@ -244,7 +162,7 @@ mod tests {
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("keep"), b"keep").unwrap();
         symlink(&target, base.join("gha-7")).unwrap();
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (uid, gid) = (sys::geteuid(), sys::getegid());
         let err = create(&base, 7, uid, gid, b"x").unwrap_err();
         assert!(matches!(err, WorkdirError::AlreadyExists { .. }), "{err}");
         assert!(!target.join("jitconfig").exists());

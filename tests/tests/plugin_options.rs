@@ -130,16 +130,30 @@ fn jit_config_never_reaches_the_jobs_environment_or_the_logs() {
     assert!(!logs.contains(&jit), "JIT config in the Slurm logs");
 }
 
+/// A value the plugin must refuse for `key`. A key added to the plugin without a case here
+/// fails the test (its refusal of the fallback is asserted like the others').
+fn bad_value(key: &str) -> &'static str {
+    match key {
+        "docker" => "sometimes",
+        "dispatcher_url" => "ftp://user:hunter2@host",
+        "default_image" => "../etc",
+        "stop_grace" => "soon",
+        timeout if timeout.ends_with("_timeout") => "soon",
+        // The paths (workdir_base, runner_root, image_root, redeem_helper, munge_socket).
+        _ => "relative/hunter2",
+    }
+}
+
 #[test]
 fn an_unknown_or_bad_plugstack_key_stops_the_plugin_naming_the_key() {
     let cluster = Cluster::shared();
     let so = plugin_so(cluster);
-    for (args, key) in [
-        ("workdir_bsae=/tmp", "workdir_bsae"),
-        ("docker=sometimes", "docker"),
-        ("idle_timeout=soon", "idle_timeout"),
-        ("dispatcher_url=ftp://user:hunter2@host", "dispatcher_url"),
-    ] {
+    let cases = std::iter::once(("workdir_bsae=/tmp".to_owned(), "workdir_bsae")).chain(
+        spank_gha::config::KEYS
+            .iter()
+            .map(|key| (format!("{key}={}", bad_value(key)), *key)),
+    );
+    for (args, key) in cases {
         let conf = client_conf_with_plugstack(
             cluster,
             key,
@@ -163,18 +177,7 @@ fn the_example_configuration_documents_and_sets_every_key() {
     let cluster = Cluster::shared();
     let example =
         std::fs::read_to_string(cluster.repo_root().join("plugstack.conf.example")).unwrap();
-    for key in [
-        "workdir_base",
-        "runner_root",
-        "image_root",
-        "default_image",
-        "docker",
-        "idle_timeout",
-        "docker_timeout",
-        "image_check_timeout",
-        "stop_grace",
-        "dispatcher_url",
-    ] {
+    for key in spank_gha::config::KEYS {
         assert!(
             example.contains(&format!("# {key}=")),
             "{key} is not documented in plugstack.conf.example"

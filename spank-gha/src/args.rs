@@ -1,26 +1,106 @@
-//! The options users pass to `sbatch`/`srun` (`--gha-runner`, `--gha-image`, `--gha-docker`)
-//! and the checks on their values. Errors describe what is wrong without ever repeating the
-//! value: a runner's JIT config is a credential.
+//! The job options users pass to `sbatch`/`srun` (`--gha-runner`, `--gha-image`,
+//! `--gha-docker`): the option table ([`Opt`], registered with Slurm by `spank.rs`), the
+//! values Slurm's option callback saw in this process, the checks on those values, and the
+//! variables through which Slurm carries them to the job. Errors describe what is wrong without
+//! ever repeating the value: a runner's JIT config is a credential.
+
+use std::cell::RefCell;
+use std::ffi::CStr;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
+use redeem_contract::{is_valid_ticket, MAX_TICKET, TICKET_CHARSET, TICKET_PREFIX};
 
-/// `--gha-runner=<jitconfig|ticket:...>`
-pub const RUNNER_OPTION: &str = "gha-runner";
-/// `--gha-image=<registry/image:tag>`
-pub const IMAGE_OPTION: &str = "gha-image";
-/// `--gha-docker` (flag: ask for a rootless dockerd where the admin set `docker=on-request`)
-pub const DOCKER_OPTION: &str = "gha-docker";
+/// One of the plugin's options; its discriminant is the `val` Slurm hands back to the option
+/// callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opt {
+    /// `--gha-runner=<jitconfig|ticket:...>`
+    Runner = 0,
+    /// `--gha-image=<registry/image:tag>`
+    Image = 1,
+    /// `--gha-docker` (flag: ask for a rootless dockerd where the admin set
+    /// `docker=on-request`)
+    Docker = 2,
+}
+
+impl Opt {
+    /// Every option, in registration order (the order of the discriminants).
+    pub const ALL: [Opt; 3] = [Opt::Runner, Opt::Image, Opt::Docker];
+
+    /// The option as Slurm registers it (`--<name>`).
+    pub const fn c_name(self) -> &'static CStr {
+        match self {
+            Opt::Runner => c"gha-runner",
+            Opt::Image => c"gha-image",
+            Opt::Docker => c"gha-docker",
+        }
+    }
+
+    /// The option's name, without the dashes.
+    pub fn name(self) -> &'static str {
+        self.c_name().to_str().unwrap_or_default()
+    }
+
+    /// What `--help` shows as the argument; `None` for a flag.
+    pub const fn arginfo(self) -> Option<&'static CStr> {
+        match self {
+            Opt::Runner => Some(c"jitconfig"),
+            Opt::Image => Some(c"image"),
+            Opt::Docker => None,
+        }
+    }
+
+    /// The `--help` text.
+    pub const fn usage(self) -> &'static CStr {
+        match self {
+            Opt::Runner => c"Run this job as a GitHub Actions runner host: the runner's base64 JIT config, or ticket:<reference>",
+            Opt::Image => c"Runner image under the cluster's image root (registry/image:tag)",
+            Opt::Docker => c"Start a rootless Docker daemon for the runner (where the cluster offers it on request)",
+        }
+    }
+
+    /// The `val` registered with the option.
+    pub const fn val(self) -> i32 {
+        self as i32
+    }
+
+    /// The option registered with `val`.
+    pub fn from_val(val: i32) -> Option<Opt> {
+        Opt::ALL.into_iter().find(|opt| opt.val() == val)
+    }
+
+    /// The variable through which Slurm carries the option's value to the remote side.
+    pub fn env_name(self) -> String {
+        option_env_name(self.name())
+    }
+}
+
+thread_local! {
+    /// Values the option callback received (sbatch/srun validate them in init_post_opt).
+    /// Written whole, so a panic cannot leave it half-updated.
+    static SEEN: RefCell<[Option<String>; 3]> = const { RefCell::new([None, None, None]) };
+}
+
+/// Records the value Slurm's option callback received for `opt` (empty for a flag).
+pub fn record_seen(opt: Opt, value: String) {
+    SEEN.with(|seen| {
+        if let Some(slot) = seen.borrow_mut().get_mut(opt as usize) {
+            *slot = Some(value);
+        }
+    });
+}
+
+/// The value recorded for `opt` in this process, if the option was given.
+pub fn seen(opt: Opt) -> Option<String> {
+    SEEN.with(|seen| seen.borrow().get(opt as usize).cloned().flatten())
+}
 
 /// Largest `--gha-runner` value accepted.
 pub const MAX_RUNNER_VALUE: usize = 64 * 1024;
 /// Largest `--gha-image` value accepted.
 pub const MAX_IMAGE_NAME: usize = 512;
-/// Largest opaque part of a `ticket:` reference.
-pub const MAX_TICKET: usize = 1024;
-/// Prefix of a late-binding runner reference.
-pub const TICKET_PREFIX: &str = "ticket:";
 
 /// What `--gha-runner` carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +124,7 @@ pub enum RunnerValueError {
         "--gha-runner: the value is neither a base64 runner JIT config nor ticket:<reference>"
     )]
     NotBase64,
-    #[error("--gha-runner: the ticket reference must be 1 to {MAX_TICKET} characters from A-Z a-z 0-9 . _ ~ + / = : -")]
+    #[error("--gha-runner: the ticket reference must be 1 to {MAX_TICKET} characters from {TICKET_CHARSET}")]
     BadTicket,
 }
 
@@ -60,8 +140,7 @@ pub fn validate_runner_value(value: &str) -> Result<RunnerValueKind, RunnerValue
         return Err(RunnerValueError::ControlCharacters);
     }
     if let Some(ticket) = value.strip_prefix(TICKET_PREFIX) {
-        let allowed = |c: char| c.is_ascii_alphanumeric() || "._~+/=:-".contains(c);
-        if ticket.is_empty() || ticket.len() > MAX_TICKET || !ticket.chars().all(allowed) {
+        if !is_valid_ticket(ticket) {
             return Err(RunnerValueError::BadTicket);
         }
         return Ok(RunnerValueKind::Ticket);
@@ -218,9 +297,28 @@ mod tests {
     }
 
     #[test]
+    fn option_table() {
+        assert_eq!(
+            Opt::ALL.map(Opt::name),
+            ["gha-runner", "gha-image", "gha-docker"]
+        );
+        for opt in Opt::ALL {
+            assert_eq!(Opt::from_val(opt.val()), Some(opt));
+            assert_eq!(Opt::ALL[opt as usize], opt);
+        }
+        assert_eq!(Opt::from_val(3), None);
+        assert_eq!(Opt::from_val(-1), None);
+        assert!(Opt::Docker.arginfo().is_none());
+        assert_eq!(seen(Opt::Image), None);
+        record_seen(Opt::Image, "reg/img:1".into());
+        assert_eq!(seen(Opt::Image).as_deref(), Some("reg/img:1"));
+        assert_eq!(seen(Opt::Runner), None);
+    }
+
+    #[test]
     fn option_variables() {
         assert_eq!(
-            option_env_name(RUNNER_OPTION),
+            Opt::Runner.env_name(),
             "_SLURM_SPANK_OPTION_spank_gha_gha_runner"
         );
         assert!(is_option_env_var(

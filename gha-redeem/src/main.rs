@@ -1,0 +1,127 @@
+//! gha-redeem: trades a late-binding runner ticket for the runner's JIT config, as root on the
+//! node where the Slurm job runs (the spank-gha plugin starts it from `task_init_privileged`).
+//!
+//! ```text
+//! GHA_TICKET=<opaque> gha-redeem --url <dispatcher_url> --job-id <slurm job id> \
+//!     --munge-socket <socket> [--timeout SECS]
+//! ```
+//! 1. `munge` signs the [`RedeemRequest`] `{"ticket":...,"job_id":...}` (so the dispatcher
+//!    learns that root on a host of the MUNGE domain asks, and which host);
+//! 2. `POST <url>/tickets/redeem` with that credential ([`dispatcher`]);
+//! 3. a 200 answer is a credential the dispatcher made for uid 0 only, whose payload is the JIT
+//!    config: `unmunge` decodes it and the config goes to stdout (and nowhere else).
+//!
+//! Exit status ([`HelperExit`]): 0 config printed; 2 the dispatcher refused the ticket; 3
+//! anything else (bad arguments, MUNGE, the dispatcher unreachable or its answer unusable).
+//! Every failure is one line on stderr, which the plugin shows to the job's user. The ticket
+//! comes from the environment ([`TICKET_ENV`]), never argv (/proc/PID/cmdline is
+//! world-readable), and neither it, the credentials nor the config are ever printed except the
+//! config on stdout. The wire contract is the `redeem-contract` crate's.
+//!
+//! Modules: [`cli`] (arguments), [`tool`] (the bounded child runner for munge/unmunge),
+//! [`dispatcher`] (the HTTP request), [`answer`] (messages, refusals, the decoded config).
+
+#![forbid(unsafe_code)]
+
+mod answer;
+mod cli;
+mod dispatcher;
+mod tool;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use redeem_contract::TICKET_ENV;
+use redeem_contract::{is_valid_ticket, HelperExit, RedeemRequest, MAX_TICKET, TICKET_CHARSET};
+
+use answer::{config_from_unmunge, failed, Failure};
+use tool::run_tool;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(config) => {
+            let mut out = std::io::stdout().lock();
+            if out
+                .write_all(config.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush())
+                .is_err()
+            {
+                eprintln!("cannot write the runner config to stdout");
+                return ExitCode::from(HelperExit::Failed.code());
+            }
+            ExitCode::from(HelperExit::Redeemed.code())
+        }
+        Err(failure) => {
+            eprintln!("{}", failure.message);
+            ExitCode::from(failure.exit.code())
+        }
+    }
+}
+
+/// Checks the ticket's syntax (the contract's, as the plugin's `--gha-runner=ticket:` check),
+/// which also makes it safe to put in a JSON string as it is. Never echoes it.
+fn check_ticket(ticket: &str) -> Result<(), Failure> {
+    if !is_valid_ticket(ticket) {
+        return Err(failed(format!(
+            "{TICKET_ENV} must hold 1 to {MAX_TICKET} characters from {TICKET_CHARSET}"
+        )));
+    }
+    Ok(())
+}
+
+fn run() -> Result<String, Failure> {
+    let args = cli::parse_args(std::env::args().skip(1))?;
+    let ticket = std::env::var(TICKET_ENV).map_err(|_| {
+        failed(format!(
+            "{TICKET_ENV} is not set (the ticket is passed in the environment)"
+        ))
+    })?;
+    check_ticket(&ticket)?;
+    let deadline = Instant::now() + args.timeout;
+    let socket = format!("--socket={}", args.munge_socket);
+
+    let request = RedeemRequest {
+        ticket,
+        job_id: args.job_id,
+    };
+    let credential = run_tool(
+        "munge",
+        std::slice::from_ref(&socket),
+        request.to_json().as_bytes(),
+        deadline,
+    )
+    .map_err(|e| failed(format!("cannot create a MUNGE credential: {e}")))?;
+    drop(request);
+
+    let sealed = dispatcher::redeem(&args, credential.trim_ascii(), deadline)?;
+    let decoded = run_tool(
+        "unmunge",
+        &[socket, "--metadata=/dev/null".to_owned()],
+        &sealed,
+        deadline,
+    )
+    .map_err(|e| {
+        failed(format!(
+            "cannot decode the dispatcher's answer with unmunge: {e}"
+        ))
+    })?;
+    config_from_unmunge(&decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_the_ticket_without_echoing_it() {
+        check_ticket("AbC-123_x~y.z+/=:").unwrap();
+        for bad in ["", "has space", "quote\"secret", "new\nline"] {
+            let err = check_ticket(bad).unwrap_err();
+            assert!(!err.message.contains("secret"));
+            assert_eq!(err.exit, HelperExit::Failed);
+        }
+        assert!(check_ticket(&"a".repeat(MAX_TICKET + 1)).is_err());
+    }
+}
