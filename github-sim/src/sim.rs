@@ -12,7 +12,7 @@ use crate::config::SimConfig;
 use crate::error::SimError;
 use crate::faults::Faults;
 use crate::model::*;
-use crate::state::Shared;
+use crate::shared::Shared;
 
 pub struct Sim {
     shared: Arc<Shared>,
