@@ -69,10 +69,11 @@ impl<T, E: Display> Check<T> for Result<Option<T>, E> {
     }
 }
 
-impl<E: Display> Check<()> for Result<bool, E> {
+/// `Ok(true)` done, `Ok(false)` not yet, `Err(reason)` not yet, because. (The reason is a
+/// `String` so that `Ok(cond)` in a check needs no type annotation.)
+impl Check<()> for Result<bool, String> {
     fn outcome(self) -> Result<Option<()>, String> {
         self.map(|done| done.then_some(()))
-            .map_err(|e| format!("{e:#}"))
     }
 }
 

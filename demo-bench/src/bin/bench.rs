@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use e2e::bench::cluster_jobs::{
+use demo_bench::bench::cluster_jobs::{
     plugin_bench_added_ms, restart_cluster, run_plugin_bench, time_jobs, JobTiming,
 };
-use e2e::bench::dispatch::{self, BurstResult, IdleResult, SequentialResult, Stack, TrackedResult};
-use e2e::bench::report::{ms, utc_now, Machine, Metric, Report};
-use e2e::demo::stack::RunnerCredentials;
-use e2e::demo::stats::Summary;
+use demo_bench::bench::dispatch::{
+    self, BurstResult, IdleResult, SequentialResult, Stack, TrackedResult,
+};
+use demo_bench::bench::report::{ms, utc_now, Machine, Metric, Report};
+use demo_bench::demo::stack::RunnerCredentials;
+use demo_bench::demo::stats::Summary;
 use e2e::Cluster;
 use serde_json::json;
 

@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use github_sim::Sim;
 use serde::Serialize;
 
-use crate::cluster::Cluster;
 use crate::demo::slurm;
+use e2e::Cluster;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Leftovers {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
-use crate::cluster::Cluster;
-use crate::procfs::{boottime_now, clock_ticks_per_second};
+use e2e::procfs::{boottime_now, clock_ticks_per_second};
+use e2e::Cluster;
 
 /// The wrapped command: prints the batch shell's start time in clock ticks since boot.
 const PRINT_START: &str = "cut -d' ' -f22 /proc/$$/stat";

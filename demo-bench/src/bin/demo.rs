@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use e2e::demo::leftovers::{plugin_docker_mode, Leftovers};
-use e2e::demo::progress::{Board, Frame};
-use e2e::demo::slurm::{self, CancelOnDrop};
-use e2e::demo::stack::{random_hex, Dispatcher, DispatcherSpec, RunnerCredentials, SimWorld};
-use e2e::demo::stats::Summary;
-use e2e::demo::tracker::Tracker;
-use e2e::demo::workflow;
+use demo_bench::demo::leftovers::{plugin_docker_mode, Leftovers};
+use demo_bench::demo::progress::{Board, Frame};
+use demo_bench::demo::slurm::{self, CancelOnDrop};
+use demo_bench::demo::stack::{
+    random_hex, Dispatcher, DispatcherSpec, RunnerCredentials, SimWorld,
+};
+use demo_bench::demo::stats::Summary;
+use demo_bench::demo::tracker::Tracker;
+use demo_bench::demo::workflow;
 use e2e::Cluster;
 use github_sim::{Counters, RunCreated};
 
@@ -102,7 +104,7 @@ fn run(args: &Args) -> Result<bool> {
     println!(
         "  GitHub sim:  {} (org acme, repos widgets and gadgets, App {})",
         world.sim.url(),
-        e2e::demo::stack::APP_ID
+        demo_bench::demo::stack::APP_ID
     );
     let mut dispatcher = Dispatcher::start(cluster, &world, &spec, state_dir.path())?;
     println!(

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use github_sim::{AppSpec, InstallationSpec, Sim, SimConfig, WebhookTarget};
 
-use crate::cluster::Cluster;
-use crate::DispatcherSlot;
+use e2e::Cluster;
+use e2e::DispatcherSlot;
 
 /// The organization every demo and bench repository lives in.
 pub const ORG: &str = "acme";
