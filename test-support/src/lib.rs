@@ -83,16 +83,19 @@ struct Waiting {
     timeout: Duration,
     deadline: Instant,
     pause: Duration,
+    /// A fixed pause instead of the backoff (for measurements that need a fine grain).
+    every: Option<Duration>,
     last: Option<String>,
 }
 
 impl Waiting {
-    fn new(what: &str, timeout: Duration) -> Waiting {
+    fn new(what: &str, timeout: Duration, every: Option<Duration>) -> Waiting {
         Waiting {
             what: what.to_string(),
             timeout,
             deadline: Instant::now() + timeout,
-            pause: FIRST_POLL_INTERVAL,
+            pause: every.unwrap_or(FIRST_POLL_INTERVAL),
+            every,
             last: None,
         }
     }
@@ -114,7 +117,9 @@ impl Waiting {
             });
         }
         let pause = self.pause.min(self.deadline - now);
-        self.pause = (self.pause * 2).min(MAX_POLL_INTERVAL);
+        if self.every.is_none() {
+            self.pause = (self.pause * 2).min(MAX_POLL_INTERVAL);
+        }
         Ok(Err(pause))
     }
 }
@@ -125,9 +130,26 @@ impl Waiting {
 pub fn wait_until<T, C: Check<T>>(
     what: &str,
     timeout: Duration,
+    check: impl FnMut() -> C,
+) -> Result<T, TimedOut> {
+    poll(Waiting::new(what, timeout, None), check)
+}
+
+/// [`wait_until`] with a fixed pause of `every` between looks instead of the backoff: for the
+/// benchmarks, which time what they wait for and need the moment it happened to within `every`.
+pub fn wait_until_every<T, C: Check<T>>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    check: impl FnMut() -> C,
+) -> Result<T, TimedOut> {
+    poll(Waiting::new(what, timeout, Some(every)), check)
+}
+
+fn poll<T, C: Check<T>>(
+    mut waiting: Waiting,
     mut check: impl FnMut() -> C,
 ) -> Result<T, TimedOut> {
-    let mut waiting = Waiting::new(what, timeout);
     loop {
         match waiting.judge(check())? {
             Ok(value) => return Ok(value),
@@ -143,7 +165,7 @@ pub async fn wait_until_async<T, C: Check<T>, F: Future<Output = C>>(
     timeout: Duration,
     mut check: impl FnMut() -> F,
 ) -> Result<T, TimedOut> {
-    let mut waiting = Waiting::new(what, timeout);
+    let mut waiting = Waiting::new(what, timeout, None);
     loop {
         match waiting.judge(check().await)? {
             Ok(value) => return Ok(value),
@@ -190,6 +212,21 @@ mod tests {
             wait_until("true", Duration::from_millis(50), || Ok::<_, String>(true)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_fixed_pause_does_not_back_off() {
+        let mut looks = 0;
+        let _ = wait_until_every(
+            "nothing",
+            Duration::from_millis(60),
+            Duration::from_millis(5),
+            || {
+                looks += 1;
+                false
+            },
+        );
+        assert!(looks >= 6, "{looks} looks");
     }
 
     #[tokio::test]

@@ -16,10 +16,9 @@ use crate::bench::relay::{unix_now, Relay};
 use crate::bench::sbatch_timing::{which, SbatchTiming};
 use crate::demo::leftovers::Leftovers;
 use crate::demo::slurm::{self, CancelOnDrop};
-use crate::demo::stack::{
-    random_hex, Dispatcher, DispatcherSpec, PoolSpec, RunnerCredentials, SimWorld, ORG,
-};
+use crate::demo::stack::{random_hex, Dispatcher, DispatcherSpec, SimWorld, ORG};
 use crate::demo::stats::Summary;
+use e2e::dispatcher_config::{Pool, RunnerCredentials};
 use e2e::procfs::{boottime_now, clock_ticks_per_second, cpu_seconds, memory_mib};
 use e2e::Cluster;
 
@@ -30,14 +29,14 @@ const ARM: &[&str] = &["self-hosted", "linux", "arm64"];
 const TRACKED: &[&str] = &["self-hosted", "linux", "tracked"];
 
 /// The bench's pools: three for the burst, one small one that the 10,000 tracked jobs queue on.
-pub fn pools() -> Vec<PoolSpec> {
-    let mut cpu = PoolSpec::new("cpu", &["linux", "x64"], 8);
+pub fn pools() -> Vec<Pool> {
+    let mut cpu = Pool::new("cpu", &["linux", "x64"], 8);
     cpu.priority = 10;
     vec![
         cpu,
-        PoolSpec::new("large", &["linux", "x64", "large"], 4),
-        PoolSpec::new("arm", &["linux", "arm64"], 4),
-        PoolSpec::new("tracked", &["linux", "tracked"], 2),
+        Pool::new("large", &["linux", "x64", "large"], 4),
+        Pool::new("arm", &["linux", "arm64"], 4),
+        Pool::new("tracked", &["linux", "tracked"], 2),
     ]
 }
 
@@ -51,7 +50,7 @@ pub struct Stack<'a> {
     pub dispatcher: Dispatcher,
     pub prefix: String,
     pub guard: CancelOnDrop<'a>,
-    pub pools: Vec<PoolSpec>,
+    pub pools: Vec<Pool>,
     _state_dir: tempfile::TempDir,
 }
 
@@ -350,7 +349,7 @@ pub struct PoolFill {
 
 /// The pool a runner belongs to: the one whose labels are exactly the runner's, else the
 /// largest one whose labels the runner all has.
-fn pool_of<'p>(pools: &'p [PoolSpec], runner_labels: &[String]) -> Option<&'p PoolSpec> {
+fn pool_of<'p>(pools: &'p [Pool], runner_labels: &[String]) -> Option<&'p Pool> {
     let runner: BTreeSet<String> = runner_labels
         .iter()
         .map(|l| l.to_ascii_lowercase())

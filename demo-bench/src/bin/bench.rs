@@ -19,8 +19,8 @@ use demo_bench::bench::dispatch::{
     self, BurstResult, IdleResult, SequentialResult, Stack, TrackedResult,
 };
 use demo_bench::bench::report::{ms, utc_now, Machine, Metric, Report};
-use demo_bench::demo::stack::RunnerCredentials;
 use demo_bench::demo::stats::Summary;
+use e2e::dispatcher_config::RunnerCredentials;
 use e2e::Cluster;
 use serde_json::json;
 

@@ -17,12 +17,11 @@ use clap::Parser;
 use demo_bench::demo::leftovers::{plugin_docker_mode, Leftovers};
 use demo_bench::demo::progress::{Board, Frame};
 use demo_bench::demo::slurm::{self, CancelOnDrop};
-use demo_bench::demo::stack::{
-    random_hex, Dispatcher, DispatcherSpec, RunnerCredentials, SimWorld,
-};
+use demo_bench::demo::stack::{random_hex, Dispatcher, DispatcherSpec, SimWorld};
 use demo_bench::demo::stats::Summary;
 use demo_bench::demo::tracker::Tracker;
 use demo_bench::demo::workflow;
+use e2e::dispatcher_config::RunnerCredentials;
 use e2e::Cluster;
 use github_sim::{Counters, RunCreated};
 
