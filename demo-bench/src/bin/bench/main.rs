@@ -122,19 +122,60 @@ fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
     let cluster = Cluster::shared();
     cluster.assert_node_healthy()?;
-    let mut problems: Vec<String> = Vec::new();
+    let mut problems = Problems::default();
     let mut measured = Measured::default();
-    let mut record = |phase: &str, result: Result<()>| {
+    measure_cluster(cluster, args, &mut measured, &mut problems)?;
+    if !args.cluster_only {
+        measure_dispatcher(cluster, args, &mut measured, &mut problems)?;
+    }
+
+    let mut details = details(&measured);
+    details["runner_credentials"] = serde_json::Value::String(args.credentials.clone());
+    let report = Report {
+        generated_at: utc_now(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        duration_secs: started.elapsed().as_secs_f64(),
+        machine: Machine::describe(cluster.conf()),
+        metrics: metrics(&measured, args),
+        problems: problems.0,
+        details,
+    };
+    let out = report_dir(cluster, args);
+    let (json_path, md_path) = report.write(&out)?;
+    println!("{}", report.markdown());
+    say(format!(
+        "wrote {} and {}",
+        json_path.display(),
+        md_path.display()
+    ));
+    Ok(())
+}
+
+/// What failed, phase by phase (a failed phase is reported, the others still run).
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn record(&mut self, phase: &str, result: Result<()>) {
         if let Err(error) = result {
             say(format!("{phase} failed: {error:#}"));
-            problems.push(format!("{phase}: {error:#}"));
+            self.0.push(format!("{phase}: {error:#}"));
         }
-    };
+    }
+}
 
+/// Metric 6 and the floor of metric 2: plain and `--gha-runner` jobs on the cluster, without
+/// and with the plugin (restarting the cluster unless `--no-restart`).
+fn measure_cluster(
+    cluster: &Cluster,
+    args: &Args,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) -> Result<()> {
     // 6: the plugin work's own benchmark when it exists (it alternates clusters without and
     // with the plugin); otherwise the same comparison here, once each.
     if !args.no_restart {
-        record(
+        problems.record(
             "plugin overhead (spank-gha/benches/bench-plugin)",
             (|| {
                 say(format!(
@@ -151,7 +192,7 @@ fn run(args: &Args) -> Result<()> {
             })(),
         );
         if measured.plugin_bench.is_none() {
-            record(
+            problems.record(
                 "plugin overhead (no-plugin cluster)",
                 (|| {
                     say("restarting the cluster without the plugin");
@@ -168,7 +209,7 @@ fn run(args: &Args) -> Result<()> {
         say("restarting the cluster with the plugin");
         restart_cluster(cluster, true).context("restarting the cluster with the plugin")?;
     }
-    record(
+    problems.record(
         "floor and plugin overhead (plugin cluster)",
         (|| {
             say(format!(
@@ -187,117 +228,109 @@ fn run(args: &Args) -> Result<()> {
         })(),
     );
 
-    if !args.cluster_only {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        let credentials = match args.credentials.as_str() {
-            "inline" => RunnerCredentials::Inline,
-            _ => RunnerCredentials::Ticket,
-        };
-        match Stack::start(cluster, &runtime, credentials) {
-            Err(error) => record("starting the simulator and gha-dispatcher", Err(error)),
-            Ok(mut stack) => {
-                say(format!(
-                    "dispatcher up (log {})",
-                    stack.dispatcher.log_path().display()
-                ));
-                record(
-                    "sequential jobs through the dispatcher",
-                    (|| {
-                        say(format!(
-                            "{} jobs one at a time through the dispatcher",
-                            args.sequential_jobs
-                        ));
-                        measured.sequential =
-                            Some(dispatch::sequential(&mut stack, args.sequential_jobs)?);
-                        Ok(())
-                    })(),
-                );
-                record(
-                    "idle window",
-                    (|| {
-                        say("waiting for the sequential phase's runners to be gone");
-                        let left = stack.wait_quiet(Duration::from_secs(90))?;
-                        if !left.is_empty() {
-                            say(format!("still there before the idle window: {left}"));
-                        }
-                        say(format!(
-                            "watching the idle dispatcher for {} s",
-                            args.idle_secs
-                        ));
-                        measured.idle = Some(dispatch::idle(
-                            &mut stack,
-                            Duration::from_secs(args.idle_secs),
-                        )?);
-                        Ok(())
-                    })(),
-                );
-                record(
-                    "burst",
-                    (|| {
-                        say(format!(
-                            "burst of {} queued webhooks within one second",
-                            args.burst
-                        ));
-                        measured.burst = Some(dispatch::burst(
-                            &mut stack,
-                            args.burst,
-                            Duration::from_secs(args.burst_drain_secs),
-                        )?);
-                        Ok(())
-                    })(),
-                );
-                record(
-                    "tracked jobs",
-                    (|| {
-                        say(format!(
-                            "{} queued jobs tracked by the dispatcher",
-                            args.tracked
-                        ));
-                        measured.tracked = Some(dispatch::tracked(&mut stack, args.tracked)?);
-                        Ok(())
-                    })(),
-                );
-                measured.metrics_text = stack.dispatcher.metrics().ok();
-                measured.ticket_redeem_secs = ticket_redeem_secs(cluster);
-                // Keep the dispatcher's log with the report (its state dir is temporary).
-                let out = report_dir(cluster, args);
-                if std::fs::create_dir_all(&out).is_ok() {
-                    let _ = std::fs::copy(stack.dispatcher.log_path(), out.join("dispatcher.log"));
-                }
-                say("waiting for runners, Slurm jobs and work dirs to be gone");
-                match stack.wait_quiet(Duration::from_secs(120)) {
-                    Ok(left) => measured.leftovers = Some(left.to_string()),
-                    Err(error) => record("leftover check", Err(error)),
-                }
-                record("stopping the dispatcher", stack.stop());
-            }
-        };
-    }
-
-    let mut details = details(&measured);
-    details["runner_credentials"] = serde_json::Value::String(args.credentials.clone());
-    let report = Report {
-        generated_at: utc_now(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        duration_secs: started.elapsed().as_secs_f64(),
-        machine: Machine::describe(cluster.conf()),
-        metrics: metrics(&measured, args),
-        problems,
-        details,
-    };
-    let out = report_dir(cluster, args);
-    let (json_path, md_path) = report.write(&out)?;
-    println!("{}", report.markdown());
-    say(format!(
-        "wrote {} and {}",
-        json_path.display(),
-        md_path.display()
-    ));
     Ok(())
+}
+
+/// Metrics 1 to 5: the simulator and `gha-dispatcher` on the cluster.
+fn measure_dispatcher(
+    cluster: &Cluster,
+    args: &Args,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let credentials = match args.credentials.as_str() {
+        "inline" => RunnerCredentials::Inline,
+        _ => RunnerCredentials::Ticket,
+    };
+    match Stack::start(cluster, &runtime, credentials) {
+        Err(error) => problems.record("starting the simulator and gha-dispatcher", Err(error)),
+        Ok(mut stack) => run_phases(cluster, args, &mut stack, measured, problems),
+    };
+    Ok(())
+}
+
+/// The dispatcher phases in order, then its metrics text, its log, the leftover check and stop.
+fn run_phases(
+    cluster: &Cluster,
+    args: &Args,
+    stack: &mut Stack,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) {
+    say(format!(
+        "dispatcher up (log {})",
+        stack.dispatcher.log_path().display()
+    ));
+    problems.record(
+        "sequential jobs through the dispatcher",
+        (|| {
+            say(format!(
+                "{} jobs one at a time through the dispatcher",
+                args.sequential_jobs
+            ));
+            measured.sequential = Some(dispatch::sequential(stack, args.sequential_jobs)?);
+            Ok(())
+        })(),
+    );
+    problems.record(
+        "idle window",
+        (|| {
+            say("waiting for the sequential phase's runners to be gone");
+            let left = stack.wait_quiet(Duration::from_secs(90))?;
+            if !left.is_empty() {
+                say(format!("still there before the idle window: {left}"));
+            }
+            say(format!(
+                "watching the idle dispatcher for {} s",
+                args.idle_secs
+            ));
+            measured.idle = Some(dispatch::idle(stack, Duration::from_secs(args.idle_secs))?);
+            Ok(())
+        })(),
+    );
+    problems.record(
+        "burst",
+        (|| {
+            say(format!(
+                "burst of {} queued webhooks within one second",
+                args.burst
+            ));
+            measured.burst = Some(dispatch::burst(
+                stack,
+                args.burst,
+                Duration::from_secs(args.burst_drain_secs),
+            )?);
+            Ok(())
+        })(),
+    );
+    problems.record(
+        "tracked jobs",
+        (|| {
+            say(format!(
+                "{} queued jobs tracked by the dispatcher",
+                args.tracked
+            ));
+            measured.tracked = Some(dispatch::tracked(stack, args.tracked)?);
+            Ok(())
+        })(),
+    );
+    measured.metrics_text = stack.dispatcher.metrics().ok();
+    measured.ticket_redeem_secs = ticket_redeem_secs(cluster);
+    // Keep the dispatcher's log with the report (its state dir is temporary).
+    let out = report_dir(cluster, args);
+    if std::fs::create_dir_all(&out).is_ok() {
+        let _ = std::fs::copy(stack.dispatcher.log_path(), out.join("dispatcher.log"));
+    }
+    say("waiting for runners, Slurm jobs and work dirs to be gone");
+    match stack.wait_quiet(Duration::from_secs(120)) {
+        Ok(left) => measured.leftovers = Some(left.to_string()),
+        Err(error) => problems.record("leftover check", Err(error)),
+    }
 }
 
 /// Where the report goes: `--out`, relative to the repository root.
