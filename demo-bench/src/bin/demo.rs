@@ -119,25 +119,9 @@ fn run(args: &Args) -> Result<bool> {
         &interrupted,
         Duration::from_secs(args.timeout_secs),
     )?;
-    let leftovers = match followed.ending {
-        Ending::AllDone => {
-            println!(
-                "all jobs done in {:.1} s; waiting for runner jobs to end and clean up",
-                followed.workload_secs
-            );
-            Leftovers::wait_until_none(
-                cluster,
-                &world.sim,
-                &prefix,
-                &slurm_guard.seen,
-                Duration::from_secs(args.cleanup_secs),
-                &|| interrupted.load(Ordering::SeqCst),
-            )?
-        }
-        Ending::TimedOut | Ending::Interrupted => {
-            Leftovers::collect(cluster, &world.sim, &prefix, &slurm_guard.seen)?
-        }
-    };
+    let leftovers = look_for_leftovers(args, &world, &slurm_guard, &followed, &|| {
+        interrupted.load(Ordering::SeqCst)
+    })?;
     let metrics = dispatcher.metrics().unwrap_or_default();
     let dispatcher_status = dispatcher.stop()?;
     let ok = summarize(args, &world, &workload, &followed, &leftovers, &metrics);
@@ -169,6 +153,37 @@ fn run(args: &Args) -> Result<bool> {
     }
     println!("{}", if ok { "demo OK" } else { "demo FAILED" });
     Ok(ok)
+}
+
+/// What the run left: after a finished workload, waits (up to `--cleanup-secs`) for the
+/// runner jobs to end and clean up; otherwise looks once.
+fn look_for_leftovers(
+    args: &Args,
+    world: &SimWorld,
+    guard: &CancelOnDrop<'_>,
+    followed: &Followed,
+    give_up: &dyn Fn() -> bool,
+) -> Result<Leftovers> {
+    let (cluster, prefix) = (guard.cluster, guard.prefix.as_str());
+    match followed.ending {
+        Ending::AllDone => {
+            println!(
+                "all jobs done in {:.1} s; waiting for runner jobs to end and clean up",
+                followed.workload_secs
+            );
+            Leftovers::wait_until_none(
+                cluster,
+                &world.sim,
+                prefix,
+                &guard.seen,
+                Duration::from_secs(args.cleanup_secs),
+                give_up,
+            )
+        }
+        Ending::TimedOut | Ending::Interrupted => {
+            Leftovers::collect(cluster, &world.sim, prefix, &guard.seen)
+        }
+    }
 }
 
 /// Starts `gha-dispatcher` (ticket mode, the demo's pools) and prints what runs where.
