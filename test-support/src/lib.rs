@@ -146,10 +146,7 @@ pub fn wait_until_every<T, C: Check<T>>(
     poll(Waiting::new(what, timeout, Some(every)), check)
 }
 
-fn poll<T, C: Check<T>>(
-    mut waiting: Waiting,
-    mut check: impl FnMut() -> C,
-) -> Result<T, TimedOut> {
+fn poll<T, C: Check<T>>(mut waiting: Waiting, mut check: impl FnMut() -> C) -> Result<T, TimedOut> {
     loop {
         match waiting.judge(check())? {
             Ok(value) => return Ok(value),
