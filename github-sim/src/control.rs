@@ -15,7 +15,7 @@ use crate::error::SimError;
 use crate::faults::Faults;
 use crate::model::*;
 use crate::scenario::Scenario;
-use crate::state::Shared;
+use crate::shared::Shared;
 
 type S = State<Arc<Shared>>;
 

@@ -16,6 +16,7 @@ pub mod rest;
 pub mod runner_api;
 pub mod runner_install;
 pub mod scenario;
+pub mod shared;
 pub mod signature;
 pub mod sim;
 pub mod state;

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::state::Shared;
+use crate::shared::Shared;
 
 type S = State<Arc<Shared>>;
 

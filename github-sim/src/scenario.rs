@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::error::SimError;
 use crate::faults::Faults;
 use crate::model::*;
-use crate::state::Shared;
+use crate::shared::Shared;
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use test_support::wait_until_async;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -12,7 +13,7 @@ use crate::config::SimConfig;
 use crate::error::SimError;
 use crate::faults::Faults;
 use crate::model::*;
-use crate::state::Shared;
+use crate::shared::Shared;
 
 pub struct Sim {
     shared: Arc<Shared>,
@@ -178,36 +179,25 @@ impl Sim {
         self.shared.lock().faults.clone()
     }
 
-    /// Polls the state every 10 ms until `cond` holds or `timeout` passes; true if it held.
+    /// Polls the state (`test_support::wait_until_async`) until `cond` holds or `timeout`
+    /// passes; true if it held.
     pub async fn wait_for(&self, timeout: Duration, cond: impl Fn(&SimSnapshot) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if cond(&self.snapshot()) {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let what = "the simulator's state to satisfy the condition";
+        wait_until_async(what, timeout, || async { cond(&self.snapshot()) })
+            .await
+            .is_ok()
     }
 
-    /// Same as `wait_for` but over counters and the delivery log.
+    /// Same as `wait_for` but over the delivery log.
     pub async fn wait_for_deliveries(
         &self,
         timeout: Duration,
         cond: impl Fn(&[DeliveryRecord]) -> bool,
     ) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if cond(&self.deliveries()) {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let what = "the delivery log to satisfy the condition";
+        wait_until_async(what, timeout, || async { cond(&self.deliveries()) })
+            .await
+            .is_ok()
     }
 
     pub async fn shutdown(mut self) {

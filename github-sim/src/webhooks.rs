@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use crate::error::SimError;
 use crate::faults::Faults;
 use crate::model::DeliveryRecord;
+use crate::shared::{Outgoing, Shared};
 use crate::signature::{sign_sha1, sign_sha256};
-use crate::state::{Outgoing, Shared};
 
 /// The hook id GitHub shows for the App's webhook.
 pub const HOOK_ID: u64 = 458_003_117;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use test_support::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_github-sim");
 
@@ -76,18 +77,11 @@ fn serve_applies_a_scenario_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(r.status(), 200);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            assert!(st.success(), "{st}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "serve did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let st = wait_until("serve to stop on SIGTERM", Duration::from_secs(10), || {
+        child.try_wait().unwrap()
+    })
+    .unwrap();
+    assert!(st.success(), "{st}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use github_sim::JobSpec;
+use test_support::wait_until_async;
 
 const MAX_RUNNERS: usize = 12;
 
@@ -23,6 +24,51 @@ fn runner_root(shared: &Path, i: usize) -> tempfile::TempDir {
     std::fs::copy(shared.join("run.sh"), dir.path().join("run.sh")).unwrap();
     std::os::unix::fs::symlink(shared.join("bin"), dir.path().join("bin")).unwrap();
     dir
+}
+
+/// The in-test autoscaler's state: demand seen in `queued` webhooks and the runners alive.
+#[derive(Default)]
+struct Autoscaler {
+    seen_queued: HashSet<u64>,
+    demand: usize,
+    alive: Vec<(tokio::process::Child, tempfile::TempDir)>,
+    started: usize,
+    exit_codes: Vec<i32>,
+}
+
+impl Autoscaler {
+    /// One look: count new demand, reap exited runners, start runners up to MAX_RUNNERS.
+    async fn step(&mut self, w: &World, hooks: &Receiver, token: &str, install: &Path) {
+        for (action, job_id) in hooks.actions() {
+            if action == "queued" && self.seen_queued.insert(job_id) {
+                self.demand += 1;
+            }
+        }
+        let mut still = Vec::new();
+        for (mut child, dir) in self.alive.drain(..) {
+            match child.try_wait().unwrap() {
+                Some(status) => self.exit_codes.push(status.code().unwrap_or(-1)),
+                None => still.push((child, dir)),
+            }
+        }
+        self.alive = still;
+        while self.demand > 0 && self.alive.len() < MAX_RUNNERS {
+            self.demand -= 1;
+            self.started += 1;
+            let name = format!("e2e-{}", self.started);
+            let (_, cfg) = w.jit(token, &name, &["self-hosted", "linux", "x64"]).await;
+            let dir = runner_root(install, self.started);
+            let child = tokio::process::Command::new(dir.path().join("run.sh"))
+                .arg("--jitconfig")
+                .arg(&cfg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            self.alive.push((child, dir));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,64 +103,33 @@ async fn seventy_jobs_run_end_to_end_with_a_trivial_autoscaler() {
     assert_eq!(run.job_ids.len(), 70);
 
     // The autoscaler: one runner per queued job seen in a webhook, at most MAX_RUNNERS alive.
-    let mut seen_queued: HashSet<u64> = HashSet::new();
-    let mut demand = 0usize;
-    let mut alive: Vec<(tokio::process::Child, tempfile::TempDir)> = Vec::new();
-    let mut started = 0usize;
-    let mut exit_codes = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        for (action, job_id) in hooks.actions() {
-            if action == "queued" && seen_queued.insert(job_id) {
-                demand += 1;
+    let scaler = tokio::sync::Mutex::new(Autoscaler::default());
+    wait_until_async(
+        "the run to complete and every runner to exit",
+        Duration::from_secs(120),
+        || async {
+            let mut s = scaler.lock().await;
+            s.step(&w, &hooks, &token, install.dir.path()).await;
+            let done = w
+                .sim
+                .snapshot()
+                .runs
+                .iter()
+                .any(|r| r.id == run.run_id && r.status == "completed");
+            if done && s.alive.is_empty() {
+                Ok(true)
+            } else {
+                Err(format!("{} started, {:?}", s.started, w.sim.counters()))
             }
-        }
-        let mut still = Vec::new();
-        for (mut child, dir) in alive.drain(..) {
-            match child.try_wait().unwrap() {
-                Some(status) => exit_codes.push(status.code().unwrap_or(-1)),
-                None => still.push((child, dir)),
-            }
-        }
-        alive = still;
-        while demand > 0 && alive.len() < MAX_RUNNERS {
-            demand -= 1;
-            started += 1;
-            let (_, cfg) = w
-                .jit(
-                    &token,
-                    &format!("e2e-{started}"),
-                    &["self-hosted", "linux", "x64"],
-                )
-                .await;
-            let dir = runner_root(install.dir.path(), started);
-            let child = tokio::process::Command::new(dir.path().join("run.sh"))
-                .arg("--jitconfig")
-                .arg(&cfg)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap();
-            alive.push((child, dir));
-        }
-        let done = w
-            .sim
-            .snapshot()
-            .runs
-            .iter()
-            .any(|r| r.id == run.run_id && r.status == "completed");
-        if done && alive.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out: {} started, {:?}",
-            started,
-            w.sim.counters()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        },
+    )
+    .await
+    .unwrap();
+    let Autoscaler {
+        started,
+        exit_codes,
+        ..
+    } = scaler.into_inner();
 
     let s = w.sim.snapshot();
     let r = s.runs.iter().find(|r| r.id == run.run_id).unwrap();

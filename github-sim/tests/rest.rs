@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::*;
 use github_sim::{test_keys, SimConfig};
 use serde_json::{json, Value};
+use test_support::wait_until_async;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_jwt_checks_follow_github() {
@@ -97,20 +98,17 @@ async fn installation_tokens_expire_and_need_permissions() {
         404
     );
     // After expiry: 401 Bad credentials.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    let v: Value = wait_until_async("the token to expire", Duration::from_secs(5), || async {
         let r = w.get(&path, &token).send().await.unwrap();
         if r.status() == 401 {
-            let v: Value = r.json().await.unwrap();
-            assert_eq!(v["message"], "Bad credentials");
-            break;
+            Some(r.json::<Value>().await.unwrap())
+        } else {
+            None
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "token never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+    .unwrap();
+    assert_eq!(v["message"], "Bad credentials");
     // A read-only installation gets 403 on generate-jitconfig.
     let ro = w
         .sim

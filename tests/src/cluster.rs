@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::wait::wait_for;
+use test_support::wait_until;
 
 /// Job states after which Slurm will not run the job again.
 const TERMINAL_STATES: &[&str] = &[
@@ -134,6 +134,22 @@ impl Cluster {
         &self.repo_root
     }
 
+    /// The cluster's munged socket (for `munge`, `unmunge` and a ticket-mode dispatcher).
+    pub fn munge_socket(&self) -> PathBuf {
+        self.dir.join("munge/run/munge.socket")
+    }
+
+    /// The runner job script a dispatcher submits: the copy `ci/slurm-up` installed in the
+    /// cluster (readable by the job user), else the one in the source tree.
+    pub fn job_script(&self) -> PathBuf {
+        let installed = self.dir.join("libexec/gha-runner-job");
+        if installed.is_file() {
+            installed
+        } else {
+            self.repo_root.join("spank-gha/libexec/gha-runner-job")
+        }
+    }
+
     /// A command with `SLURM_CONF` pointing at this cluster.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new(program);
@@ -232,15 +248,17 @@ impl Cluster {
 
     /// Waits until the job has reached a state Slurm will not leave.
     pub fn wait_for_end(&self, id: u32, timeout: Duration) -> Result<JobInfo> {
-        wait_for(&format!("job {id} to end"), timeout, || {
+        let what = format!("job {id} to end");
+        Ok(wait_until(&what, timeout, || {
             let info = self.job_info(id)?;
-            Ok(info.is_finished().then_some(info))
-        })
+            anyhow::Ok(info.is_finished().then_some(info))
+        })?)
     }
 
     /// Waits until the job is in `state` (e.g. `RUNNING`).
     pub fn wait_for_state(&self, id: u32, state: &str, timeout: Duration) -> Result<JobInfo> {
-        wait_for(&format!("job {id} to be {state}"), timeout, || {
+        let what = format!("job {id} to be {state}");
+        Ok(wait_until(&what, timeout, || {
             let info = self.job_info(id)?;
             if info.state() == state {
                 return Ok(Some(info));
@@ -249,7 +267,7 @@ impl Cluster {
                 bail!("job {id} ended as {} before reaching {state}", info.state());
             }
             Ok(None)
-        })
+        })?)
     }
 
     /// The job's output file as it is now (empty if it does not exist yet).
@@ -264,14 +282,11 @@ impl Cluster {
         needle: &str,
         timeout: Duration,
     ) -> Result<String> {
-        wait_for(
-            &format!("{needle:?} in the output of job {}", job.id),
-            timeout,
-            || {
-                let text = self.output(job);
-                Ok(text.contains(needle).then_some(text))
-            },
-        )
+        let what = format!("{needle:?} in the output of job {}", job.id);
+        Ok(wait_until(&what, timeout, || {
+            let text = self.output(job);
+            text.contains(needle).then_some(text)
+        })?)
     }
 
     /// Cancels a job (as root).

@@ -8,9 +8,10 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use test_support::wait_until_async;
 
 use crate::Cluster;
 
@@ -56,20 +57,14 @@ impl DispatcherSlot {
     /// previous holder's listener may close a moment after its lock was released (its runtime
     /// shuts down after the test): an address in use is retried for a while.
     pub async fn listen(&self) -> Result<tokio::net::TcpListener> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("the dispatcher slot {} to be free", self.addr);
+        let bound = wait_until_async(&what, Duration::from_secs(30), || async {
             match tokio::net::TcpListener::bind(self.addr).await {
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                other => {
-                    return other.with_context(|| {
-                        format!("cannot listen on the dispatcher slot {}", self.addr)
-                    })
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(e),
+                other => Ok(Some(other)),
             }
-        }
+        })
+        .await?;
+        bound.with_context(|| format!("cannot listen on the dispatcher slot {}", self.addr))
     }
 }

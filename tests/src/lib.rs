@@ -1,14 +1,16 @@
 //! End-to-end test support: a handle on the real single-node Slurm that `ci/slurm-up` starts,
-//! with the real spank-gha plugin loaded. Tests submit jobs as the non-root test user, wait for
-//! conditions with deadlines (never fixed sleeps), and read outputs and node state.
+//! with the real spank-gha plugin loaded (`cluster`, `procfs`), the cluster's one dispatcher
+//! address (`dispatcher_slot`), the dispatcher's config file typed (`dispatcher_config`), the
+//! GitHub simulator set up as the dispatcher expects it (`sim_world`) and MUNGE credentials
+//! (`munge`). The tests in `tests/` and the demo and benchmark drivers (crate `demo-bench`)
+//! use it. Waiting is `test_support::wait_until` (never fixed sleeps).
 
-pub mod bench;
 pub mod cluster;
-pub mod demo;
+pub mod dispatcher_config;
 pub mod dispatcher_slot;
+pub mod munge;
 pub mod procfs;
-pub mod wait;
+pub mod sim_world;
 
 pub use cluster::{Cluster, JobInfo, Submitted};
 pub use dispatcher_slot::DispatcherSlot;
-pub use wait::wait_for;

@@ -62,9 +62,9 @@ fn cancelled_job_ends_cancelled_and_leaves_no_process() {
     let info = cluster.wait_for_end(job.id, JOB_TIMEOUT).unwrap();
 
     assert_eq!(info.state(), "CANCELLED", "{info:?}");
-    e2e::wait_for("the cancelled job's process to exit", JOB_TIMEOUT, || {
+    test_support::wait_until("the cancelled job's process to exit", JOB_TIMEOUT, || {
         let left = cluster.processes_of(cluster.test_user())?;
-        Ok((!left.iter().any(|(_, cmd)| cmd.contains(&marker))).then_some(()))
+        anyhow::Ok((!left.iter().any(|(_, cmd)| cmd.contains(&marker))).then_some(()))
     })
     .unwrap();
     cluster.assert_node_healthy().unwrap();

@@ -8,13 +8,13 @@
 mod dispatcher_support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dispatcher_support::{
-    cluster, config_text, eventually, secrets_dir, start_sim, ConfigSpec, Daemon, SECRET,
-};
+use dispatcher_support::{base_config, cluster, secrets_dir, start_sim, Daemon, SECRET};
+use e2e::dispatcher_config::{Pool, Scaling};
 use e2e::Cluster;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
+use test_support::wait_until_async;
 
 const PREFIX: &str = "e2e-crash";
 
@@ -41,16 +41,14 @@ fn our_slurm_jobs(cluster: &Cluster) -> Vec<String> {
 
 async fn healthy(url: &str) {
     let url = format!("{url}/healthz");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(&url).await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "dispatcher never answered {url}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("the dispatcher to answer {url}");
+    wait_until_async(&what, Duration::from_secs(30), || async {
+        reqwest::get(&url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,27 +76,18 @@ async fn kill_9_during_a_burst_then_restart_runs_every_job_exactly_once() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let config = d.join("config.toml");
-    std::fs::write(
-        &config,
-        config_text(&ConfigSpec {
-            dir: d,
-            api_url: &sim.url(),
-            listen: &format!("127.0.0.1:{port}"),
-            prefix: PREFIX,
-            sbatch: None,
-            scaling: "reconcile_interval_secs = 2
-boot_deadline_secs = 120
-sbatch_backoff_max_secs = 2
-submit_concurrency = 4",
-            pools: r#"
-[[pools]]
-name = "cpu"
-labels = ["linux"]
-max_runners = 40
-time_limit = "10:00"
-"#,
-        }),
-    )
+    std::fs::write(&config, {
+        let mut c = base_config(d, &sim.url(), PREFIX);
+        c.server.listen = format!("127.0.0.1:{port}");
+        c.scaling = Scaling {
+            reconcile_interval_secs: Some(2),
+            boot_deadline_secs: Some(120),
+            sbatch_backoff_max_secs: Some(2),
+            submit_concurrency: Some(4),
+        };
+        c.pools = vec![Pool::new("cpu", &["linux"], 40).time_limit("10:00")];
+        c.to_toml().unwrap()
+    })
     .unwrap();
     let log = d.join("dispatcher.log");
     let mut daemon = Daemon::spawn(&config, &log);
@@ -129,15 +118,18 @@ time_limit = "10:00"
     let mut kills = Vec::new();
     for percent in [20, 45, 70] {
         let kill_at = burst * percent / 100;
-        eventually("the burst to progress", Duration::from_secs(300), || {
-            let done = sim
-                .jobs()
-                .iter()
-                .filter(|j| j.status == "completed")
-                .count();
-            Ok(done >= kill_at)
+        wait_until_async("the burst to progress", Duration::from_secs(300), || {
+            std::future::ready::<Result<bool, String>>({
+                let done = sim
+                    .jobs()
+                    .iter()
+                    .filter(|j| j.status == "completed")
+                    .count();
+                Ok(done >= kill_at)
+            })
         })
-        .await;
+        .await
+        .unwrap();
         daemon.kill9();
         let done_at_kill = sim
             .jobs()
@@ -154,28 +146,31 @@ time_limit = "10:00"
     }
 
     let ids = run.job_ids.clone();
-    eventually(
+    wait_until_async(
         "every job of the burst to complete",
         Duration::from_secs(900),
         || {
-            let jobs = sim.jobs();
-            let open: Vec<u64> = jobs
-                .iter()
-                .filter(|j| ids.contains(&j.id) && j.status != "completed")
-                .map(|j| j.id)
-                .collect();
-            if open.is_empty() {
-                Ok(true)
-            } else {
-                Err(format!(
-                    "{} not completed, e.g. {:?}",
-                    open.len(),
-                    &open[..open.len().min(5)]
-                ))
-            }
+            std::future::ready::<Result<bool, String>>({
+                let jobs = sim.jobs();
+                let open: Vec<u64> = jobs
+                    .iter()
+                    .filter(|j| ids.contains(&j.id) && j.status != "completed")
+                    .map(|j| j.id)
+                    .collect();
+                if open.is_empty() {
+                    Ok(true)
+                } else {
+                    Err(format!(
+                        "{} not completed, e.g. {:?}",
+                        open.len(),
+                        &open[..open.len().min(5)]
+                    ))
+                }
+            })
         },
     )
-    .await;
+    .await
+    .unwrap();
     for job in sim.jobs().iter().filter(|j| ids.contains(&j.id)) {
         assert_eq!(job.conclusion.as_deref(), Some("success"), "{job:?}");
     }
@@ -191,25 +186,28 @@ time_limit = "10:00"
     assert!(twice.is_empty(), "jobs that ran more than once: {twice:?}");
 
     // Nothing left: idle surplus runners time out in the job script, then are deregistered.
-    eventually(
+    wait_until_async(
         "no Slurm job and no registration left over",
         Duration::from_secs(180),
         || {
-            let slurm = our_slurm_jobs(cluster);
-            let regs: Vec<String> = sim
-                .runners()
-                .into_iter()
-                .map(|r| r.name)
-                .filter(|n| n.starts_with(PREFIX))
-                .collect();
-            if slurm.is_empty() && regs.is_empty() {
-                Ok(true)
-            } else {
-                Err(format!("slurm {slurm:?} registrations {regs:?}"))
-            }
+            std::future::ready::<Result<bool, String>>({
+                let slurm = our_slurm_jobs(cluster);
+                let regs: Vec<String> = sim
+                    .runners()
+                    .into_iter()
+                    .map(|r| r.name)
+                    .filter(|n| n.starts_with(PREFIX))
+                    .collect();
+                if slurm.is_empty() && regs.is_empty() {
+                    Ok(true)
+                } else {
+                    Err(format!("slurm {slurm:?} registrations {regs:?}"))
+                }
+            })
         },
     )
-    .await;
+    .await
+    .unwrap();
     let issued = sim.counters().jit_configs_issued as usize;
     // Runners minted but not submitted at a kill (at most submit_concurrency = 4 each time)
     // are deregistered and replaced; nothing else is minted twice.

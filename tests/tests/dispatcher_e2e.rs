@@ -9,18 +9,24 @@
 mod dispatcher_support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dispatcher_support::{cluster, config_text, secrets_dir, start_sim, ConfigSpec, SECRET};
+use test_support::wait_until_async;
+
+use dispatcher_support::{base_config, cluster, secrets_dir, start_sim, SECRET};
+use e2e::dispatcher_config::{Pool, Scaling};
 use gha_dispatcher::app::Running;
 use gha_dispatcher::config::Config;
 use github_sim::model::{JobSpec, RunCreated, WebhookTarget, WorkflowSpec};
 use github_sim::{Faults, Sim};
 
 /// Short timers so that hygiene and reconciliation happen within a test's time.
-const FAST_SCALING: &str = "reconcile_interval_secs = 2
-boot_deadline_secs = 15
-sbatch_backoff_max_secs = 2";
+const FAST_SCALING: Scaling = Scaling {
+    reconcile_interval_secs: Some(2),
+    boot_deadline_secs: Some(15),
+    submit_concurrency: None,
+    sbatch_backoff_max_secs: Some(2),
+};
 
 struct Harness {
     sim: Sim,
@@ -32,52 +38,26 @@ struct Harness {
     url: String,
 }
 
-/// Poll `check` until it holds or `timeout` passes (never a fixed sleep).
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        match check().await {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => last = e,
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 impl Harness {
-    /// `pool_toml` is the `[[pools]]` section(s); `sbatch` overrides the sbatch command.
-    async fn start(prefix: &str, pool_toml: &str, sbatch: Option<&Path>) -> Harness {
-        Self::start_with(prefix, pool_toml, sbatch, FAST_SCALING).await
+    /// A dispatcher with `pools`; `sbatch` overrides the sbatch command.
+    async fn start(prefix: &str, pools: Vec<Pool>, sbatch: Option<&Path>) -> Harness {
+        Self::start_with(prefix, pools, sbatch, FAST_SCALING).await
     }
 
-    /// As [`Harness::start`], with the `[scaling]` lines given.
+    /// As [`Harness::start`], with the `[scaling]` given.
     async fn start_with(
         prefix: &str,
-        pool_toml: &str,
+        pools: Vec<Pool>,
         sbatch: Option<&Path>,
-        scaling: &str,
+        scaling: Scaling,
     ) -> Harness {
         let sim = start_sim().await;
         let dir = secrets_dir();
-        let config_text = config_text(&ConfigSpec {
-            dir: dir.path(),
-            api_url: &sim.url(),
-            listen: "127.0.0.1:0",
-            prefix,
-            sbatch,
-            scaling,
-            pools: pool_toml,
-        });
+        let mut config = base_config(dir.path(), &sim.url(), prefix);
+        config.slurm.sbatch = sbatch.map(Path::to_path_buf);
+        config.scaling = scaling;
+        config.pools = pools;
+        let config_text = config.to_toml().unwrap();
         let mut h = Harness {
             sim,
             dispatcher: None,
@@ -160,7 +140,7 @@ impl Harness {
 
     async fn wait_jobs_succeed(&self, ids: &[u64], timeout: Duration) {
         let ids = ids.to_vec();
-        eventually("every job to complete", timeout, || {
+        wait_until_async("every job to complete", timeout, || {
             let jobs: Vec<_> = ids.iter().map(|id| self.sim.job(*id).unwrap()).collect();
             async move {
                 let pending: Vec<String> = jobs
@@ -175,7 +155,8 @@ impl Harness {
                 }
             }
         })
-        .await;
+        .await
+        .unwrap();
         for id in &ids {
             let job = self.sim.job(*id).unwrap();
             assert_eq!(
@@ -195,7 +176,7 @@ impl Harness {
 
     /// Nothing of ours left: no Slurm job, no runner registration.
     async fn wait_nothing_left(&self, timeout: Duration) {
-        eventually(
+        wait_until_async(
             "no Slurm job and no registration left over",
             timeout,
             || {
@@ -210,7 +191,8 @@ impl Harness {
                 }
             },
         )
-        .await;
+        .await
+        .unwrap();
     }
 
     /// A directory the job user can write to, outside the cluster's directory.
@@ -237,13 +219,9 @@ impl Drop for Harness {
     }
 }
 
-const CPU_POOL: &str = r#"
-[[pools]]
-name = "cpu"
-labels = ["linux", "x64"]
-max_runners = 4
-time_limit = "10:00"
-"#;
+fn cpu_pool() -> Vec<Pool> {
+    vec![Pool::new("cpu", &["linux", "x64"], 4).time_limit("10:00")]
+}
 
 fn job(name: &str, command: Option<String>) -> JobSpec {
     JobSpec {
@@ -254,7 +232,7 @@ fn job(name: &str, command: Option<String>) -> JobSpec {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn happy_path_queued_webhook_becomes_a_slurm_job_that_runs_it_as_gha_ci() {
-    let h = Harness::start("e2e-happy", CPU_POOL, None).await;
+    let h = Harness::start("e2e-happy", cpu_pool(), None).await;
     let markers = h.marker_dir();
     let marker = markers.path().join("whoami");
     let run = h.enqueue(vec![job(
@@ -315,13 +293,14 @@ async fn happy_path_queued_webhook_becomes_a_slurm_job_that_runs_it_as_gha_ci() 
     // answers 304).
     let wait_two_passes = || async {
         let from = h.status().await["last_full_reconcile_at"].as_i64().unwrap();
-        eventually("two more full passes", Duration::from_secs(30), || async {
+        wait_until_async("two more full passes", Duration::from_secs(30), || async {
             let last = h.status().await["last_full_reconcile_at"]
                 .as_i64()
                 .unwrap_or(0);
             Ok(last >= from + 4)
         })
-        .await;
+        .await
+        .unwrap();
     };
     wait_two_passes().await;
     let before = h.sim.counters().api;
@@ -347,7 +326,7 @@ async fn happy_path_queued_webhook_becomes_a_slurm_job_that_runs_it_as_gha_ci() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missed_webhook_is_found_by_reconciliation() {
-    let h = Harness::start("e2e-missed", CPU_POOL, None).await;
+    let h = Harness::start("e2e-missed", cpu_pool(), None).await;
     h.sim.set_faults(Faults {
         drop_deliveries: 1,
         ..Default::default()
@@ -365,7 +344,7 @@ async fn missed_webhook_is_found_by_reconciliation() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_and_reordered_deliveries_make_one_runner_per_job() {
-    let h = Harness::start("e2e-dupes", CPU_POOL, None).await;
+    let h = Harness::start("e2e-dupes", cpu_pool(), None).await;
     h.sim.set_faults(Faults {
         duplicate_deliveries: 20,
         reorder_deliveries: 3,
@@ -391,20 +370,15 @@ async fn duplicate_and_reordered_deliveries_make_one_runner_per_job() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelled_before_start_surplus_pending_jobs_are_cancelled() {
     // `--begin` keeps the runner jobs pending, as on a busy cluster.
-    let pool = r#"
-[[pools]]
-name = "later"
-labels = ["linux"]
-max_runners = 4
-extra_args = ["--begin=now+1hour"]
-"#;
+    let pool = vec![Pool::new("later", &["linux"], 4).extra_args(&["--begin=now+1hour"])];
     let h = Harness::start("e2e-cancel", pool, None).await;
     let run = h.enqueue(vec![job("a", None), job("b", None)]);
-    eventually("two pending Slurm jobs", Duration::from_secs(60), || {
+    wait_until_async("two pending Slurm jobs", Duration::from_secs(60), || {
         let jobs = h.our_slurm_jobs();
         async move { Ok(jobs.len() == 2 && jobs.iter().all(|j| j.2 == "PENDING")) }
     })
-    .await;
+    .await
+    .unwrap();
     h.sim.cancel_run(run.run_id).unwrap();
     h.wait_nothing_left(Duration::from_secs(60)).await;
     assert!(h
@@ -416,17 +390,12 @@ extra_args = ["--begin=now+1hour"]
 
 #[tokio::test(flavor = "multi_thread")]
 async fn full_pool_respects_max_runners_then_drains() {
-    let pool = r#"
-[[pools]]
-name = "one"
-labels = ["linux"]
-max_runners = 1
-"#;
+    let pool = vec![Pool::new("one", &["linux"], 1)];
     let h = Harness::start("e2e-full", pool, None).await;
     let run = h.enqueue(vec![job("a", None), job("b", None), job("c", None)]);
     let ids = run.job_ids.clone();
     let mut max_seen = 0;
-    eventually(
+    wait_until_async(
         "all three jobs to complete through a pool of one",
         Duration::from_secs(180),
         || {
@@ -454,7 +423,8 @@ max_runners = 1
             }
         },
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(max_seen, 1);
     h.wait_jobs_succeed(&run.job_ids, Duration::from_secs(5))
         .await;
@@ -494,9 +464,9 @@ async fn sbatch_failing_then_recovering_keeps_the_demand() {
     )
     .unwrap();
 
-    let h = Harness::start("e2e-sbatch", CPU_POOL, Some(&wrapper)).await;
+    let h = Harness::start("e2e-sbatch", cpu_pool(), Some(&wrapper)).await;
     let run = h.enqueue(vec![job("build", None)]);
-    eventually(
+    wait_until_async(
         "an sbatch failure to be reported",
         Duration::from_secs(90),
         || async {
@@ -504,7 +474,8 @@ async fn sbatch_failing_then_recovering_keeps_the_demand() {
             Ok(status["last_sbatch_error"].as_str().is_some())
         },
     )
-    .await;
+    .await
+    .unwrap();
     let status = h.status().await;
     let error = status["last_sbatch_error"].as_str().unwrap().to_string();
     assert!(error.contains("sbatch"), "{error}");
@@ -531,7 +502,7 @@ async fn sbatch_failing_then_recovering_keeps_the_demand() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn github_server_errors_and_rate_limits_are_survived() {
-    let h = Harness::start("e2e-ghfaults", CPU_POOL, None).await;
+    let h = Harness::start("e2e-ghfaults", cpu_pool(), None).await;
     h.sim.set_faults(Faults {
         server_errors: 3,
         secondary_rate_limit: 2,
@@ -558,19 +529,12 @@ async fn runner_that_never_comes_online_is_cancelled_and_deregistered() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let pool = format!(
-        r#"
-[[pools]]
-name = "stuck"
-labels = ["linux"]
-max_runners = 1
-job_script_args = ["--runner-root", "{}"]
-"#,
-        root.display()
-    );
-    let h = Harness::start("e2e-stuck", &pool, None).await;
+    let runner_root = root.display().to_string();
+    let pool =
+        vec![Pool::new("stuck", &["linux"], 1).job_script_args(&["--runner-root", &runner_root])];
+    let h = Harness::start("e2e-stuck", pool, None).await;
     let run = h.enqueue(vec![job("a", None)]);
-    eventually(
+    wait_until_async(
         "the stuck runner's Slurm job to run",
         Duration::from_secs(60),
         || {
@@ -578,8 +542,9 @@ job_script_args = ["--runner-root", "{}"]
             async move { Ok(jobs.iter().any(|j| j.2 == "RUNNING")) }
         },
     )
-    .await;
-    eventually(
+    .await
+    .unwrap();
+    wait_until_async(
         "the boot deadline to reap it",
         Duration::from_secs(90),
         || async {
@@ -588,7 +553,8 @@ job_script_args = ["--runner-root", "{}"]
                 .contains("gha_dispatcher_runners_reaped_total{reason=\"boot_deadline\"}"))
         },
     )
-    .await;
+    .await
+    .unwrap();
     // The demand is still there, so a new runner follows; stop the dispatcher and check
     // that the reaped one left nothing behind.
     let status = h.status().await;
@@ -600,7 +566,7 @@ job_script_args = ["--runner-root", "{}"]
         .map(|r| r["name"].as_str().unwrap().to_string())
         .collect();
     assert!(!reaped.is_empty(), "{status}");
-    eventually(
+    wait_until_async(
         "the reaped runner's job and registration to be gone",
         Duration::from_secs(60),
         || {
@@ -613,14 +579,15 @@ job_script_args = ["--runner-root", "{}"]
             }
         },
     )
-    .await;
+    .await
+    .unwrap();
     // Each reaped registration was deleted once, not again by the leftover sweep that
     // follows in the same pass (its listing predates the delete). Counters first: a runner
     // is marked abandoned before its DELETE.
     let from = h.status().await["last_full_reconcile_at"]
         .as_i64()
         .unwrap_or(0);
-    eventually(
+    wait_until_async(
         "the reaping pass to end",
         Duration::from_secs(30),
         || async {
@@ -630,7 +597,8 @@ job_script_args = ["--runner-root", "{}"]
             Ok(last > from)
         },
     )
-    .await;
+    .await
+    .unwrap();
     let deletes = h
         .sim
         .counters()
@@ -661,17 +629,11 @@ fn charged_calls(sim: &Sim) -> Vec<(String, u64)> {
 /// A dispatcher with one pool of a single runner slot, whose periodic full pass is 5 minutes
 /// away: within a test's deadline, only the prompt paths can free the slot.
 async fn one_slot_pool_without_periodic_passes(prefix: &str) -> Harness {
-    let pool = r#"
-[[pools]]
-name = "one"
-labels = ["linux"]
-max_runners = 1
-"#;
     Harness::start_with(
         prefix,
-        pool,
+        vec![Pool::new("one", &["linux"], 1)],
         None,
-        "reconcile_interval_secs = 300\nboot_deadline_secs = 120",
+        dispatcher_support::scaling(300, Some(120)),
     )
     .await
 }
@@ -705,9 +667,9 @@ async fn jobs_cost_at_most_two_github_calls_each_and_no_runner_deletes() {
     // so many that polling outweighs the jobs.
     let h = Harness::start_with(
         "e2e-calls",
-        CPU_POOL,
+        cpu_pool(),
         None,
-        "reconcile_interval_secs = 5\nboot_deadline_secs = 60",
+        dispatcher_support::scaling(5, Some(60)),
     )
     .await;
     let jobs = (0..JOBS).map(|i| job(&format!("j{i}"), None)).collect();
@@ -720,13 +682,14 @@ async fn jobs_cost_at_most_two_github_calls_each_and_no_runner_deletes() {
         let from = h.status().await["last_full_reconcile_at"]
             .as_i64()
             .unwrap_or(0);
-        eventually("another full pass", Duration::from_secs(30), || async {
+        wait_until_async("another full pass", Duration::from_secs(30), || async {
             let last = h.status().await["last_full_reconcile_at"]
                 .as_i64()
                 .unwrap_or(0);
             Ok(last > from)
         })
-        .await;
+        .await
+        .unwrap();
     }
     assert_eq!(h.sim.counters().jit_configs_issued, JOBS as u64);
     let charged = charged_calls(&h.sim);
@@ -754,7 +717,7 @@ async fn a_full_pool_notices_ended_slurm_jobs_without_webhooks() {
     let h = one_slot_pool_without_periodic_passes("e2e-squeue").await;
     let run = h.enqueue(vec![job("a", None), job("b", None), job("c", None)]);
     let ids = run.job_ids.clone();
-    eventually("the queued deliveries", Duration::from_secs(30), || {
+    wait_until_async("the queued deliveries", Duration::from_secs(30), || {
         let delivered = h
             .sim
             .deliveries()
@@ -764,7 +727,8 @@ async fn a_full_pool_notices_ended_slurm_jobs_without_webhooks() {
             .count();
         async move { Ok(delivered == 3) }
     })
-    .await;
+    .await
+    .unwrap();
     h.sim.set_faults(Faults {
         drop_deliveries: 10_000,
         ..Default::default()

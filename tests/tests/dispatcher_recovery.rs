@@ -11,9 +11,8 @@ mod dispatcher_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dispatcher_support::{
-    cluster, config_text, eventually, secrets_dir, start_sim, ConfigSpec, APP_ID, SECRET,
-};
+use dispatcher_support::{cluster, config_with, secrets_dir, start_sim, APP_ID, SECRET};
+use e2e::dispatcher_config::Pool;
 use e2e::Cluster;
 use gha_dispatcher::clients::github::{Credentials, GithubClient};
 use gha_dispatcher::config::Config;
@@ -22,6 +21,7 @@ use gha_dispatcher::store::{self as db, Db};
 use gha_dispatcher::telemetry::Metrics;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
 use github_sim::{test_keys, Sim};
+use test_support::wait_until_async;
 
 const PREFIX: &str = "e2e-recover";
 
@@ -30,20 +30,15 @@ async fn setup(prefix: &str) -> (&'static Cluster, Sim, tempfile::TempDir, Confi
     let cluster = cluster();
     let sim = start_sim().await;
     let dir = secrets_dir();
-    let config_text = config_text(&ConfigSpec {
-        dir: dir.path(),
-        api_url: &sim.url(),
-        listen: "127.0.0.1:0",
+    let config_text = config_with(
+        dir.path(),
+        &sim.url(),
         prefix,
-        sbatch: None,
-        scaling: "reconcile_interval_secs = 2",
-        pools: r#"
-[[pools]]
-name = "cpu"
-labels = ["linux"]
-max_runners = 5
-"#,
-    });
+        dispatcher_support::scaling(2, None),
+        vec![Pool::new("cpu", &["linux"], 5)],
+    )
+    .to_toml()
+    .unwrap();
     let config = Config::parse(&config_text).unwrap();
     (cluster, sim, dir, config)
 }
@@ -141,46 +136,52 @@ async fn restart_recovers_every_interrupted_runner_state() {
     });
 
     let ids = run.job_ids.clone();
-    eventually("both jobs to complete", Duration::from_secs(120), || {
-        let open: Vec<_> = ids
-            .iter()
-            .filter(|id| sim.job(**id).unwrap().status != "completed")
-            .collect();
-        if open.is_empty() {
-            Ok(true)
-        } else {
-            Err(format!("open: {open:?}"))
-        }
+    wait_until_async("both jobs to complete", Duration::from_secs(120), || {
+        std::future::ready::<Result<bool, String>>({
+            let open: Vec<_> = ids
+                .iter()
+                .filter(|id| sim.job(**id).unwrap().status != "completed")
+                .collect();
+            if open.is_empty() {
+                Ok(true)
+            } else {
+                Err(format!("open: {open:?}"))
+            }
+        })
     })
-    .await;
-    eventually(
+    .await
+    .unwrap();
+    wait_until_async(
         "no registration and no Slurm job left",
         Duration::from_secs(90),
         || {
-            let regs: Vec<String> = sim
-                .runners()
-                .into_iter()
-                .map(|r| r.name)
-                .filter(|n| n.starts_with(PREFIX))
-                .collect();
-            let out = cluster
-                .command("squeue")
-                .args(["--noheader", "--all", "--format=%j"])
-                .output()
-                .unwrap();
-            let slurm: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| l.starts_with(PREFIX))
-                .map(str::to_string)
-                .collect();
-            if regs.is_empty() && slurm.is_empty() {
-                Ok(true)
-            } else {
-                Err(format!("{regs:?} {slurm:?}"))
-            }
+            std::future::ready::<Result<bool, String>>({
+                let regs: Vec<String> = sim
+                    .runners()
+                    .into_iter()
+                    .map(|r| r.name)
+                    .filter(|n| n.starts_with(PREFIX))
+                    .collect();
+                let out = cluster
+                    .command("squeue")
+                    .args(["--noheader", "--all", "--format=%j"])
+                    .output()
+                    .unwrap();
+                let slurm: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.starts_with(PREFIX))
+                    .map(str::to_string)
+                    .collect();
+                if regs.is_empty() && slurm.is_empty() {
+                    Ok(true)
+                } else {
+                    Err(format!("{regs:?} {slurm:?}"))
+                }
+            })
         },
     )
-    .await;
+    .await
+    .unwrap();
     let state = Db::open(&db_path).unwrap();
     let read_rows = || {
         state
@@ -193,12 +194,17 @@ async fn restart_recovers_every_interrupted_runner_state() {
             })
             .unwrap()
     };
-    eventually(
+    wait_until_async(
         "the adopted runner's row to be finished",
         Duration::from_secs(30),
-        || Ok(read_rows().2.state == RunnerState::Finished),
+        || {
+            std::future::ready::<Result<bool, String>>(Ok(
+                read_rows().2.state == RunnerState::Finished
+            ))
+        },
     )
-    .await;
+    .await
+    .unwrap();
     running.shutdown().await;
     let rows = read_rows();
     assert_eq!(rows.0.state, RunnerState::Abandoned);
@@ -278,12 +284,20 @@ async fn a_busy_runner_is_never_deleted() {
         .spawn()
         .unwrap();
     let job_id = run.job_ids[0];
-    eventually(
+    wait_until_async(
         "the runner to take the job",
         Duration::from_secs(30),
-        || Ok(sim.job(job_id).unwrap().runner_name.as_deref() == Some(name.as_str())),
+        || {
+            std::future::ready::<Result<bool, String>>(Ok(sim
+                .job(job_id)
+                .unwrap()
+                .runner_name
+                .as_deref()
+                == Some(name.as_str())))
+        },
     )
-    .await;
+    .await
+    .unwrap();
 
     let secrets = config.load_secrets().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -295,16 +309,24 @@ async fn a_busy_runner_is_never_deleted() {
         secret: SECRET.into(),
     });
     let read_row = || state.with(|c| db::runner(c, &name)).unwrap().unwrap();
-    eventually(
+    wait_until_async(
         "the dispatcher to see the Slurm job gone",
         Duration::from_secs(30),
-        || Ok(read_row().state == RunnerState::Finished),
+        || {
+            std::future::ready::<Result<bool, String>>(
+                Ok(read_row().state == RunnerState::Finished),
+            )
+        },
     )
-    .await;
-    eventually("the job to finish", Duration::from_secs(60), || {
-        Ok(sim.job(job_id).unwrap().status == "completed")
+    .await
+    .unwrap();
+    wait_until_async("the job to finish", Duration::from_secs(60), || {
+        std::future::ready::<Result<bool, String>>({
+            Ok(sim.job(job_id).unwrap().status == "completed")
+        })
     })
-    .await;
+    .await
+    .unwrap();
     assert_eq!(
         sim.job(job_id).unwrap().conclusion.as_deref(),
         Some("success")

@@ -21,21 +21,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dispatcher_support::{
-    cluster, config_text, munge_credential, munge_socket, redeem, redemption_payload, refusal_code,
-    runner_option_from_state_dir, secrets_dir, slurm_jobs, start_sim, with_tickets, ConfigSpec,
-    Daemon, OtherHostMunged, RedeemGate, SlurmJob, SECRET,
+    base_config, cluster, munge_credential, munge_socket, other_host_munged, redeem,
+    redemption_payload, refusal_code, runner_option_from_state_dir, secrets_dir, slurm_jobs,
+    start_sim, Daemon, RedeemGate, SlurmJob, SECRET,
 };
+use e2e::dispatcher_config::Pool;
 use e2e::DispatcherSlot;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
 use github_sim::{RunCreated, Sim};
+use test_support::wait_until_async;
 
-const POOL: &str = r#"
-[[pools]]
-name = "cpu"
-labels = ["linux"]
-max_runners = 2
-time_limit = "10:00"
-"#;
+fn pool() -> Pool {
+    Pool::new("cpu", &["linux"], 2).time_limit("10:00")
+}
 const WAIT: Duration = Duration::from_secs(120);
 
 /// The simulator and `gha-dispatcher serve` in ticket mode, listening on `listen`.
@@ -55,32 +53,27 @@ impl Harness {
         let prefix = prefix.as_str();
         let sim = start_sim().await;
         let dir = secrets_dir();
-        let text = with_tickets(&config_text(&ConfigSpec {
-            dir: dir.path(),
-            api_url: &sim.url(),
-            listen: &listen.to_string(),
-            prefix,
-            sbatch: None,
-            scaling: "reconcile_interval_secs = 2\nboot_deadline_secs = 60",
-            pools: POOL,
-        }));
+        let mut config = base_config(dir.path(), &sim.url(), prefix).with_tickets(cluster());
+        config.server.listen = listen.to_string();
+        config.scaling = dispatcher_support::scaling(2, Some(60));
+        config.pools = vec![pool()];
+        let text = config.to_toml().unwrap();
         let config = dir.path().join("dispatcher.toml");
         std::fs::write(&config, text).unwrap();
         let daemon = Daemon::spawn(&config, &dir.path().join("dispatcher.log"));
         let url = format!("http://{listen}");
         let client = reqwest::Client::new();
-        dispatcher_support::eventually("the dispatcher to answer", WAIT, || {
+        wait_until_async("the dispatcher to answer", WAIT, || {
             let log =
                 std::fs::read_to_string(dir.path().join("dispatcher.log")).unwrap_or_default();
-            Ok(log.contains("gha-dispatcher listening")).and_then(|up| {
-                if up {
-                    Ok(true)
-                } else {
-                    Err(log)
-                }
+            std::future::ready(if log.contains("gha-dispatcher listening") {
+                Ok(true)
+            } else {
+                Err(log)
             })
         })
-        .await;
+        .await
+        .unwrap();
         assert!(client
             .get(format!("{url}/healthz"))
             .send()
@@ -117,15 +110,19 @@ impl Harness {
 
     async fn wait_job_succeeded(&self, job_id: u64) {
         let sim = &self.sim;
-        dispatcher_support::eventually(&format!("GitHub job {job_id} to succeed"), WAIT, || {
-            let job = sim.job(job_id).ok_or("no such job")?;
+        let what = format!("GitHub job {job_id} to succeed");
+        wait_until_async(&what, WAIT, || async {
+            let Some(job) = sim.job(job_id) else {
+                return Err("no such job".to_string());
+            };
             match (job.status.as_str(), job.conclusion.as_deref()) {
                 ("completed", Some("success")) => Ok(true),
                 ("completed", other) => panic!("job {job_id} ended {other:?}"),
                 (status, _) => Err(status.to_string()),
             }
         })
-        .await;
+        .await
+        .unwrap();
     }
 
     fn log(&self) -> String {
@@ -150,16 +147,14 @@ impl Harness {
 
     /// The newest Slurm job of ours that satisfies `wanted`, waiting for it.
     async fn slurm_job_where(&self, what: &str, wanted: impl Fn(&SlurmJob) -> bool) -> SlurmJob {
-        let mut found = None;
-        dispatcher_support::eventually(what, WAIT, || {
-            found = slurm_jobs(&self.prefix)
+        wait_until_async(what, WAIT, || async {
+            slurm_jobs(&self.prefix)
                 .into_iter()
                 .filter(|j| wanted(j))
-                .max_by_key(|j| j.id);
-            Ok(found.is_some())
+                .max_by_key(|j| j.id)
         })
-        .await;
-        found.unwrap()
+        .await
+        .unwrap()
     }
 
     fn job_output(&self, job: &SlurmJob) -> String {
@@ -308,7 +303,7 @@ async fn copied_forged_and_replayed_tickets_are_refused() {
     let option = runner_option_from_state_dir(job.id);
     let ticket = option.strip_prefix("ticket:").unwrap();
     let payload = redemption_payload(ticket, job.id);
-    let other_host = OtherHostMunged::start();
+    let other_host = other_host_munged();
     let forged = [
         (
             "made by the job's user",
@@ -411,14 +406,17 @@ async fn failed_redemptions_end_the_job_at_once_and_only_wanted_demand_is_provis
     let held = gate.next(WAIT).await;
     h.sim.cancel_run(cancelled.run_id).unwrap();
     let sim = &h.sim;
-    dispatcher_support::eventually("the cancellation to be delivered", WAIT, || {
-        Ok(sim.deliveries().iter().any(|d| {
-            d.job_id == Some(cancelled.job_ids[0])
-                && d.action.as_deref() == Some("completed")
-                && d.outcome == "delivered"
-        }))
+    wait_until_async("the cancellation to be delivered", WAIT, || {
+        std::future::ready::<Result<bool, String>>({
+            Ok(sim.deliveries().iter().any(|d| {
+                d.job_id == Some(cancelled.job_ids[0])
+                    && d.action.as_deref() == Some("completed")
+                    && d.outcome == "delivered"
+            }))
+        })
     })
-    .await;
+    .await
+    .unwrap();
     let (status, body) = held.forward(&h.url).await;
     assert_eq!(
         (status, refusal_code(&body).as_str()),
@@ -438,17 +436,13 @@ async fn failed_redemptions_end_the_job_at_once_and_only_wanted_demand_is_provis
     assert_node_clean(&refused);
     // A full pass that began after the refusal has ended: still no new runner job.
     let refused_at = now_secs();
-    let mut last_pass = 0;
-    let deadline = std::time::Instant::now() + WAIT;
-    while last_pass < refused_at + 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no full pass after the refusal"
-        );
-        let status = dispatcher_support::get_json(&format!("{}/status", h.url)).await;
-        last_pass = status["last_full_reconcile_at"].as_i64().unwrap_or(0);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let status_url = format!("{}/status", h.url);
+    wait_until_async("a full pass after the refusal", WAIT, || async {
+        let status = dispatcher_support::get_json(&status_url).await;
+        status["last_full_reconcile_at"].as_i64().unwrap_or(0) >= refused_at + 3
+    })
+    .await
+    .unwrap();
     assert_eq!(
         slurm_jobs(&h.prefix).len(),
         3,

@@ -11,25 +11,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use dispatcher_support::{
-    cluster, config_text, munge_credential, munge_socket, secrets_dir, start_sim, with_tickets,
-    ConfigSpec, SECRET,
+    base_config, cluster, munge_credential, munge_socket, secrets_dir, start_sim, SECRET,
 };
+use e2e::dispatcher_config::Pool;
 use e2e::DispatcherSlot;
 use gha_dispatcher::app::Running;
 use gha_dispatcher::config::Config;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
 use github_sim::Sim;
+use test_support::wait_until_async;
 
 const MAPPED_USER: &str = "gha-ci-2";
 const ADMIN_TOKEN: &str = "users-e2e-admin-token";
-
-const CPU_POOL: &str = r#"
-[[pools]]
-name = "cpu"
-labels = ["linux", "x64"]
-max_runners = 4
-time_limit = "10:00"
-"#;
 
 struct Harness {
     sim: Sim,
@@ -47,30 +40,13 @@ impl Harness {
         sim.add_repo("acme", "gadgets");
         let dir = secrets_dir();
         std::fs::write(dir.path().join("admin-token"), ADMIN_TOKEN).unwrap();
-        let text = config_text(&ConfigSpec {
-            dir: dir.path(),
-            api_url: &sim.url(),
-            listen: "127.0.0.1:0",
-            prefix,
-            sbatch: None,
-            scaling: "reconcile_interval_secs = 2\nboot_deadline_secs = 60",
-            pools: CPU_POOL,
-        })
-        .replace(
-            "[state]\n",
-            &format!(
-                "admin_token_file = \"{}/admin-token\"\nmunge_socket = \"{}\"\n[state]\n",
-                dir.path().display(),
-                munge_socket().display()
-            ),
-        )
-        .replace(
-            "[slurm]\n",
-            &format!(
-                "[slurm]\nunmapped = \"{unmapped}\"\nuser_map = {{ \"acme/widgets\" = \"{MAPPED_USER}\" }}\n"
-            ),
-        );
-        let text = with_tickets(&text);
+        let mut config = base_config(dir.path(), &sim.url(), prefix).with_tickets(cluster());
+        config.server.admin_token_file = Some(dir.path().join("admin-token"));
+        config.slurm.unmapped = Some(unmapped.into());
+        config.slurm.user_map = [("acme/widgets".to_string(), MAPPED_USER.to_string())].into();
+        config.scaling = dispatcher_support::scaling(2, Some(60));
+        config.pools = vec![Pool::new("cpu", &["linux", "x64"], 4).time_limit("10:00")];
+        let text = config.to_toml().unwrap();
         let config = Config::parse(&text).unwrap();
         assert_eq!(config.slurm.user_map.len(), 1, "{text}");
         let secrets = config.load_secrets().unwrap();
@@ -117,21 +93,17 @@ impl Harness {
 
     async fn wait_succeeded(&self, job_id: u64) {
         let sim = &self.sim;
-        dispatcher_support::eventually(
-            &format!("job {job_id} to complete"),
-            Duration::from_secs(120),
-            || {
-                let job = sim.job(job_id).unwrap();
-                Ok(job.status == "completed").and_then(|done| {
-                    if done {
-                        Ok(true)
-                    } else {
-                        Err(job.status)
-                    }
-                })
-            },
-        )
-        .await;
+        let what = format!("job {job_id} to complete");
+        wait_until_async(&what, Duration::from_secs(120), || async {
+            let job = sim.job(job_id).unwrap();
+            if job.status == "completed" {
+                Ok(true)
+            } else {
+                Err(job.status)
+            }
+        })
+        .await
+        .unwrap();
         let job = self.sim.job(job_id).unwrap();
         assert_eq!(job.conclusion.as_deref(), Some("success"), "{job:?}");
         assert!(
@@ -345,19 +317,23 @@ async fn unmapped_repository_is_refused_visibly_under_refuse() {
         identity_line(MAPPED_USER)
     );
 
-    // Poll /status (async, so not through the sync `eventually`) with a deadline.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        let status = h.get_json("/status").await;
-        if status["refused_jobs"]
-            .as_array()
-            .is_some_and(|l| !l.is_empty())
-        {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = wait_until_async(
+        "a refused job in /status",
+        Duration::from_secs(30),
+        || async {
+            let status = h.get_json("/status").await;
+            if status["refused_jobs"]
+                .as_array()
+                .is_some_and(|l| !l.is_empty())
+            {
+                Ok(Some(status))
+            } else {
+                Err(status.to_string())
+            }
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         status["refused_jobs"],
         serde_json::json!([{"job_id": gadgets_job, "repo": "acme/gadgets", "reason": "unmapped"}])

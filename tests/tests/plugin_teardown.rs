@@ -7,8 +7,9 @@ mod plugin_support;
 
 use std::time::Duration;
 
-use e2e::{wait_for, Cluster};
+use e2e::Cluster;
 use plugin_support::*;
+use test_support::wait_until;
 
 /// A marker no other test's process carries, so its absence proves a container was reaped.
 fn marker_seconds(job_tag: u32) -> String {
@@ -43,7 +44,7 @@ fn processes_with(needle: &str) -> Vec<(u32, String)> {
 }
 
 fn assert_no_process_with(needle: &str) {
-    wait_for(
+    wait_until(
         &format!("no process running {needle:?}"),
         CLEANUP_TIMEOUT,
         || {

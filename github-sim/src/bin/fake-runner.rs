@@ -137,68 +137,17 @@ async fn run(cfg: JitConfig, root: PathBuf) -> u8 {
     println!();
     println!("√ Connected to GitHub");
     println!();
-    let session = match conn.post("/sessions").send().await {
-        Ok(r) if r.status().is_success() => match r.json::<SessionCreated>().await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("Failed to create a session: {e}");
-                return 1;
-            }
-        },
-        Ok(r) if r.status().as_u16() == 409 => {
-            eprintln!("{}", message(r).await);
-            return 5;
-        }
-        Ok(r) => {
-            eprintln!("Failed to create a session. {}", message(r).await);
-            return 1;
-        }
-        Err(e) => {
-            eprintln!("Failed to connect to {}: {e}", conn.base);
-            return 2;
-        }
+    let session = match open_session(&conn).await {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     println!("Current runner version: '{RUNNER_VERSION}'");
     println!("{}: Listening for Jobs", stamp());
 
     let sid = session.session_id.clone();
-    let job = loop {
-        let poll = conn
-            .http
-            .get(format!("{}/sessions/{sid}/job", conn.base))
-            .bearer_auth(&conn.token)
-            .send();
-        tokio::select! {
-            _ = sigint.recv() => {
-                println!("Exiting...");
-                close_session(&conn, &sid).await;
-                return 0;
-            }
-            _ = sigterm.recv() => {
-                println!("Exiting...");
-                close_session(&conn, &sid).await;
-                return 0;
-            }
-            r = poll => match r {
-                Ok(r) if r.status().as_u16() == 200 => match r.json::<JobMessage>().await {
-                    Ok(j) => break j,
-                    Err(e) => eprintln!("{}: bad job message: {e}", stamp()),
-                },
-                Ok(r) if r.status().as_u16() == 204 => {}
-                Ok(r) if matches!(r.status().as_u16(), 401 | 404) => {
-                    eprintln!("{}: {}", stamp(), message(r).await);
-                    return 1;
-                }
-                Ok(r) => {
-                    eprintln!("{}: job poll answered {}", stamp(), r.status());
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => {
-                    eprintln!("{}: {e}; retrying", stamp());
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
+    let job = match next_job(&conn, &sid, &mut sigint, &mut sigterm).await {
+        Ok(job) => job,
+        Err(code) => return code,
     };
 
     println!("{}: Running job: {}", stamp(), job.name);
@@ -217,6 +166,79 @@ async fn run(cfg: JitConfig, root: PathBuf) -> u8 {
     );
     close_session(&conn, &sid).await;
     0
+}
+
+/// Opens the runner's session; the listener's exit code when that fails.
+async fn open_session(conn: &Conn) -> Result<SessionCreated, u8> {
+    match conn.post("/sessions").send().await {
+        Ok(r) if r.status().is_success() => match r.json::<SessionCreated>().await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                eprintln!("Failed to create a session: {e}");
+                Err(1)
+            }
+        },
+        Ok(r) if r.status().as_u16() == 409 => {
+            eprintln!("{}", message(r).await);
+            Err(5)
+        }
+        Ok(r) => {
+            eprintln!("Failed to create a session. {}", message(r).await);
+            Err(1)
+        }
+        Err(e) => {
+            eprintln!("Failed to connect to {}: {e}", conn.base);
+            Err(2)
+        }
+    }
+}
+
+/// Long-polls for the job (any one the runner's labels cover); the exit code when the runner
+/// stops first (a signal, or its registration is gone).
+async fn next_job(
+    conn: &Conn,
+    sid: &str,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> Result<JobMessage, u8> {
+    loop {
+        let poll = conn
+            .http
+            .get(format!("{}/sessions/{sid}/job", conn.base))
+            .bearer_auth(&conn.token)
+            .send();
+        tokio::select! {
+            _ = sigint.recv() => {
+                println!("Exiting...");
+                close_session(conn, sid).await;
+                return Err(0);
+            }
+            _ = sigterm.recv() => {
+                println!("Exiting...");
+                close_session(conn, sid).await;
+                return Err(0);
+            }
+            r = poll => match r {
+                Ok(r) if r.status().as_u16() == 200 => match r.json::<JobMessage>().await {
+                    Ok(j) => return Ok(j),
+                    Err(e) => eprintln!("{}: bad job message: {e}", stamp()),
+                },
+                Ok(r) if r.status().as_u16() == 204 => {}
+                Ok(r) if matches!(r.status().as_u16(), 401 | 404) => {
+                    eprintln!("{}: {}", stamp(), message(r).await);
+                    return Err(1);
+                }
+                Ok(r) => {
+                    eprintln!("{}: job poll answered {}", stamp(), r.status());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}; retrying", stamp());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
 }
 
 enum Outcome {
@@ -297,29 +319,8 @@ async fn run_job(
     let Some(command) = job.command.as_deref() else {
         return Outcome::Succeeded;
     };
-    let mut child = match Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(&workspace)
-        .env("GITHUB_ACTIONS", "true")
-        .env("CI", "true")
-        .env("GITHUB_JOB", &job.name)
-        .env("GITHUB_RUN_ID", job.run_id.to_string())
-        .env("GITHUB_RUN_ATTEMPT", "1")
-        .env("GITHUB_REPOSITORY", &job.repository)
-        .env("GITHUB_WORKSPACE", &workspace)
-        .env("RUNNER_NAME", &cfg.runner.agent_name)
-        .env("RUNNER_TEMP", &temp)
-        .env("RUNNER_OS", "Linux")
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("starting the step: {e}");
-            return Outcome::Failed;
-        }
+    let Some(mut child) = spawn_step(cfg, job, command, &workspace, &temp) else {
+        return Outcome::Failed;
     };
     let outcome = loop {
         tokio::select! {
@@ -345,6 +346,41 @@ async fn run_job(
         }
     }
     outcome
+}
+
+/// Starts the job's step: `sh -c <command>` in the workspace, with the variables a real runner
+/// sets, in its own process group.
+fn spawn_step(
+    cfg: &JitConfig,
+    job: &JobMessage,
+    command: &str,
+    workspace: &Path,
+    temp: &Path,
+) -> Option<tokio::process::Child> {
+    match Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(workspace)
+        .env("GITHUB_ACTIONS", "true")
+        .env("CI", "true")
+        .env("GITHUB_JOB", &job.name)
+        .env("GITHUB_RUN_ID", job.run_id.to_string())
+        .env("GITHUB_RUN_ATTEMPT", "1")
+        .env("GITHUB_REPOSITORY", &job.repository)
+        .env("GITHUB_WORKSPACE", workspace)
+        .env("RUNNER_NAME", &cfg.runner.agent_name)
+        .env("RUNNER_TEMP", temp)
+        .env("RUNNER_OS", "Linux")
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("starting the step: {e}");
+            None
+        }
+    }
 }
 
 async fn cancel_requested(conn: &Conn, job_id: u64) -> bool {

@@ -14,6 +14,7 @@ use axum::routing::post;
 use axum::Router;
 use github_sim::{test_keys, AppSpec, InstallationSpec, Sim, SimConfig, WebhookTarget};
 use serde_json::Value;
+use test_support::wait_until_async;
 
 pub const ORG: &str = "acme";
 pub const REPO: &str = "widgets";
@@ -163,14 +164,12 @@ impl Receiver {
             .collect()
     }
     pub async fn wait_count(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if self.got.lock().unwrap().len() >= n {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.got.lock().unwrap().len() >= n
+        let what = format!("{n} webhook deliveries");
+        wait_until_async(&what, timeout, || async {
+            self.got.lock().unwrap().len() >= n
+        })
+        .await
+        .is_ok()
     }
 }
 

@@ -1,6 +1,6 @@
-//! Setup shared by the dispatcher end-to-end tests: the GitHub simulator with org `acme`,
-//! repository `acme/widgets`, the App and its installation; a directory holding the webhook
-//! secret and App key files; and the dispatcher's config text for the shared Slurm cluster.
+//! Setup shared by the dispatcher end-to-end tests: the GitHub simulator as the dispatcher
+//! expects it (`e2e::sim_world`), a directory holding the webhook secret and App key files, and
+//! the dispatcher's config for the shared Slurm cluster (`e2e::dispatcher_config`).
 
 // Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
@@ -8,13 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e::dispatcher_config::{Coordinates, DispatcherConfig, Pool, Scaling};
+use e2e::sim_world::{SimWorld, ORG};
 use e2e::Cluster;
-use github_sim::model::{AppSpec, InstallationSpec};
-use github_sim::{test_keys, Sim, SimConfig};
+use github_sim::{test_keys, Sim};
 
-pub const APP_ID: u64 = 4242;
+pub use e2e::sim_world::APP_ID;
 /// The webhook secret; tests also check that it never reaches a log.
 pub const SECRET: &str = "dispatcher-e2e-webhook-secret";
 
@@ -29,22 +30,7 @@ pub fn cluster() -> &'static Cluster {
 
 /// A simulator with org `acme`, repository `acme/widgets`, and the App installed on `acme`.
 pub async fn start_sim() -> Sim {
-    let sim = Sim::start(SimConfig::default()).await.unwrap();
-    sim.add_org("acme");
-    sim.add_repo("acme", "widgets");
-    sim.add_app(AppSpec {
-        id: APP_ID,
-        slug: "spank-gha".into(),
-        public_key_pem: test_keys::APP_PUBLIC_KEY_PEM.into(),
-    })
-    .unwrap();
-    sim.add_installation(InstallationSpec {
-        app_id: APP_ID,
-        account: "acme".into(),
-        permissions: None,
-    })
-    .unwrap();
-    sim
+    SimWorld::start(&["widgets"]).await.unwrap().sim
 }
 
 /// A temporary directory with `webhook-secret` and `app.pem`; the state database goes there too.
@@ -55,84 +41,45 @@ pub fn secrets_dir() -> tempfile::TempDir {
     dir
 }
 
-/// What differs between the tests' dispatcher configs.
-pub struct ConfigSpec<'a> {
-    /// Holds the secret files and the database (see [`secrets_dir`]).
-    pub dir: &'a Path,
-    pub api_url: &'a str,
-    pub listen: &'a str,
-    pub prefix: &'a str,
-    /// `sbatch` command; the real one on PATH when `None`.
-    pub sbatch: Option<&'a Path>,
-    /// Lines of the `[scaling]` table.
-    pub scaling: &'a str,
-    /// The `[[pools]]` tables.
-    pub pools: &'a str,
-}
-
-/// A dispatcher config: GitHub App on `acme/widgets`, jobs as the cluster's test user.
-pub fn config_text(spec: &ConfigSpec<'_>) -> String {
-    let cluster = cluster();
-    format!(
-        r#"
-[server]
-listen = "{listen}"
-webhook_secret_file = "{d}/webhook-secret"
-[state]
-db_path = "{d}/state.db"
-[github]
-api_url = "{api}"
-app_id = {APP_ID}
-private_key_file = "{d}/app.pem"
-runner_name_prefix = "{prefix}"
-targets = [{{ org = "acme", repositories = ["acme/widgets"] }}]
-[slurm]
-job_script = "{script}"
-sbatch = "{sbatch}"
-user = "{user}"
-group = "{user}"
-output = "{jobs}/%x-%j.out"
-chdir = "{jobs}"
-runner_credentials = "inline"
-[scaling]
-{scaling}
-{pools}
-"#,
-        listen = spec.listen,
-        d = spec.dir.display(),
-        api = spec.api_url,
-        prefix = spec.prefix,
-        script = cluster.dir().join("libexec/gha-runner-job").display(),
-        sbatch = spec
-            .sbatch
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "sbatch".into()),
-        user = cluster.test_user(),
-        jobs = cluster.jobs_dir().display(),
-        scaling = spec.scaling,
-        pools = spec.pools,
+/// A dispatcher config: GitHub App on `acme/widgets` at `api_url`, secrets and database in
+/// `dir` (see [`secrets_dir`]), runner names `<prefix>-...`, jobs as the cluster's test user,
+/// inline credentials, no pools yet.
+pub fn base_config(dir: &Path, api_url: &str, prefix: &str) -> DispatcherConfig {
+    DispatcherConfig::for_cluster(
+        cluster(),
+        &Coordinates {
+            api_url,
+            app_id: APP_ID,
+            private_key_file: &dir.join("app.pem"),
+            webhook_secret_file: &dir.join("webhook-secret"),
+            db_path: &dir.join("state.db"),
+            runner_name_prefix: prefix,
+            org: ORG,
+            repositories: &[format!("{ORG}/widgets")],
+        },
     )
 }
 
-/// Poll `check` until it holds or `timeout` passes (never a fixed sleep).
-pub async fn eventually(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<bool, String>,
-) {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        match check() {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => last = e,
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// [`base_config`] with `scaling` and `pools`.
+pub fn config_with(
+    dir: &Path,
+    api_url: &str,
+    prefix: &str,
+    scaling: Scaling,
+    pools: Vec<Pool>,
+) -> DispatcherConfig {
+    let mut config = base_config(dir, api_url, prefix);
+    config.scaling = scaling;
+    config.pools = pools;
+    config
+}
+
+/// `reconcile_interval_secs` (and `boot_deadline_secs` when given), nothing else.
+pub fn scaling(reconcile_interval_secs: u64, boot_deadline_secs: Option<u64>) -> Scaling {
+    Scaling {
+        reconcile_interval_secs: Some(reconcile_interval_secs),
+        boot_deadline_secs,
+        ..Scaling::default()
     }
 }
 
@@ -157,31 +104,6 @@ pub fn dispatcher_binary() -> PathBuf {
     let bin = profile_dir.join("gha-dispatcher");
     assert!(bin.is_file(), "{} missing", bin.display());
     bin
-}
-
-/// `[slurm] runner_credentials = "inline"`, as [`config_text`] writes it.
-const INLINE_CREDENTIALS: &str = "runner_credentials = \"inline\"";
-
-/// `text` (from [`config_text`]) with late-binding tickets: jobs carry `ticket:<opaque>` and
-/// redeem it at the dispatcher, which decodes their MUNGE credentials with the cluster's munged.
-pub fn with_tickets(text: &str) -> String {
-    assert!(
-        text.contains(INLINE_CREDENTIALS),
-        "not a config_text config"
-    );
-    let text = text.replace(INLINE_CREDENTIALS, "runner_credentials = \"ticket\"");
-    if text.contains("munge_socket") {
-        return text;
-    }
-    text.replace(
-        "[state]\n",
-        &format!("munge_socket = \"{}\"\n[state]\n", munge_socket().display()),
-    )
-}
-
-/// The cluster's munged socket.
-pub fn munge_socket() -> PathBuf {
-    cluster().dir().join("munge/run/munge.socket")
 }
 
 /// A Slurm job as `squeue` lists it.
@@ -258,30 +180,12 @@ impl Drop for Daemon {
 
 /// A MUNGE credential carrying `payload`, made by `user` (root when `None`) through `socket`.
 pub fn munge_credential(user: Option<&str>, socket: &Path, payload: &str) -> String {
-    use std::io::Write;
-    let mut command = match user {
-        Some(user) => {
-            let mut c = Command::new("runuser");
-            c.args(["-u", user, "--", "munge"]);
-            c
-        }
-        None => Command::new("munge"),
-    };
-    let mut child = command
-        .arg(format!("--socket={}", socket.display()))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(payload.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "munge failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    e2e::munge::munge_credential(user, socket, payload).unwrap()
+}
+
+/// The cluster's munged socket.
+pub fn munge_socket() -> PathBuf {
+    cluster().munge_socket()
 }
 
 /// The redemption payload a node sends: `{"ticket": .., "job_id": ..}`.
@@ -326,81 +230,9 @@ pub fn runner_option_from_state_dir(job_id: u64) -> String {
         .to_string()
 }
 
-/// A second munged in the cluster's MUNGE domain (same key) that stamps its credentials with
-/// another origin address: credentials "from another host".
-pub struct OtherHostMunged {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-}
-
-impl OtherHostMunged {
-    pub const ORIGIN: &'static str = "127.0.0.2";
-
-    pub fn start() -> OtherHostMunged {
-        use std::os::unix::fs::PermissionsExt;
-        use std::os::unix::process::CommandExt;
-        let munge = nix::unistd::User::from_name("munge")
-            .unwrap()
-            .expect("user munge exists (Debian's munge package)");
-        let dir = tempfile::Builder::new()
-            .prefix("munge-other-host")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let key = dir.path().join("munge.key");
-        std::fs::copy(cluster().dir().join("munge/munge.key"), &key).unwrap();
-        for sub in ["run", "log", "lib"] {
-            std::fs::create_dir(dir.path().join(sub)).unwrap();
-        }
-        // munged insists: everything its own, nothing writable by others, key 0600.
-        for (path, mode) in [
-            (dir.path().to_path_buf(), 0o755),
-            (dir.path().join("run"), 0o755),
-            (dir.path().join("log"), 0o700),
-            (dir.path().join("lib"), 0o700),
-            (key.clone(), 0o600),
-        ] {
-            nix::unistd::chown(&path, Some(munge.uid), Some(munge.gid)).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        }
-        let d = dir.path().display();
-        let child = Command::new("munged")
-            .args([
-                "--foreground".to_string(),
-                format!("--socket={d}/run/socket"),
-                format!("--key-file={d}/munge.key"),
-                format!("--pid-file={d}/run/munged.pid"),
-                format!("--log-file={d}/log/munged.log"),
-                format!("--seed-file={d}/lib/munged.seed"),
-                format!("--origin={}", Self::ORIGIN),
-            ])
-            .uid(munge.uid.as_raw())
-            .gid(munge.gid.as_raw())
-            .stdin(std::process::Stdio::null())
-            // It logs to its --log-file as well; keep the test output readable.
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let munged = OtherHostMunged { child, dir };
-        let socket = munged.socket();
-        e2e::wait_for(
-            "the second munged's socket",
-            Duration::from_secs(10),
-            || Ok(socket.exists().then_some(())),
-        )
-        .unwrap();
-        munged
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.dir.path().join("run/socket")
-    }
-}
-
-impl Drop for OtherHostMunged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A second munged whose credentials come "from another host" (see `e2e::munge`).
+pub fn other_host_munged() -> e2e::munge::OtherHostMunged {
+    e2e::munge::OtherHostMunged::start(cluster()).unwrap()
 }
 
 /// A redemption request that reached the [`RedeemGate`], waiting for the test to let it on.

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use e2e::procfs::processes;
-use e2e::{wait_for, Cluster, JobInfo, Submitted};
+use e2e::{Cluster, JobInfo, Submitted};
+use test_support::wait_until;
 
 /// Bound on a short job from submission to its end.
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(90);
@@ -115,7 +116,7 @@ pub fn subordinate_id_processes() -> Vec<(u32, String)> {
 /// containers) and asserts the node is still usable.
 pub fn assert_nothing_left(cluster: &Cluster, job_id: u32) {
     let dir = workdir(job_id);
-    wait_for(
+    wait_until(
         &format!("job {job_id} to leave nothing behind"),
         CLEANUP_TIMEOUT,
         || {

@@ -5,14 +5,15 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use github_sim::Sim;
 use serde::Serialize;
+use test_support::wait_until;
 
-use crate::cluster::Cluster;
 use crate::demo::slurm;
+use e2e::Cluster;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Leftovers {
@@ -90,14 +91,22 @@ impl Leftovers {
         timeout: Duration,
         give_up: &dyn Fn() -> bool,
     ) -> Result<Leftovers> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found = Leftovers::collect(cluster, sim, prefix, extra_job_ids)?;
-            if found.is_empty() || Instant::now() >= deadline || give_up() {
-                return Ok(found);
+        let mut found = None;
+        let looked = wait_until("nothing left over", timeout, || {
+            match Leftovers::collect(cluster, sim, prefix, extra_job_ids) {
+                Ok(now) => {
+                    let done = now.is_empty() || give_up();
+                    found = Some(now);
+                    done.then_some(Ok(()))
+                }
+                Err(error) => Some(Err(error)),
             }
-            std::thread::sleep(Duration::from_millis(250));
+        });
+        if let Ok(Err(error)) = looked {
+            return Err(error);
         }
+        // Timed out or not: what the last look found.
+        found.context("the leftovers were never looked at")
     }
 }
 

@@ -5,7 +5,8 @@
 
 use github_sim::{JobSpec, WorkflowSpec};
 
-use crate::demo::stack::{PoolSpec, ORG};
+use crate::demo::stack::ORG;
+use e2e::dispatcher_config::Pool;
 
 /// Labels of the three label sets (besides `self-hosted`).
 pub const CPU: &[&str] = &["self-hosted", "linux", "x64"];
@@ -42,13 +43,13 @@ fn job(name: String, runs_on: &[&str], duration_ms: u64, needs: Vec<String>) -> 
 /// The pools of the demo's dispatcher config. `docker_args` are the sbatch arguments that
 /// give a job a rootless dockerd on this cluster (`--gha-docker` when the plugin runs with
 /// `docker=on-request`, nothing when it runs with `docker=rootless`).
-pub fn pools(docker_args: Vec<String>) -> Vec<PoolSpec> {
-    let mut large = PoolSpec::new("large", &["linux", "x64", "large"], 3);
+pub fn pools(docker_args: Vec<String>) -> Vec<Pool> {
+    let mut large = Pool::new("large", &["linux", "x64", "large"], 3);
     large.cpus = Some(2);
-    let mut docker = PoolSpec::new("docker", &["linux", "docker"], 1);
+    let mut docker = Pool::new("docker", &["linux", "docker"], 1);
     docker.extra_args = docker_args;
     // Plain jobs also fit the large pool: the cpu pool must win them.
-    let mut cpu = PoolSpec::new("cpu", &["linux", "x64"], 8);
+    let mut cpu = Pool::new("cpu", &["linux", "x64"], 8);
     cpu.priority = 10;
     vec![cpu, large, docker]
 }

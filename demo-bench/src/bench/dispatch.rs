@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use github_sim::{Counters, JobSpec, WorkflowSpec};
 use serde::Serialize;
+use test_support::wait_until;
 
 use crate::bench::relay::{unix_now, Relay};
 use crate::bench::sbatch_timing::{which, SbatchTiming};
-use crate::cluster::Cluster;
 use crate::demo::leftovers::Leftovers;
 use crate::demo::slurm::{self, CancelOnDrop};
-use crate::demo::stack::{
-    random_hex, Dispatcher, DispatcherSpec, PoolSpec, RunnerCredentials, SimWorld, ORG,
-};
+use crate::demo::stack::{random_hex, Dispatcher, DispatcherSpec, SimWorld, ORG};
 use crate::demo::stats::Summary;
-use crate::procfs::{boottime_now, clock_ticks_per_second, cpu_seconds, memory_mib};
+use e2e::dispatcher_config::{Pool, RunnerCredentials};
+use e2e::procfs::{boottime_now, clock_ticks_per_second, cpu_seconds, memory_mib};
+use e2e::Cluster;
 
 const REPO: &str = "widgets";
 const CPU: &[&str] = &["self-hosted", "linux", "x64"];
@@ -29,14 +29,14 @@ const ARM: &[&str] = &["self-hosted", "linux", "arm64"];
 const TRACKED: &[&str] = &["self-hosted", "linux", "tracked"];
 
 /// The bench's pools: three for the burst, one small one that the 10,000 tracked jobs queue on.
-pub fn pools() -> Vec<PoolSpec> {
-    let mut cpu = PoolSpec::new("cpu", &["linux", "x64"], 8);
+pub fn pools() -> Vec<Pool> {
+    let mut cpu = Pool::new("cpu", &["linux", "x64"], 8);
     cpu.priority = 10;
     vec![
         cpu,
-        PoolSpec::new("large", &["linux", "x64", "large"], 4),
-        PoolSpec::new("arm", &["linux", "arm64"], 4),
-        PoolSpec::new("tracked", &["linux", "tracked"], 2),
+        Pool::new("large", &["linux", "x64", "large"], 4),
+        Pool::new("arm", &["linux", "arm64"], 4),
+        Pool::new("tracked", &["linux", "tracked"], 2),
     ]
 }
 
@@ -50,7 +50,7 @@ pub struct Stack<'a> {
     pub dispatcher: Dispatcher,
     pub prefix: String,
     pub guard: CancelOnDrop<'a>,
-    pub pools: Vec<PoolSpec>,
+    pub pools: Vec<Pool>,
     _state_dir: tempfile::TempDir,
 }
 
@@ -218,10 +218,10 @@ pub fn sequential(stack: &mut Stack, jobs: usize) -> Result<SequentialResult> {
         })?;
         let job_id = run.job_ids[0];
         let sim = &stack.world.sim;
-        let done = crate::wait::wait_for(
+        let done = wait_until(
             &format!("sequential job {i} to complete"),
             Duration::from_secs(120),
-            || Ok(sim.job(job_id).filter(|j| j.status == "completed")),
+            || sim.job(job_id).filter(|j| j.status == "completed"),
         )?;
         ensure!(
             done.conclusion.as_deref() == Some("success"),
@@ -265,12 +265,12 @@ pub fn sequential(stack: &mut Stack, jobs: usize) -> Result<SequentialResult> {
         let ids: BTreeSet<u32> = calls.iter().filter_map(|c| c.job_id).collect();
         stack.guard.seen.extend(ids.iter().copied());
         let cluster = stack.cluster;
-        crate::wait::wait_for(
+        wait_until(
             "the runner's Slurm job to end",
             Duration::from_secs(90),
             || {
                 let listed = slurm::jobs_of(cluster, cluster.test_user())?;
-                Ok(listed.iter().all(|j| !ids.contains(&j.id)).then_some(()))
+                anyhow::Ok(listed.iter().all(|j| !ids.contains(&j.id)).then_some(()))
             },
         )?;
     }
@@ -349,7 +349,7 @@ pub struct PoolFill {
 
 /// The pool a runner belongs to: the one whose labels are exactly the runner's, else the
 /// largest one whose labels the runner all has.
-fn pool_of<'p>(pools: &'p [PoolSpec], runner_labels: &[String]) -> Option<&'p PoolSpec> {
+fn pool_of<'p>(pools: &'p [Pool], runner_labels: &[String]) -> Option<&'p Pool> {
     let runner: BTreeSet<String> = runner_labels
         .iter()
         .map(|l| l.to_ascii_lowercase())
@@ -419,10 +419,10 @@ pub fn burst(stack: &mut Stack, count: usize, drain: Duration) -> Result<BurstRe
         delay_ms: 0,
     })?;
     let relay = stack.relay.clone();
-    crate::wait::wait_for(
+    wait_until(
         "the simulator to hand the burst to the relay",
         Duration::from_secs(120),
-        || Ok((relay.held() >= count).then_some(())),
+        || relay.held() >= count,
     )?;
     let before = stack.world.sim.counters();
     let relayed_before = stack.relay.relayed_count();
@@ -616,10 +616,10 @@ pub fn tracked(stack: &mut Stack, count: usize) -> Result<TrackedResult> {
         delay_ms: 0,
     })?;
     let relay = stack.relay.clone();
-    crate::wait::wait_for(
+    wait_until(
         "the simulator to hand 10,000 webhooks to the relay",
         Duration::from_secs(300),
-        || Ok((relay.held() >= count).then_some(())),
+        || relay.held() >= count,
     )?;
     let relayed_before = stack.relay.relayed_count();
     stack.relay.set_hold(false);
@@ -661,10 +661,10 @@ pub fn tracked(stack: &mut Stack, count: usize) -> Result<TrackedResult> {
         .filter(|j| run_jobs.contains(&j.id) && j.status == "completed" && j.runner_name.is_none())
         .count();
     let relay = stack.relay.clone();
-    let handed = crate::wait::wait_for(
+    let handed = wait_until(
         "the cancellations to reach the relay",
         Duration::from_secs(300),
-        || Ok((relay.held() >= expected).then_some(())),
+        || relay.held() >= expected,
     );
     stack.relay.set_hold(false);
     stack

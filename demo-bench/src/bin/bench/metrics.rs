@@ -1,344 +1,32 @@
-//! `bench`: the README's benchmark command (through `ci/bench`). Measures, side by side in one
-//! run on the real local Slurm and the GitHub simulator: the plugin's overhead (a cluster
-//! without the plugin against one with it), the floor (bare `sbatch --wrap` submit-to-start),
-//! and through `gha-dispatcher`: webhook → sbatch latency, queued → runner start, GitHub API
-//! calls per job and per idle hour, a 1,000-webhook burst, and memory with 10,000 tracked jobs.
-//! Writes `report.json` and `report.md`. Nothing here asserts a speed: numbers are reported
-//! next to the issue's goals, also when they fall short.
+//! The report's table: one function per metric (what was measured, the goal, whether it was
+//! met, and how it was measured), from what the bench's phases recorded.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::{Duration, Instant};
-
-use anyhow::{Context, Result};
-use clap::Parser;
-use e2e::bench::cluster_jobs::{
-    plugin_bench_added_ms, restart_cluster, run_plugin_bench, time_jobs, JobTiming,
-};
-use e2e::bench::dispatch::{self, BurstResult, IdleResult, SequentialResult, Stack, TrackedResult};
-use e2e::bench::report::{ms, utc_now, Machine, Metric, Report};
-use e2e::demo::stack::RunnerCredentials;
-use e2e::demo::stats::Summary;
-use e2e::Cluster;
-use serde_json::json;
-
-#[derive(Parser, Debug)]
-#[command(about = "Benchmark spank-gha on the local Slurm and the GitHub simulator")]
-struct Args {
-    /// Where report.json and report.md go.
-    #[arg(long, default_value = "target/bench")]
-    out: PathBuf,
-    /// Jobs per variant for the plugin overhead and the floor.
-    #[arg(long, default_value_t = 20)]
-    overhead_jobs: usize,
-    /// Do not restart the cluster without the plugin (no plugin-overhead baseline).
-    #[arg(long)]
-    no_restart: bool,
-    /// Rounds of spank-gha/benches/bench-plugin (alternating no-plugin and plugin clusters).
-    #[arg(long, default_value_t = 2)]
-    plugin_bench_rounds: usize,
-    /// Jobs bench-plugin times rootless dockerd with.
-    #[arg(long, default_value_t = 3)]
-    docker_jobs: usize,
-    /// Jobs run one at a time through the dispatcher.
-    #[arg(long, default_value_t = 20)]
-    sequential_jobs: usize,
-    /// Seconds the dispatcher is watched with nothing queued.
-    #[arg(long, default_value_t = 90)]
-    idle_secs: u64,
-    /// Queued webhooks released within one second.
-    #[arg(long, default_value_t = 1000)]
-    burst: usize,
-    /// How long to let the burst's jobs run to completion (0: do not wait).
-    #[arg(long, default_value_t = 120)]
-    burst_drain_secs: u64,
-    /// Jobs the dispatcher tracks for the memory measurement.
-    #[arg(long, default_value_t = 10_000)]
-    tracked: usize,
-    /// Skip everything that needs gha-dispatcher (cluster measurements only).
-    #[arg(long)]
-    cluster_only: bool,
-    /// How the dispatcher hands runners their JIT config: `ticket` (redeemed when the job
-    /// starts; the shipped default) or `inline` (on sbatch's command line).
-    #[arg(long, default_value = "ticket", value_parser = ["ticket", "inline"])]
-    credentials: String,
-}
-
-fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("bench failed: {error:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn say(text: impl AsRef<str>) {
-    eprintln!("[bench] {}", text.as_ref());
-}
-
-fn summary_of(timings: &[JobTiming], pick: fn(&JobTiming) -> f64) -> Option<Summary> {
-    Summary::of(&timings.iter().map(pick).collect::<Vec<_>>())
-}
-
-/// Everything measured, phase by phase; a phase that failed leaves its entry empty.
-#[derive(Default)]
-struct Measured {
-    /// Stdout of spank-gha/benches/bench-plugin, when it ran.
-    plugin_bench: Option<Vec<String>>,
-    without_plugin: Option<Vec<JobTiming>>,
-    with_plugin: Option<Vec<JobTiming>>,
-    runner_jobs: Option<Vec<JobTiming>>,
-    sequential: Option<SequentialResult>,
-    idle: Option<IdleResult>,
-    burst: Option<BurstResult>,
-    tracked: Option<TrackedResult>,
-    leftovers: Option<String>,
-    metrics_text: Option<String>,
-    /// The plugin's own timing of each ticket redemption on the node (slurmd's log), seconds.
-    ticket_redeem_secs: Vec<f64>,
-}
-
-/// The node-side redemption times the plugin logged ("runner ticket redeemed in 12.3 ms").
-fn ticket_redeem_secs(cluster: &Cluster) -> Vec<f64> {
-    let log = std::fs::read_to_string(cluster.dir().join("log/slurmd.log")).unwrap_or_default();
-    log.lines()
-        .filter_map(|l| {
-            l.split_once("runner ticket redeemed in ")?
-                .1
-                .strip_suffix(" ms")
-        })
-        .filter_map(|ms| ms.trim().parse::<f64>().ok())
-        .map(|ms| ms / 1000.0)
-        .collect()
-}
-
-fn run(args: &Args) -> Result<()> {
-    let started = Instant::now();
-    let cluster = Cluster::shared();
-    cluster.assert_node_healthy()?;
-    let mut problems: Vec<String> = Vec::new();
-    let mut measured = Measured::default();
-    let mut record = |phase: &str, result: Result<()>| {
-        if let Err(error) = result {
-            say(format!("{phase} failed: {error:#}"));
-            problems.push(format!("{phase}: {error:#}"));
-        }
-    };
-
-    // 6: the plugin work's own benchmark when it exists (it alternates clusters without and
-    // with the plugin); otherwise the same comparison here, once each.
-    if !args.no_restart {
-        record(
-            "plugin overhead (spank-gha/benches/bench-plugin)",
-            (|| {
-                say(format!(
-                    "plugin overhead: spank-gha/benches/bench-plugin {} {} {} (restarts the cluster)",
-                    args.overhead_jobs, args.plugin_bench_rounds, args.docker_jobs
-                ));
-                measured.plugin_bench = run_plugin_bench(
-                    cluster,
-                    args.overhead_jobs,
-                    args.plugin_bench_rounds,
-                    args.docker_jobs,
-                )?;
-                Ok(())
-            })(),
-        );
-        if measured.plugin_bench.is_none() {
-            record(
-                "plugin overhead (no-plugin cluster)",
-                (|| {
-                    say("restarting the cluster without the plugin");
-                    restart_cluster(cluster, false)?;
-                    say(format!(
-                        "{} plain jobs without the plugin",
-                        args.overhead_jobs
-                    ));
-                    measured.without_plugin = Some(time_jobs(cluster, &[], args.overhead_jobs, 2)?);
-                    Ok(())
-                })(),
-            );
-        }
-        say("restarting the cluster with the plugin");
-        restart_cluster(cluster, true).context("restarting the cluster with the plugin")?;
-    }
-    record(
-        "floor and plugin overhead (plugin cluster)",
-        (|| {
-            say(format!(
-                "{} plain jobs with the plugin loaded",
-                args.overhead_jobs
-            ));
-            measured.with_plugin = Some(time_jobs(cluster, &[], args.overhead_jobs, 2)?);
-            say(format!(
-                "{} --gha-runner jobs with the plugin",
-                args.overhead_jobs
-            ));
-            let runner_option = format!("--gha-runner={}", sample_jit_config());
-            measured.runner_jobs =
-                Some(time_jobs(cluster, &[runner_option], args.overhead_jobs, 2)?);
-            Ok(())
-        })(),
-    );
-
-    if !args.cluster_only {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        let credentials = match args.credentials.as_str() {
-            "inline" => RunnerCredentials::Inline,
-            _ => RunnerCredentials::Ticket,
-        };
-        match Stack::start(cluster, &runtime, credentials) {
-            Err(error) => record("starting the simulator and gha-dispatcher", Err(error)),
-            Ok(mut stack) => {
-                say(format!(
-                    "dispatcher up (log {})",
-                    stack.dispatcher.log_path().display()
-                ));
-                record(
-                    "sequential jobs through the dispatcher",
-                    (|| {
-                        say(format!(
-                            "{} jobs one at a time through the dispatcher",
-                            args.sequential_jobs
-                        ));
-                        measured.sequential =
-                            Some(dispatch::sequential(&mut stack, args.sequential_jobs)?);
-                        Ok(())
-                    })(),
-                );
-                record(
-                    "idle window",
-                    (|| {
-                        say("waiting for the sequential phase's runners to be gone");
-                        let left = stack.wait_quiet(Duration::from_secs(90))?;
-                        if !left.is_empty() {
-                            say(format!("still there before the idle window: {left}"));
-                        }
-                        say(format!(
-                            "watching the idle dispatcher for {} s",
-                            args.idle_secs
-                        ));
-                        measured.idle = Some(dispatch::idle(
-                            &mut stack,
-                            Duration::from_secs(args.idle_secs),
-                        )?);
-                        Ok(())
-                    })(),
-                );
-                record(
-                    "burst",
-                    (|| {
-                        say(format!(
-                            "burst of {} queued webhooks within one second",
-                            args.burst
-                        ));
-                        measured.burst = Some(dispatch::burst(
-                            &mut stack,
-                            args.burst,
-                            Duration::from_secs(args.burst_drain_secs),
-                        )?);
-                        Ok(())
-                    })(),
-                );
-                record(
-                    "tracked jobs",
-                    (|| {
-                        say(format!(
-                            "{} queued jobs tracked by the dispatcher",
-                            args.tracked
-                        ));
-                        measured.tracked = Some(dispatch::tracked(&mut stack, args.tracked)?);
-                        Ok(())
-                    })(),
-                );
-                measured.metrics_text = stack.dispatcher.metrics().ok();
-                measured.ticket_redeem_secs = ticket_redeem_secs(cluster);
-                // Keep the dispatcher's log with the report (its state dir is temporary).
-                let out = report_dir(cluster, args);
-                if std::fs::create_dir_all(&out).is_ok() {
-                    let _ = std::fs::copy(stack.dispatcher.log_path(), out.join("dispatcher.log"));
-                }
-                say("waiting for runners, Slurm jobs and work dirs to be gone");
-                match stack.wait_quiet(Duration::from_secs(120)) {
-                    Ok(left) => measured.leftovers = Some(left.to_string()),
-                    Err(error) => record("leftover check", Err(error)),
-                }
-                record("stopping the dispatcher", stack.stop());
-            }
-        };
-    }
-
-    let mut details = details(&measured);
-    details["runner_credentials"] = serde_json::Value::String(args.credentials.clone());
-    let report = Report {
-        generated_at: utc_now(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        duration_secs: started.elapsed().as_secs_f64(),
-        machine: Machine::describe(cluster.conf()),
-        metrics: metrics(&measured, args),
-        problems,
-        details,
-    };
-    let out = report_dir(cluster, args);
-    let (json_path, md_path) = report.write(&out)?;
-    println!("{}", report.markdown());
-    say(format!(
-        "wrote {} and {}",
-        json_path.display(),
-        md_path.display()
-    ));
-    Ok(())
-}
-
-/// Where the report goes: `--out`, relative to the repository root.
-fn report_dir(cluster: &Cluster, args: &Args) -> PathBuf {
-    if args.out.is_absolute() {
-        args.out.clone()
-    } else {
-        cluster.repo_root().join(&args.out)
-    }
-}
-
-/// A JIT config in GitHub's format (the plugin may check it), pointing nowhere: the timed job
-/// is `--wrap`, so no runner uses it.
-fn sample_jit_config() -> String {
-    use github_sim::jit::{CredentialsFile, JitConfig, RunnerFile};
-    github_sim::jit::encode(&JitConfig {
-        runner: RunnerFile {
-            agent_id: 1,
-            agent_name: "bench-overhead".into(),
-            pool_id: 1,
-            pool_name: "Default".into(),
-            server_url: "http://127.0.0.1:9/_runner".into(),
-            git_hub_url: "http://127.0.0.1:9/acme".into(),
-            work_folder: "_work".into(),
-            use_v2_flow: false,
-            disable_update: true,
-            ephemeral: true,
-        },
-        credentials: CredentialsFile {
-            scheme: "OAuthAccessToken".into(),
-            data: [("token".to_owned(), "bench-not-a-secret".to_owned())].into(),
-        },
-        rsa_params: json!({}),
-    })
-}
+use super::{summary_of, Args, Measured};
+use demo_bench::bench::cluster_jobs::plugin_bench_added_ms;
+use demo_bench::bench::cluster_jobs::JobTiming;
+use demo_bench::bench::report::{ms, Metric};
+use demo_bench::demo::stats::Summary;
 
 fn not_measured(why: &str) -> String {
     format!("not measured ({why})")
 }
 
-fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
+pub(super) fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
     let mut out = Vec::new();
+    metric_1(m, args, &mut out);
+    metric_2(m, args, &mut out);
+    metric_2b(m, args, &mut out);
+    metric_3a(m, args, &mut out);
+    metric_3b(m, args, &mut out);
+    metric_4(m, args, &mut out);
+    metric_4bc(m, args, &mut out);
+    metric_5(m, args, &mut out);
+    metric_6(m, args, &mut out);
+    out
+}
 
-    // 1
+/// Metric 1.
+fn metric_1(m: &Measured, _args: &Args, out: &mut Vec<Metric>) {
     let seq = m.sequential.as_ref();
     let webhook = seq.and_then(|s| Summary::of(&s.webhook_to_sbatch_secs));
     let sbatch_itself = seq.and_then(|s| Summary::of(&s.sbatch_call_secs));
@@ -365,8 +53,11 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
               that call happens when the job starts, inside metric 2 (see 2b)."
             .into(),
     });
+}
 
-    // 2
+/// Metric 2.
+fn metric_2(m: &Measured, _args: &Args, out: &mut Vec<Metric>) {
+    let seq = m.sequential.as_ref();
     let floor = m
         .with_plugin
         .as_deref()
@@ -399,8 +90,10 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
               to the kernel's start time of the batch shell. Both on CLOCK_BOOTTIME, 10 ms ticks."
             .into(),
     });
+}
 
-    // 2b
+/// Metric 2b.
+fn metric_2b(m: &Measured, _args: &Args, out: &mut Vec<Metric>) {
     let redeem = Summary::of(&m.ticket_redeem_secs);
     out.push(Metric {
         id: "2b".into(),
@@ -423,8 +116,11 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
               from task_init_privileged until the JIT config is in hand."
             .into(),
     });
+}
 
-    // 3a
+/// Metric 3a.
+fn metric_3a(m: &Measured, _args: &Args, out: &mut Vec<Metric>) {
+    let seq = m.sequential.as_ref();
     out.push(Metric {
         id: "3a".into(),
         name: "GitHub API calls per job".into(),
@@ -455,8 +151,10 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
               run; the endpoint breakdown is in report.json."
             .into(),
     });
+}
 
-    // 3b
+/// Metric 3b.
+fn metric_3b(m: &Measured, args: &Args, out: &mut Vec<Metric>) {
     out.push(Metric {
         id: "3b".into(),
         name: "GitHub API calls per idle hour per target".into(),
@@ -480,8 +178,10 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
             args.idle_secs
         ),
     });
+}
 
-    // 4
+/// Metric 4.
+fn metric_4(m: &Measured, args: &Args, out: &mut Vec<Metric>) {
     let burst = m.burst.as_ref();
     out.push(Metric {
         id: "4a".into(),
@@ -507,6 +207,11 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
               sending to the full answer."
             .into(),
     });
+}
+
+/// Metrics 4b and 4c.
+fn metric_4bc(m: &Measured, args: &Args, out: &mut Vec<Metric>) {
+    let burst = m.burst.as_ref();
     out.push(Metric {
         id: "4b".into(),
         name: "burst: every pool at its demand or max_runners".into(),
@@ -579,8 +284,11 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
               have succeeded."
             .into(),
     });
+}
 
-    // 5
+/// Metric 5.
+fn metric_5(m: &Measured, args: &Args, out: &mut Vec<Metric>) {
+    let burst = m.burst.as_ref();
     out.push(Metric {
         id: "5a".into(),
         name: format!("dispatcher RSS with {} tracked jobs", args.tracked),
@@ -648,8 +356,10 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
               reconciliation until the jobs were done), divided by the jobs that finished."
             .into(),
     });
+}
 
-    // 6
+/// Metric 6.
+fn metric_6(m: &Measured, args: &Args, out: &mut Vec<Metric>) {
     let end = |t: &Option<Vec<JobTiming>>| {
         t.as_deref()
             .and_then(|t| summary_of(t, |j| j.submit_to_end_secs))
@@ -714,35 +424,4 @@ fn metrics(m: &Measured, args: &Args) -> Vec<Metric> {
             args.overhead_jobs, args.plugin_bench_rounds
         ),
     });
-    out
-}
-
-fn details(m: &Measured) -> serde_json::Value {
-    let submetric = |t: &Option<Vec<JobTiming>>| {
-        t.as_deref().map(|t| {
-            json!({
-                "submit_to_start_secs": summary_of(t, |j| j.submit_to_start_secs),
-                "submit_to_end_secs": summary_of(t, |j| j.submit_to_end_secs),
-                "jobs": t,
-            })
-        })
-    };
-    let dispatcher_histograms: Option<Vec<String>> = m.metrics_text.as_ref().map(|text| {
-        text.lines()
-            .filter(|l| !l.starts_with('#') && (l.contains("submit") || l.contains("start")))
-            .map(str::to_owned)
-            .collect()
-    });
-    json!({
-        "plugin_bench_output": m.plugin_bench,
-        "cluster_without_plugin": submetric(&m.without_plugin),
-        "cluster_with_plugin": submetric(&m.with_plugin),
-        "cluster_runner_option_jobs": submetric(&m.runner_jobs),
-        "sequential": m.sequential,
-        "idle": m.idle,
-        "burst": m.burst,
-        "tracked": m.tracked,
-        "leftovers_after_run": m.leftovers,
-        "dispatcher_metrics_submit_and_start_lines": dispatcher_histograms,
-    })
 }

@@ -7,13 +7,14 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
+use test_support::wait_until_every;
 
-use crate::cluster::Cluster;
-use crate::procfs::{boottime_now, clock_ticks_per_second};
+use e2e::procfs::{boottime_now, clock_ticks_per_second};
+use e2e::Cluster;
 
 /// The wrapped command: prints the batch shell's start time in clock ticks since boot.
 const PRINT_START: &str = "cut -d' ' -f22 /proc/$$/stat";
@@ -44,15 +45,17 @@ fn listed(cluster: &Cluster, id: u32) -> Result<bool> {
 
 /// Waits (polling every 10 ms) until Slurm no longer lists the job; returns when that was seen.
 pub fn wait_gone(cluster: &Cluster, id: u32, timeout: Duration) -> Result<f64> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if !listed(cluster, id)? {
-            return Ok(boottime_now());
+    let what = format!("job {id} to leave squeue");
+    let seen = wait_until_every(&what, timeout, Duration::from_millis(10), || {
+        match listed(cluster, id) {
+            Ok(true) => None,
+            Ok(false) => Some(Ok(boottime_now())),
+            Err(error) => Some(Err(error)),
         }
-        if Instant::now() >= deadline {
-            bail!("job {id} still listed by squeue after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    });
+    match seen {
+        Ok(seen) => seen,
+        Err(_) => bail!("job {id} still listed by squeue after {timeout:?}"),
     }
 }
 
@@ -60,15 +63,18 @@ pub fn wait_gone(cluster: &Cluster, id: u32, timeout: Duration) -> Result<f64> {
 /// scheduled at once instead of on slurmctld's next periodic pass, which would quantise every
 /// sample to about a second. Returns whether it was idle (a shared cluster may never be).
 pub fn wait_node_idle(cluster: &Cluster, timeout: Duration) -> Result<bool> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cluster.node_state()? == "idle" {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    let idle = wait_until_every(
+        "an idle node",
+        timeout,
+        Duration::from_millis(5),
+        || match cluster.node_state() {
+            Ok(state) => (state == "idle").then_some(Ok(())),
+            Err(error) => Some(Err(error)),
+        },
+    );
+    match idle {
+        Ok(looked) => looked.map(|()| true),
+        Err(_) => Ok(false),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use anyhow::{ensure, Context, Result};
 
-use crate::cluster::Cluster;
+use e2e::Cluster;
 
 /// One line of `squeue`.
 #[derive(Debug, Clone, PartialEq, Eq)]

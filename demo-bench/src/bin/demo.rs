@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use e2e::demo::leftovers::{plugin_docker_mode, Leftovers};
-use e2e::demo::progress::{Board, Frame};
-use e2e::demo::slurm::{self, CancelOnDrop};
-use e2e::demo::stack::{random_hex, Dispatcher, DispatcherSpec, RunnerCredentials, SimWorld};
-use e2e::demo::stats::Summary;
-use e2e::demo::tracker::Tracker;
-use e2e::demo::workflow;
+use demo_bench::demo::leftovers::{plugin_docker_mode, Leftovers};
+use demo_bench::demo::progress::{Board, Frame};
+use demo_bench::demo::slurm::{self, CancelOnDrop};
+use demo_bench::demo::stack::{random_hex, Dispatcher, DispatcherSpec, SimWorld};
+use demo_bench::demo::stats::Summary;
+use demo_bench::demo::tracker::Tracker;
+use demo_bench::demo::workflow;
+use e2e::dispatcher_config::RunnerCredentials;
 use e2e::Cluster;
 use github_sim::{Counters, RunCreated};
 
@@ -58,6 +59,21 @@ enum Ending {
     Interrupted,
 }
 
+/// The queued workload and what the demo expects of it.
+struct Workload {
+    tracker: Tracker,
+    /// Runs to cancel once the dispatcher has had their `queued` webhooks.
+    to_cancel: Vec<RunCreated>,
+    expected_cancelled: BTreeSet<u64>,
+    total_jobs: usize,
+}
+
+/// What the live phase saw.
+struct Followed {
+    ending: Ending,
+    workload_secs: f64,
+}
+
 fn run(args: &Args) -> Result<bool> {
     let started = Instant::now();
     let cluster = Cluster::shared();
@@ -82,41 +98,7 @@ fn run(args: &Args) -> Result<bool> {
         .prefix("spank-gha-demo-")
         .tempdir()
         .context("creating the dispatcher's state directory")?;
-    let docker_mode = plugin_docker_mode(cluster);
-    let docker_args = match docker_mode.as_str() {
-        "on-request" => vec!["--gha-docker".to_owned()],
-        _ => Vec::new(),
-    };
-    let spec = DispatcherSpec {
-        pools: workflow::pools(docker_args),
-        runner_name_prefix: prefix.clone(),
-        reconcile_interval_secs: args.reconcile_interval_secs,
-        sbatch: None,
-        credentials: RunnerCredentials::Ticket,
-    };
-    println!("spank-gha demo");
-    println!(
-        "  Slurm:       {} (plugin docker mode: {docker_mode})",
-        cluster.conf().display()
-    );
-    println!(
-        "  GitHub sim:  {} (org acme, repos widgets and gadgets, App {})",
-        world.sim.url(),
-        e2e::demo::stack::APP_ID
-    );
-    let mut dispatcher = Dispatcher::start(cluster, &world, &spec, state_dir.path())?;
-    println!(
-        "  dispatcher:  {} (pid {}, config {}, log {})",
-        dispatcher.url(),
-        dispatcher.pid(),
-        dispatcher.config_path().display(),
-        dispatcher.log_path().display()
-    );
-    if docker_mode != "on-request" && docker_mode != "rootless" {
-        println!(
-            "  note: the plugin runs with docker={docker_mode} on this cluster, so the Docker step has no daemon and will fail"
-        );
-    }
+    let mut dispatcher = start_dispatcher(args, cluster, &world, &prefix, state_dir.path())?;
     world.send_webhooks_to(&dispatcher.webhook_url());
     let mut slurm_guard = CancelOnDrop {
         cluster,
@@ -124,201 +106,25 @@ fn run(args: &Args) -> Result<bool> {
         seen: BTreeSet::new(),
     };
 
-    let mut tracker = Tracker::default();
-    let mut to_cancel: Vec<RunCreated> = Vec::new();
-    let mut expected_cancelled: BTreeSet<u64> = BTreeSet::new();
-    let mut total_jobs = 0;
-    for run in workflow::runs() {
-        let without_needs: Vec<bool> = run.spec.jobs.iter().map(|j| j.needs.is_empty()).collect();
-        let at = Instant::now();
-        let created = world
-            .sim
-            .enqueue_workflow(run.spec)
-            .context("queueing a workflow run")?;
-        total_jobs += created.job_ids.len();
-        tracker.enqueued(
-            created
-                .job_ids
-                .iter()
-                .zip(&without_needs)
-                .filter(|(_, free)| **free)
-                .map(|(id, _)| *id),
-            at,
-        );
-        if run.cancel_when_queued {
-            expected_cancelled.extend(&created.job_ids);
-            to_cancel.push(created);
-        }
-    }
+    let mut workload = enqueue_workload(&world)?;
     println!(
-        "  queued {total_jobs} jobs in 3 runs; the docs-preview run is cancelled once the dispatcher has its webhooks\n"
+        "  queued {} jobs in 3 runs; the docs-preview run is cancelled once the dispatcher has its webhooks\n",
+        workload.total_jobs
     );
-
-    let workload_start = Instant::now();
-    let deadline = workload_start + Duration::from_secs(args.timeout_secs);
-    let mut board = Board::new();
-    let mut frame = Frame::default();
-    let mut last_squeue: Option<Instant> = None;
-    let mut squeue_failing_since: Option<Instant> = None;
-    let ending = loop {
-        if interrupted.load(Ordering::SeqCst) {
-            break Ending::Interrupted;
-        }
-        if !dispatcher.is_running() {
-            bail!(
-                "gha-dispatcher exited during the demo; its log:\n{}",
-                dispatcher.log_tail(30)
-            );
-        }
-        let now = Instant::now();
-        let snapshot = world.sim.snapshot();
-        tracker.observe(&snapshot.jobs, now);
-        if !to_cancel.is_empty() {
-            let deliveries = world.sim.deliveries();
-            let told: BTreeSet<u64> = deliveries
-                .iter()
-                .filter(|d| d.action.as_deref() == Some("queued") && d.outcome == "delivered")
-                .filter_map(|d| d.job_id)
-                .collect();
-            let mut still = Vec::new();
-            for run in to_cancel.drain(..) {
-                if run.job_ids.iter().all(|id| told.contains(id)) {
-                    world
-                        .sim
-                        .cancel_run(run.run_id)
-                        .context("cancelling a run")?;
-                } else {
-                    still.push(run);
-                }
-            }
-            to_cancel = still;
-        }
-        if last_squeue.is_none_or(|at| at.elapsed() >= Duration::from_millis(500)) {
-            last_squeue = Some(Instant::now());
-            match slurm::run_jobs(cluster, &prefix) {
-                Ok(jobs) => {
-                    slurm_guard.seen.extend(jobs.iter().map(|j| j.id));
-                    frame.slurm_pending = jobs.iter().filter(|j| j.state == "PENDING").count();
-                    frame.slurm_running = jobs.len() - frame.slurm_pending;
-                    squeue_failing_since = None;
-                }
-                // slurmctld may be busy for a moment; only a lasting failure ends the demo.
-                Err(error) => {
-                    let since = *squeue_failing_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_secs(30) {
-                        return Err(error.context("squeue has failed for 30 s"));
-                    }
-                }
-            }
-        }
-        let (per_set, total) = tracker.tally();
-        frame.elapsed = workload_start.elapsed();
-        frame.per_set = per_set;
-        frame.total = total;
-        frame.runners_registered = snapshot.runners.len();
-        board.show(&frame);
-        if frame.total.done() == total_jobs && to_cancel.is_empty() {
-            break Ending::AllDone;
-        }
-        if now >= deadline {
-            break Ending::TimedOut;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let workload_secs = workload_start.elapsed().as_secs_f64();
-    frame.slurm_pending = 0;
-    frame.slurm_running = 0;
-    board.finish(&frame);
-    println!();
-
-    let leftovers = match ending {
-        Ending::AllDone => {
-            println!("all jobs done in {workload_secs:.1} s; waiting for runner jobs to end and clean up");
-            Leftovers::wait_until_none(
-                cluster,
-                &world.sim,
-                &prefix,
-                &slurm_guard.seen,
-                Duration::from_secs(args.cleanup_secs),
-                &|| interrupted.load(Ordering::SeqCst),
-            )?
-        }
-        Ending::TimedOut | Ending::Interrupted => {
-            Leftovers::collect(cluster, &world.sim, &prefix, &slurm_guard.seen)?
-        }
-    };
+    let followed = follow(
+        &world,
+        &mut dispatcher,
+        &mut slurm_guard,
+        &mut workload,
+        &interrupted,
+        Duration::from_secs(args.timeout_secs),
+    )?;
+    let leftovers = look_for_leftovers(args, &world, &slurm_guard, &followed, &|| {
+        interrupted.load(Ordering::SeqCst)
+    })?;
     let metrics = dispatcher.metrics().unwrap_or_default();
     let dispatcher_status = dispatcher.stop()?;
-    let counters = world.sim.counters();
-    let (_, total) = tracker.tally();
-    let waits = tracker.queue_to_start_secs();
-
-    let cancelled_as_expected = tracker
-        .jobs()
-        .iter()
-        .filter(|(id, job)| {
-            expected_cancelled.contains(id) && job.conclusion.as_deref() == Some("cancelled")
-        })
-        .count();
-    let expected_successes = total_jobs - expected_cancelled.len();
-    let all_done = matches!(ending, Ending::AllDone);
-    let ok = all_done
-        && total.succeeded == expected_successes
-        && cancelled_as_expected == expected_cancelled.len()
-        && total.failed == 0
-        && total.skipped == 0
-        && leftovers.is_empty();
-
-    println!("Summary");
-    match ending {
-        Ending::AllDone => println!("  workload:    finished in {workload_secs:.1} s"),
-        Ending::TimedOut => println!("  workload:    NOT finished after {} s", args.timeout_secs),
-        Ending::Interrupted => println!("  workload:    interrupted after {workload_secs:.1} s"),
-    }
-    println!(
-        "  jobs:        {} succeeded, {} failed, {} cancelled, {} skipped, {} not done (of {total_jobs}; expected {expected_successes} succeeded, {} cancelled)",
-        total.succeeded,
-        total.failed,
-        total.cancelled,
-        total.skipped,
-        total_jobs - total.done(),
-        expected_cancelled.len()
-    );
-    let failed: Vec<String> = tracker
-        .jobs()
-        .iter()
-        .filter(|(_, j)| {
-            j.status == "completed"
-                && !matches!(
-                    j.conclusion.as_deref(),
-                    Some("success") | Some("cancelled") | Some("skipped")
-                )
-        })
-        .map(|(id, j)| {
-            format!(
-                "{id} ({}, {})",
-                j.label_set,
-                j.conclusion.as_deref().unwrap_or("?")
-            )
-        })
-        .collect();
-    if !failed.is_empty() {
-        println!("  failed jobs: {}", failed.join(", "));
-    }
-    match Summary::of(&waits) {
-        Some(s) => println!(
-            "  queue → runner start: p50 {:.2} s, p95 {:.2} s, max {:.2} s over {} jobs (seen by polling the simulator every 100 ms)",
-            s.p50, s.p95, s.max, s.count
-        ),
-        None => println!("  queue → runner start: no job was taken by a runner"),
-    }
-    print_api_calls(&counters, total_jobs);
-    println!(
-        "  webhooks:    {} sent, {} failed",
-        counters.deliveries_sent, counters.deliveries_failed
-    );
-    println!("  tickets:     {}", ticket_summary(&metrics));
-    println!("  leftovers:   {leftovers}");
+    let ok = summarize(args, &world, &workload, &followed, &leftovers, &metrics);
     if let Some(status) = dispatcher_status {
         println!(
             "  dispatcher:  stopped ({status}); log {}",
@@ -347,6 +153,322 @@ fn run(args: &Args) -> Result<bool> {
     }
     println!("{}", if ok { "demo OK" } else { "demo FAILED" });
     Ok(ok)
+}
+
+/// What the run left: after a finished workload, waits (up to `--cleanup-secs`) for the
+/// runner jobs to end and clean up; otherwise looks once.
+fn look_for_leftovers(
+    args: &Args,
+    world: &SimWorld,
+    guard: &CancelOnDrop<'_>,
+    followed: &Followed,
+    give_up: &dyn Fn() -> bool,
+) -> Result<Leftovers> {
+    let (cluster, prefix) = (guard.cluster, guard.prefix.as_str());
+    match followed.ending {
+        Ending::AllDone => {
+            println!(
+                "all jobs done in {:.1} s; waiting for runner jobs to end and clean up",
+                followed.workload_secs
+            );
+            Leftovers::wait_until_none(
+                cluster,
+                &world.sim,
+                prefix,
+                &guard.seen,
+                Duration::from_secs(args.cleanup_secs),
+                give_up,
+            )
+        }
+        Ending::TimedOut | Ending::Interrupted => {
+            Leftovers::collect(cluster, &world.sim, prefix, &guard.seen)
+        }
+    }
+}
+
+/// Starts `gha-dispatcher` (ticket mode, the demo's pools) and prints what runs where.
+fn start_dispatcher(
+    args: &Args,
+    cluster: &Cluster,
+    world: &SimWorld,
+    prefix: &str,
+    state_dir: &std::path::Path,
+) -> Result<Dispatcher> {
+    let docker_mode = plugin_docker_mode(cluster);
+    let docker_args = match docker_mode.as_str() {
+        "on-request" => vec!["--gha-docker".to_owned()],
+        _ => Vec::new(),
+    };
+    let spec = DispatcherSpec {
+        pools: workflow::pools(docker_args),
+        runner_name_prefix: prefix.to_string(),
+        reconcile_interval_secs: args.reconcile_interval_secs,
+        sbatch: None,
+        credentials: RunnerCredentials::Ticket,
+    };
+    println!("spank-gha demo");
+    println!(
+        "  Slurm:       {} (plugin docker mode: {docker_mode})",
+        cluster.conf().display()
+    );
+    println!(
+        "  GitHub sim:  {} (org acme, repos widgets and gadgets, App {})",
+        world.sim.url(),
+        demo_bench::demo::stack::APP_ID
+    );
+    let dispatcher = Dispatcher::start(cluster, world, &spec, state_dir)?;
+    println!(
+        "  dispatcher:  {} (pid {}, config {}, log {})",
+        dispatcher.url(),
+        dispatcher.pid(),
+        dispatcher.config_path().display(),
+        dispatcher.log_path().display()
+    );
+    if docker_mode != "on-request" && docker_mode != "rootless" {
+        println!(
+            "  note: the plugin runs with docker={docker_mode} on this cluster, so the Docker step has no daemon and will fail"
+        );
+    }
+    Ok(dispatcher)
+}
+
+/// Queues the demo's runs and starts following their jobs.
+fn enqueue_workload(world: &SimWorld) -> Result<Workload> {
+    let mut workload = Workload {
+        tracker: Tracker::default(),
+        to_cancel: Vec::new(),
+        expected_cancelled: BTreeSet::new(),
+        total_jobs: 0,
+    };
+    for run in workflow::runs() {
+        let without_needs: Vec<bool> = run.spec.jobs.iter().map(|j| j.needs.is_empty()).collect();
+        let at = Instant::now();
+        let created = world
+            .sim
+            .enqueue_workflow(run.spec)
+            .context("queueing a workflow run")?;
+        workload.total_jobs += created.job_ids.len();
+        workload.tracker.enqueued(
+            created
+                .job_ids
+                .iter()
+                .zip(&without_needs)
+                .filter(|(_, free)| **free)
+                .map(|(id, _)| *id),
+            at,
+        );
+        if run.cancel_when_queued {
+            workload.expected_cancelled.extend(&created.job_ids);
+            workload.to_cancel.push(created);
+        }
+    }
+    Ok(workload)
+}
+
+/// Cancels the runs whose `queued` webhooks have all reached the dispatcher.
+fn cancel_told_runs(world: &SimWorld, to_cancel: &mut Vec<RunCreated>) -> Result<()> {
+    if to_cancel.is_empty() {
+        return Ok(());
+    }
+    let told: BTreeSet<u64> = world
+        .sim
+        .deliveries()
+        .iter()
+        .filter(|d| d.action.as_deref() == Some("queued") && d.outcome == "delivered")
+        .filter_map(|d| d.job_id)
+        .collect();
+    let mut still = Vec::new();
+    for run in to_cancel.drain(..) {
+        if run.job_ids.iter().all(|id| told.contains(id)) {
+            world
+                .sim
+                .cancel_run(run.run_id)
+                .context("cancelling a run")?;
+        } else {
+            still.push(run);
+        }
+    }
+    *to_cancel = still;
+    Ok(())
+}
+
+/// The Slurm side of the live board, from `squeue` at most every 500 ms; slurmctld may be busy
+/// for a moment, so only a failure lasting 30 s is an error.
+#[derive(Default)]
+struct SlurmView {
+    last_squeue: Option<Instant>,
+    failing_since: Option<Instant>,
+}
+
+impl SlurmView {
+    fn refresh(&mut self, guard: &mut CancelOnDrop<'_>, frame: &mut Frame) -> Result<()> {
+        if self
+            .last_squeue
+            .is_some_and(|at| at.elapsed() < Duration::from_millis(500))
+        {
+            return Ok(());
+        }
+        self.last_squeue = Some(Instant::now());
+        match slurm::run_jobs(guard.cluster, &guard.prefix) {
+            Ok(jobs) => {
+                guard.seen.extend(jobs.iter().map(|j| j.id));
+                frame.slurm_pending = jobs.iter().filter(|j| j.state == "PENDING").count();
+                frame.slurm_running = jobs.len() - frame.slurm_pending;
+                self.failing_since = None;
+            }
+            Err(error) => {
+                let since = *self.failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(30) {
+                    return Err(error.context("squeue has failed for 30 s"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The live phase: follows the jobs on a board (every 100 ms) until all are done, `timeout`
+/// passes or the demo is interrupted, cancelling the runs meant to be cancelled on the way.
+fn follow(
+    world: &SimWorld,
+    dispatcher: &mut Dispatcher,
+    guard: &mut CancelOnDrop<'_>,
+    workload: &mut Workload,
+    interrupted: &AtomicBool,
+    timeout: Duration,
+) -> Result<Followed> {
+    let workload_start = Instant::now();
+    let deadline = workload_start + timeout;
+    let mut board = Board::new();
+    let mut frame = Frame::default();
+    let mut slurm_view = SlurmView::default();
+    let ending = loop {
+        if interrupted.load(Ordering::SeqCst) {
+            break Ending::Interrupted;
+        }
+        if !dispatcher.is_running() {
+            bail!(
+                "gha-dispatcher exited during the demo; its log:\n{}",
+                dispatcher.log_tail(30)
+            );
+        }
+        let now = Instant::now();
+        let snapshot = world.sim.snapshot();
+        workload.tracker.observe(&snapshot.jobs, now);
+        cancel_told_runs(world, &mut workload.to_cancel)?;
+        slurm_view.refresh(guard, &mut frame)?;
+        let (per_set, total) = workload.tracker.tally();
+        frame.elapsed = workload_start.elapsed();
+        frame.per_set = per_set;
+        frame.total = total;
+        frame.runners_registered = snapshot.runners.len();
+        board.show(&frame);
+        if frame.total.done() == workload.total_jobs && workload.to_cancel.is_empty() {
+            break Ending::AllDone;
+        }
+        if now >= deadline {
+            break Ending::TimedOut;
+        }
+        // The board's refresh rate, not a wait for a condition.
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let workload_secs = workload_start.elapsed().as_secs_f64();
+    frame.slurm_pending = 0;
+    frame.slurm_running = 0;
+    board.finish(&frame);
+    println!();
+    Ok(Followed {
+        ending,
+        workload_secs,
+    })
+}
+
+/// Prints the summary; true when every job ended as planned and nothing was left.
+fn summarize(
+    args: &Args,
+    world: &SimWorld,
+    workload: &Workload,
+    followed: &Followed,
+    leftovers: &Leftovers,
+    metrics: &str,
+) -> bool {
+    let counters = world.sim.counters();
+    let tracker = &workload.tracker;
+    let (_, total) = tracker.tally();
+    let total_jobs = workload.total_jobs;
+    let expected_cancelled = &workload.expected_cancelled;
+    let cancelled_as_expected = tracker
+        .jobs()
+        .iter()
+        .filter(|(id, job)| {
+            expected_cancelled.contains(id) && job.conclusion.as_deref() == Some("cancelled")
+        })
+        .count();
+    let expected_successes = total_jobs - expected_cancelled.len();
+    let workload_secs = followed.workload_secs;
+    let ok = matches!(followed.ending, Ending::AllDone)
+        && total.succeeded == expected_successes
+        && cancelled_as_expected == expected_cancelled.len()
+        && total.failed == 0
+        && total.skipped == 0
+        && leftovers.is_empty();
+
+    println!("Summary");
+    match followed.ending {
+        Ending::AllDone => println!("  workload:    finished in {workload_secs:.1} s"),
+        Ending::TimedOut => println!("  workload:    NOT finished after {} s", args.timeout_secs),
+        Ending::Interrupted => println!("  workload:    interrupted after {workload_secs:.1} s"),
+    }
+    println!(
+        "  jobs:        {} succeeded, {} failed, {} cancelled, {} skipped, {} not done (of {total_jobs}; expected {expected_successes} succeeded, {} cancelled)",
+        total.succeeded,
+        total.failed,
+        total.cancelled,
+        total.skipped,
+        total_jobs - total.done(),
+        expected_cancelled.len()
+    );
+    print_failed_jobs(tracker);
+    match Summary::of(&tracker.queue_to_start_secs()) {
+        Some(s) => println!(
+            "  queue → runner start: p50 {:.2} s, p95 {:.2} s, max {:.2} s over {} jobs (seen by polling the simulator every 100 ms)",
+            s.p50, s.p95, s.max, s.count
+        ),
+        None => println!("  queue → runner start: no job was taken by a runner"),
+    }
+    print_api_calls(&counters, total_jobs);
+    println!(
+        "  webhooks:    {} sent, {} failed",
+        counters.deliveries_sent, counters.deliveries_failed
+    );
+    println!("  tickets:     {}", ticket_summary(metrics));
+    println!("  leftovers:   {leftovers}");
+    ok
+}
+
+/// The jobs that ended other than succeeded, cancelled or skipped.
+fn print_failed_jobs(tracker: &Tracker) {
+    let failed: Vec<String> = tracker
+        .jobs()
+        .iter()
+        .filter(|(_, j)| {
+            j.status == "completed"
+                && !matches!(
+                    j.conclusion.as_deref(),
+                    Some("success") | Some("cancelled") | Some("skipped")
+                )
+        })
+        .map(|(id, j)| {
+            format!(
+                "{id} ({}, {})",
+                j.label_set,
+                j.conclusion.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        println!("  failed jobs: {}", failed.join(", "));
+    }
 }
 
 /// GitHub REST calls (runner protocol and control API excluded), 304s shown apart as free.

@@ -1,0 +1,398 @@
+//! `bench`: the README's benchmark command (through `ci/bench`). Measures, side by side in one
+//! run on the real local Slurm and the GitHub simulator: the plugin's overhead (a cluster
+//! without the plugin against one with it), the floor (bare `sbatch --wrap` submit-to-start),
+//! and through `gha-dispatcher`: webhook → sbatch latency, queued → runner start, GitHub API
+//! calls per job and per idle hour, a 1,000-webhook burst, and memory with 10,000 tracked jobs.
+//! Writes `report.json` and `report.md`. Nothing here asserts a speed: numbers are reported
+//! next to the goals, also when they fall short.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use demo_bench::bench::cluster_jobs::{restart_cluster, run_plugin_bench, time_jobs, JobTiming};
+use demo_bench::bench::dispatch::{
+    self, BurstResult, IdleResult, SequentialResult, Stack, TrackedResult,
+};
+use demo_bench::bench::report::{utc_now, Machine, Report};
+use demo_bench::demo::stats::Summary;
+use e2e::dispatcher_config::RunnerCredentials;
+use e2e::Cluster;
+use serde_json::json;
+
+mod metrics;
+use metrics::metrics;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark spank-gha on the local Slurm and the GitHub simulator")]
+struct Args {
+    /// Where report.json and report.md go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Jobs per variant for the plugin overhead and the floor.
+    #[arg(long, default_value_t = 20)]
+    overhead_jobs: usize,
+    /// Do not restart the cluster without the plugin (no plugin-overhead baseline).
+    #[arg(long)]
+    no_restart: bool,
+    /// Rounds of spank-gha/benches/bench-plugin (alternating no-plugin and plugin clusters).
+    #[arg(long, default_value_t = 2)]
+    plugin_bench_rounds: usize,
+    /// Jobs bench-plugin times rootless dockerd with.
+    #[arg(long, default_value_t = 3)]
+    docker_jobs: usize,
+    /// Jobs run one at a time through the dispatcher.
+    #[arg(long, default_value_t = 20)]
+    sequential_jobs: usize,
+    /// Seconds the dispatcher is watched with nothing queued.
+    #[arg(long, default_value_t = 90)]
+    idle_secs: u64,
+    /// Queued webhooks released within one second.
+    #[arg(long, default_value_t = 1000)]
+    burst: usize,
+    /// How long to let the burst's jobs run to completion (0: do not wait).
+    #[arg(long, default_value_t = 120)]
+    burst_drain_secs: u64,
+    /// Jobs the dispatcher tracks for the memory measurement.
+    #[arg(long, default_value_t = 10_000)]
+    tracked: usize,
+    /// Skip everything that needs gha-dispatcher (cluster measurements only).
+    #[arg(long)]
+    cluster_only: bool,
+    /// How the dispatcher hands runners their JIT config: `ticket` (redeemed when the job
+    /// starts; the shipped default) or `inline` (on sbatch's command line).
+    #[arg(long, default_value = "ticket", value_parser = ["ticket", "inline"])]
+    credentials: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench failed: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn say(text: impl AsRef<str>) {
+    eprintln!("[bench] {}", text.as_ref());
+}
+
+fn summary_of(timings: &[JobTiming], pick: fn(&JobTiming) -> f64) -> Option<Summary> {
+    Summary::of(&timings.iter().map(pick).collect::<Vec<_>>())
+}
+
+/// Everything measured, phase by phase; a phase that failed leaves its entry empty.
+#[derive(Default)]
+struct Measured {
+    /// Stdout of spank-gha/benches/bench-plugin, when it ran.
+    plugin_bench: Option<Vec<String>>,
+    without_plugin: Option<Vec<JobTiming>>,
+    with_plugin: Option<Vec<JobTiming>>,
+    runner_jobs: Option<Vec<JobTiming>>,
+    sequential: Option<SequentialResult>,
+    idle: Option<IdleResult>,
+    burst: Option<BurstResult>,
+    tracked: Option<TrackedResult>,
+    leftovers: Option<String>,
+    metrics_text: Option<String>,
+    /// The plugin's own timing of each ticket redemption on the node (slurmd's log), seconds.
+    ticket_redeem_secs: Vec<f64>,
+}
+
+/// The node-side redemption times the plugin logged ("runner ticket redeemed in 12.3 ms").
+fn ticket_redeem_secs(cluster: &Cluster) -> Vec<f64> {
+    let log = std::fs::read_to_string(cluster.dir().join("log/slurmd.log")).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| {
+            l.split_once("runner ticket redeemed in ")?
+                .1
+                .strip_suffix(" ms")
+        })
+        .filter_map(|ms| ms.trim().parse::<f64>().ok())
+        .map(|ms| ms / 1000.0)
+        .collect()
+}
+
+fn run(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    let cluster = Cluster::shared();
+    cluster.assert_node_healthy()?;
+    let mut problems = Problems::default();
+    let mut measured = Measured::default();
+    measure_cluster(cluster, args, &mut measured, &mut problems)?;
+    if !args.cluster_only {
+        measure_dispatcher(cluster, args, &mut measured, &mut problems)?;
+    }
+
+    let mut details = details(&measured);
+    details["runner_credentials"] = serde_json::Value::String(args.credentials.clone());
+    let report = Report {
+        generated_at: utc_now(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        duration_secs: started.elapsed().as_secs_f64(),
+        machine: Machine::describe(cluster.conf()),
+        metrics: metrics(&measured, args),
+        problems: problems.0,
+        details,
+    };
+    let out = report_dir(cluster, args);
+    let (json_path, md_path) = report.write(&out)?;
+    println!("{}", report.markdown());
+    say(format!(
+        "wrote {} and {}",
+        json_path.display(),
+        md_path.display()
+    ));
+    Ok(())
+}
+
+/// What failed, phase by phase (a failed phase is reported, the others still run).
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn record(&mut self, phase: &str, result: Result<()>) {
+        if let Err(error) = result {
+            say(format!("{phase} failed: {error:#}"));
+            self.0.push(format!("{phase}: {error:#}"));
+        }
+    }
+}
+
+/// Metric 6 and the floor of metric 2: plain and `--gha-runner` jobs on the cluster, without
+/// and with the plugin (restarting the cluster unless `--no-restart`).
+fn measure_cluster(
+    cluster: &Cluster,
+    args: &Args,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) -> Result<()> {
+    // 6: the plugin work's own benchmark when it exists (it alternates clusters without and
+    // with the plugin); otherwise the same comparison here, once each.
+    if !args.no_restart {
+        problems.record(
+            "plugin overhead (spank-gha/benches/bench-plugin)",
+            (|| {
+                say(format!(
+                    "plugin overhead: spank-gha/benches/bench-plugin {} {} {} (restarts the cluster)",
+                    args.overhead_jobs, args.plugin_bench_rounds, args.docker_jobs
+                ));
+                measured.plugin_bench = run_plugin_bench(
+                    cluster,
+                    args.overhead_jobs,
+                    args.plugin_bench_rounds,
+                    args.docker_jobs,
+                )?;
+                Ok(())
+            })(),
+        );
+        if measured.plugin_bench.is_none() {
+            problems.record(
+                "plugin overhead (no-plugin cluster)",
+                (|| {
+                    say("restarting the cluster without the plugin");
+                    restart_cluster(cluster, false)?;
+                    say(format!(
+                        "{} plain jobs without the plugin",
+                        args.overhead_jobs
+                    ));
+                    measured.without_plugin = Some(time_jobs(cluster, &[], args.overhead_jobs, 2)?);
+                    Ok(())
+                })(),
+            );
+        }
+        say("restarting the cluster with the plugin");
+        restart_cluster(cluster, true).context("restarting the cluster with the plugin")?;
+    }
+    problems.record(
+        "floor and plugin overhead (plugin cluster)",
+        (|| {
+            say(format!(
+                "{} plain jobs with the plugin loaded",
+                args.overhead_jobs
+            ));
+            measured.with_plugin = Some(time_jobs(cluster, &[], args.overhead_jobs, 2)?);
+            say(format!(
+                "{} --gha-runner jobs with the plugin",
+                args.overhead_jobs
+            ));
+            let runner_option = format!("--gha-runner={}", sample_jit_config());
+            measured.runner_jobs =
+                Some(time_jobs(cluster, &[runner_option], args.overhead_jobs, 2)?);
+            Ok(())
+        })(),
+    );
+
+    Ok(())
+}
+
+/// Metrics 1 to 5: the simulator and `gha-dispatcher` on the cluster.
+fn measure_dispatcher(
+    cluster: &Cluster,
+    args: &Args,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let credentials = match args.credentials.as_str() {
+        "inline" => RunnerCredentials::Inline,
+        _ => RunnerCredentials::Ticket,
+    };
+    match Stack::start(cluster, &runtime, credentials) {
+        Err(error) => problems.record("starting the simulator and gha-dispatcher", Err(error)),
+        Ok(mut stack) => run_phases(cluster, args, &mut stack, measured, problems),
+    };
+    Ok(())
+}
+
+/// The dispatcher phases in order, then its metrics text, its log, the leftover check and stop.
+fn run_phases(
+    cluster: &Cluster,
+    args: &Args,
+    stack: &mut Stack,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) {
+    say(format!(
+        "dispatcher up (log {})",
+        stack.dispatcher.log_path().display()
+    ));
+    problems.record(
+        "sequential jobs through the dispatcher",
+        (|| {
+            say(format!(
+                "{} jobs one at a time through the dispatcher",
+                args.sequential_jobs
+            ));
+            measured.sequential = Some(dispatch::sequential(stack, args.sequential_jobs)?);
+            Ok(())
+        })(),
+    );
+    problems.record(
+        "idle window",
+        (|| {
+            say("waiting for the sequential phase's runners to be gone");
+            let left = stack.wait_quiet(Duration::from_secs(90))?;
+            if !left.is_empty() {
+                say(format!("still there before the idle window: {left}"));
+            }
+            say(format!(
+                "watching the idle dispatcher for {} s",
+                args.idle_secs
+            ));
+            measured.idle = Some(dispatch::idle(stack, Duration::from_secs(args.idle_secs))?);
+            Ok(())
+        })(),
+    );
+    problems.record(
+        "burst",
+        (|| {
+            say(format!(
+                "burst of {} queued webhooks within one second",
+                args.burst
+            ));
+            measured.burst = Some(dispatch::burst(
+                stack,
+                args.burst,
+                Duration::from_secs(args.burst_drain_secs),
+            )?);
+            Ok(())
+        })(),
+    );
+    problems.record(
+        "tracked jobs",
+        (|| {
+            say(format!(
+                "{} queued jobs tracked by the dispatcher",
+                args.tracked
+            ));
+            measured.tracked = Some(dispatch::tracked(stack, args.tracked)?);
+            Ok(())
+        })(),
+    );
+    measured.metrics_text = stack.dispatcher.metrics().ok();
+    measured.ticket_redeem_secs = ticket_redeem_secs(cluster);
+    // Keep the dispatcher's log with the report (its state dir is temporary).
+    let out = report_dir(cluster, args);
+    if std::fs::create_dir_all(&out).is_ok() {
+        let _ = std::fs::copy(stack.dispatcher.log_path(), out.join("dispatcher.log"));
+    }
+    say("waiting for runners, Slurm jobs and work dirs to be gone");
+    match stack.wait_quiet(Duration::from_secs(120)) {
+        Ok(left) => measured.leftovers = Some(left.to_string()),
+        Err(error) => problems.record("leftover check", Err(error)),
+    }
+}
+
+/// Where the report goes: `--out`, relative to the repository root.
+fn report_dir(cluster: &Cluster, args: &Args) -> PathBuf {
+    if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        cluster.repo_root().join(&args.out)
+    }
+}
+
+/// A JIT config in GitHub's format (the plugin may check it), pointing nowhere: the timed job
+/// is `--wrap`, so no runner uses it.
+fn sample_jit_config() -> String {
+    use github_sim::jit::{CredentialsFile, JitConfig, RunnerFile};
+    github_sim::jit::encode(&JitConfig {
+        runner: RunnerFile {
+            agent_id: 1,
+            agent_name: "bench-overhead".into(),
+            pool_id: 1,
+            pool_name: "Default".into(),
+            server_url: "http://127.0.0.1:9/_runner".into(),
+            git_hub_url: "http://127.0.0.1:9/acme".into(),
+            work_folder: "_work".into(),
+            use_v2_flow: false,
+            disable_update: true,
+            ephemeral: true,
+        },
+        credentials: CredentialsFile {
+            scheme: "OAuthAccessToken".into(),
+            data: [("token".to_owned(), "bench-not-a-secret".to_owned())].into(),
+        },
+        rsa_params: json!({}),
+    })
+}
+
+fn details(m: &Measured) -> serde_json::Value {
+    let submetric = |t: &Option<Vec<JobTiming>>| {
+        t.as_deref().map(|t| {
+            json!({
+                "submit_to_start_secs": summary_of(t, |j| j.submit_to_start_secs),
+                "submit_to_end_secs": summary_of(t, |j| j.submit_to_end_secs),
+                "jobs": t,
+            })
+        })
+    };
+    let dispatcher_histograms: Option<Vec<String>> = m.metrics_text.as_ref().map(|text| {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && (l.contains("submit") || l.contains("start")))
+            .map(str::to_owned)
+            .collect()
+    });
+    json!({
+        "plugin_bench_output": m.plugin_bench,
+        "cluster_without_plugin": submetric(&m.without_plugin),
+        "cluster_with_plugin": submetric(&m.with_plugin),
+        "cluster_runner_option_jobs": submetric(&m.runner_jobs),
+        "sequential": m.sequential,
+        "idle": m.idle,
+        "burst": m.burst,
+        "tracked": m.tracked,
+        "leftovers_after_run": m.leftovers,
+        "dispatcher_metrics_submit_and_start_lines": dispatcher_histograms,
+    })
+}

@@ -1,0 +1,86 @@
+//! The one simulator setup the dispatcher tests, the demo and the benchmarks share: the GitHub
+//! simulator (in-process) with organization `acme`, its repositories, and the GitHub App
+//! `APP_ID` installed on the organization, as the dispatcher expects to find GitHub.
+
+use std::io::Read;
+
+use anyhow::{Context, Result};
+use github_sim::{AppSpec, InstallationSpec, Sim, SimConfig, WebhookTarget};
+
+/// The organization every test, demo and bench repository lives in.
+pub const ORG: &str = "acme";
+/// The GitHub App the dispatcher authenticates as.
+pub const APP_ID: u64 = 4242;
+
+/// The simulator with the world the dispatcher expects.
+pub struct SimWorld {
+    pub sim: Sim,
+    pub installation_id: u64,
+    /// `acme/<name>` of each repository.
+    pub repos: Vec<String>,
+    /// A fresh random webhook secret (callers may use their own instead).
+    pub webhook_secret: String,
+}
+
+impl SimWorld {
+    /// Starts the simulator on a free loopback port with `ORG`, its `repos` (names without the
+    /// owner) and the App installed on the organization. Webhooks are set later, once the
+    /// receiver's address is known.
+    pub async fn start(repos: &[&str]) -> Result<SimWorld> {
+        let sim = Sim::start(SimConfig::default())
+            .await
+            .context("starting the GitHub simulator")?;
+        sim.add_org(ORG);
+        for repo in repos {
+            sim.add_repo(ORG, repo);
+        }
+        sim.add_app(AppSpec {
+            id: APP_ID,
+            slug: "spank-gha".into(),
+            public_key_pem: github_sim::test_keys::APP_PUBLIC_KEY_PEM.into(),
+        })
+        .context("registering the App with the simulator")?;
+        let installation_id = sim
+            .add_installation(InstallationSpec {
+                app_id: APP_ID,
+                account: ORG.into(),
+                permissions: None,
+            })
+            .context("installing the App on the organization")?;
+        Ok(SimWorld {
+            sim,
+            installation_id,
+            repos: repos.iter().map(|r| format!("{ORG}/{r}")).collect(),
+            webhook_secret: random_hex(24)?,
+        })
+    }
+
+    /// Sends the App's webhooks to `url`, signed with this world's secret.
+    pub fn send_webhooks_to(&self, url: &str) {
+        self.sim.set_webhook(WebhookTarget {
+            url: url.into(),
+            secret: self.webhook_secret.clone(),
+        });
+    }
+}
+
+/// `bytes` random bytes from the kernel, as hex.
+pub fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_hex_has_the_asked_length() {
+        let a = random_hex(8).unwrap();
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, random_hex(8).unwrap());
+    }
+}
