@@ -1,0 +1,219 @@
+//! Benchmarks of the whole path through `gha-dispatcher`: the simulator posts webhooks through
+//! the recording relay, the dispatcher submits through the timing sbatch wrapper, and runners
+//! start on the real cluster with the plugin. One module per phase: one job at a time
+//! ([`sequential`]: latencies and API calls per job), an idle window ([`idle`]: API calls per
+//! hour), a burst of queued webhooks ([`burst`]) and 10,000 tracked jobs ([`tracked`]: memory).
+//! This module owns what they share: the running [`Stack`], the pools, and the API-call count.
+
+mod burst;
+mod idle;
+mod sequential;
+mod tracked;
+
+pub use burst::{burst, BurstResult, PoolFill};
+pub use idle::{idle, IdleResult};
+pub use sequential::{sequential, SequentialResult};
+pub use tracked::{tracked, TrackedResult};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use github_sim::{Counters, JobSpec};
+
+use crate::bench::relay::Relay;
+use crate::bench::sbatch_timing::{which, SbatchTiming};
+use crate::demo::leftovers::Leftovers;
+use crate::demo::slurm::CancelOnDrop;
+use crate::demo::stack::{random_hex, Dispatcher, DispatcherSpec, SimWorld};
+use e2e::dispatcher_config::{Pool, RunnerCredentials};
+use e2e::Cluster;
+
+const REPO: &str = "widgets";
+const CPU: &[&str] = &["self-hosted", "linux", "x64"];
+const LARGE: &[&str] = &["self-hosted", "linux", "x64", "large"];
+const ARM: &[&str] = &["self-hosted", "linux", "arm64"];
+const TRACKED: &[&str] = &["self-hosted", "linux", "tracked"];
+
+/// The bench's pools: three for the burst, one small one that the 10,000 tracked jobs queue on.
+pub fn pools() -> Vec<Pool> {
+    let mut cpu = Pool::new("cpu", &["linux", "x64"], 8);
+    cpu.priority = 10;
+    vec![
+        cpu,
+        Pool::new("large", &["linux", "x64", "large"], 4),
+        Pool::new("arm", &["linux", "arm64"], 4),
+        Pool::new("tracked", &["linux", "tracked"], 2),
+    ]
+}
+
+/// The running stack for the dispatcher benchmarks.
+pub struct Stack<'a> {
+    pub cluster: &'a Cluster,
+    pub runtime: &'a tokio::runtime::Runtime,
+    pub world: SimWorld,
+    pub relay: Relay,
+    pub timing: SbatchTiming,
+    pub dispatcher: Dispatcher,
+    pub prefix: String,
+    pub guard: CancelOnDrop<'a>,
+    pub pools: Vec<Pool>,
+    _state_dir: tempfile::TempDir,
+}
+
+impl<'a> Stack<'a> {
+    pub fn start(
+        cluster: &'a Cluster,
+        runtime: &'a tokio::runtime::Runtime,
+        credentials: RunnerCredentials,
+    ) -> Result<Stack<'a>> {
+        let world = runtime.block_on(SimWorld::start(&[REPO]))?;
+        let relay = runtime.block_on(Relay::start())?;
+        world.send_webhooks_to(&relay.url());
+        let prefix = format!("bench-{}", random_hex(3)?);
+        let timing = SbatchTiming::install(&cluster.jobs_dir().join(&prefix), &which("sbatch")?)?;
+        let state_dir = tempfile::Builder::new()
+            .prefix("spank-gha-bench-")
+            .tempdir()
+            .context("creating the dispatcher's state directory")?;
+        let pools = pools();
+        let spec = DispatcherSpec {
+            pools: pools.clone(),
+            runner_name_prefix: prefix.clone(),
+            reconcile_interval_secs: None,
+            sbatch: Some(timing.wrapper.clone()),
+            credentials,
+        };
+        let dispatcher = Dispatcher::start(cluster, &world, &spec, state_dir.path())?;
+        relay.set_target(&dispatcher.webhook_url());
+        Ok(Stack {
+            cluster,
+            runtime,
+            world,
+            relay,
+            timing,
+            dispatcher,
+            guard: CancelOnDrop {
+                cluster,
+                prefix: prefix.clone(),
+                seen: BTreeSet::new(),
+            },
+            prefix,
+            pools,
+            _state_dir: state_dir,
+        })
+    }
+
+    fn ensure_dispatcher_alive(&mut self) -> Result<()> {
+        ensure!(
+            self.dispatcher.is_running(),
+            "gha-dispatcher exited; its log:\n{}",
+            self.dispatcher.log_tail(30)
+        );
+        Ok(())
+    }
+
+    /// Waits until nothing of the run is left (runners that got no job end after the plugin's
+    /// idle timeout).
+    pub fn wait_quiet(&mut self, timeout: Duration) -> Result<Leftovers> {
+        let ids = self.sbatch_job_ids()?;
+        self.guard.seen.extend(ids);
+        Leftovers::wait_until_none(
+            self.cluster,
+            &self.world.sim,
+            &self.prefix,
+            &self.guard.seen,
+            timeout,
+            &|| false,
+        )
+    }
+
+    fn sbatch_job_ids(&self) -> Result<Vec<u32>> {
+        Ok(self
+            .timing
+            .calls()?
+            .iter()
+            .filter_map(|c| c.job_id)
+            .collect())
+    }
+
+    /// Stops the dispatcher, cancels what it left in Slurm, stops the simulator.
+    pub fn stop(mut self) -> Result<()> {
+        self.dispatcher.stop()?;
+        self.guard
+            .seen
+            .extend(self.sbatch_job_ids().unwrap_or_default());
+        self.guard.cancel_now()?;
+        let Stack { world, runtime, .. } = self;
+        runtime.block_on(world.sim.shutdown());
+        Ok(())
+    }
+}
+
+/// Paid GitHub REST calls and free 304s in `after` minus `before` (runner protocol and the
+/// simulator's control API excluded).
+pub fn api_delta(before: &Counters, after: &Counters) -> (u64, u64, BTreeMap<String, u64>) {
+    let mut paid = 0;
+    let mut free = 0;
+    let mut by_endpoint = BTreeMap::new();
+    for (key, count) in &after.api {
+        if key.contains(" /_") {
+            continue;
+        }
+        let old = before.api.get(key).cloned().unwrap_or_default();
+        let calls = count.calls.saturating_sub(old.calls);
+        let not_modified = count.not_modified.saturating_sub(old.not_modified);
+        paid += calls - not_modified.min(calls);
+        free += not_modified;
+        if calls > not_modified {
+            by_endpoint.insert(key.clone(), calls - not_modified);
+        }
+    }
+    (paid, free, by_endpoint)
+}
+
+fn job(name: String, runs_on: &[&str], duration_ms: u64, command: Option<String>) -> JobSpec {
+    let mut spec = JobSpec::new(name, runs_on);
+    spec.duration_ms = duration_ms;
+    spec.command = command;
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_delta_counts_304_as_free_and_skips_private_routes() {
+        use github_sim::EndpointCount;
+        let mut before = Counters::default();
+        before.api.insert(
+            "GET /repos/{owner}/{repo}/actions/runs".into(),
+            EndpointCount {
+                calls: 2,
+                not_modified: 1,
+                errors: 0,
+            },
+        );
+        let mut after = before.clone();
+        after.api.insert(
+            "GET /repos/{owner}/{repo}/actions/runs".into(),
+            EndpointCount {
+                calls: 6,
+                not_modified: 4,
+                errors: 0,
+            },
+        );
+        after.api.insert(
+            "POST /_runner/sessions".into(),
+            EndpointCount {
+                calls: 50,
+                not_modified: 0,
+                errors: 0,
+            },
+        );
+        let (paid, free, by) = api_delta(&before, &after);
+        assert_eq!((paid, free), (1, 3));
+        assert_eq!(by.len(), 1);
+    }
+}
