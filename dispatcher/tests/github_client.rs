@@ -56,10 +56,6 @@ fn labels() -> Vec<String> {
     vec!["self-hosted".into(), "linux".into()]
 }
 
-async fn wait_until(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
-    support::wait_until(what, timeout, Duration::from_millis(50), cond).await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn app_auth_mints_jit_configs_and_caches_the_installation_token() {
     let sim = world().await;
@@ -245,7 +241,7 @@ async fn secondary_rate_limit_pauses_calls_for_retry_after() {
         sim.counters().calls("GET /orgs/{org}/actions/runners"),
         calls
     );
-    wait_until("the pause to end", Duration::from_secs(5), || {
+    support::wait_until("the pause to end", Duration::from_secs(5), || {
         gh.blocked_for().is_none()
     })
     .await;

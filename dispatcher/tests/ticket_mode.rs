@@ -47,13 +47,7 @@ fn fake_slurm(d: &Path) {
 }
 
 async fn wait_for(what: &str, cond: impl FnMut() -> bool) {
-    support::wait_until(
-        what,
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        cond,
-    )
-    .await
+    support::wait_until(what, Duration::from_secs(20), cond).await
 }
 
 /// The simulator with one queued job, and the dispatcher (ticket mode, fake Slurm) in a

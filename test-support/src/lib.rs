@@ -1,4 +1,5 @@
-//! test-support: the one way tests, the demo and the benchmarks wait for something. A check is
+//! test-support: what the tests of every crate share. The crate root is the one way tests, the
+//! demo and the benchmarks wait for something; [`munge`] runs MUNGE's tools. A check is
 //! polled (often at first, then every 100 ms) until it yields a value or the deadline passes;
 //! the timeout error names what was awaited and the check's last complaint. Never a fixed sleep
 //! standing in for a condition.
@@ -15,6 +16,8 @@
 //! .unwrap();
 //! assert_eq!(value, 3);
 //! ```
+
+pub mod munge;
 
 use std::fmt::Display;
 use std::future::Future;

@@ -1,45 +1,20 @@
 //! MUNGE for the tests: credentials made with the cluster's munged (as root or as a user), and
 //! a second munged in the same MUNGE domain whose credentials come "from another host".
 
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use test_support::wait_until;
 
 use crate::Cluster;
 
 /// A MUNGE credential carrying `payload`, made by `user` (root when `None`) through `socket`.
 pub fn munge_credential(user: Option<&str>, socket: &Path, payload: &str) -> Result<String> {
-    let mut command = match user {
-        Some(user) => {
-            let mut c = Command::new("runuser");
-            c.args(["-u", user, "--", "munge"]);
-            c
-        }
-        None => Command::new("munge"),
-    };
-    let mut child = command
-        .arg(format!("--socket={}", socket.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running munge")?;
-    child
-        .stdin
-        .take()
-        .context("munge's stdin")?
-        .write_all(payload.as_bytes())
-        .context("writing munge's payload")?;
-    let out = child.wait_with_output().context("waiting for munge")?;
-    ensure!(out.status.success(), "munge failed: {}", out.status);
-    Ok(String::from_utf8(out.stdout)
-        .context("munge printed non-UTF-8")?
-        .trim()
-        .to_string())
+    let credential = test_support::munge::run("munge", user, socket, &[], payload.as_bytes())?;
+    Ok(credential.trim().to_owned())
 }
 
 /// A second munged in the cluster's MUNGE domain (same key) that stamps its credentials with

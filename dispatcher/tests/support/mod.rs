@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gha_dispatcher::app::Running;
 use gha_dispatcher::config::Config;
@@ -197,18 +197,12 @@ pub async fn sim() -> Sim {
     sim
 }
 
-/// Poll `cond` every `every` until it holds; fail after `timeout`.
-pub async fn wait_until(
-    what: &str,
-    timeout: Duration,
-    every: Duration,
-    mut cond: impl FnMut() -> bool,
-) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(every).await;
-    }
+/// Waits, through the project's one wait helper, until `cond` holds; panics naming `what`
+/// after `timeout`.
+pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    test_support::wait_until_async(what, timeout, || std::future::ready(cond()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The test cluster's munged (`GHA_TEST_MUNGE_SOCKET`, default
@@ -233,33 +227,15 @@ pub fn munge_socket() -> PathBuf {
     socket
 }
 
-/// Run `program --socket=<socket> args...` with `input` on stdin; its stdout.
-fn munge_tool(program: &str, socket: &Path, args: &[&str], input: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(program)
-        .arg(format!("--socket={}", socket.display()))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{program} failed");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// A MUNGE credential carrying `payload`.
 pub fn munge(socket: &Path, payload: &str) -> String {
-    munge_tool("munge", socket, &[], payload)
+    test_support::munge::run("munge", None, socket, &[], payload.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The payload of a MUNGE credential.
 pub fn unmunge_payload(socket: &Path, credential: &str) -> String {
-    munge_tool("unmunge", socket, &["--metadata=/dev/null"], credential)
+    let args = ["--metadata=/dev/null"];
+    test_support::munge::run("unmunge", None, socket, &args, credential.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
