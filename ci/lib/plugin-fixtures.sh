@@ -12,7 +12,7 @@ plugin_args() {
         "stop_grace=3 docker_timeout=60 image_check_timeout=10" \
         "dispatcher_url=http://127.0.0.1:$GHA_DISPATCHER_PORT" \
         "redeem_helper=$GHA_CLUSTER_DIR/libexec/gha-redeem" \
-        "munge_socket=$GHA_CLUSTER_DIR/munge/run/munge.socket redeem_timeout=20"
+        "munge_socket=$GHA_CLUSTER_DIR/munge/run/munge.socket redeem_timeout=20 dispatcher_uid=0"
 }
 
 # A directory laid out like /cvmfs/unpacked.cern.ch: <registry>/<image>:<tag>/ holding an
@@ -55,8 +55,9 @@ ensure_subids() {
 }
 
 # A fresh cluster numbers jobs from 1 again: work dirs a killed cluster could not clean would
-# make its new jobs fail ("already exists"). They live in workdir_base=/tmp (plugin_args).
+# make its new jobs fail ("already exists"). They live in workdir_base=/tmp/spank-gha (plugin_args).
 remove_stale_workdirs() {
+    rm -rf /tmp/spank-gha
     find /tmp -maxdepth 1 -name 'gha-[0-9]*' -exec rm -rf {} + 2>/dev/null || true
 }
 

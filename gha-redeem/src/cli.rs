@@ -13,9 +13,11 @@ pub struct Args {
     pub job_id: u32,
     pub munge_socket: String,
     pub timeout: Duration,
+    /// The only uid whose credential is taken as the dispatcher's answer.
+    pub dispatcher_uid: u32,
 }
 
-const USAGE: &str = "usage: GHA_TICKET=<ticket> gha-redeem --url URL --job-id ID --munge-socket PATH [--timeout SECS]";
+const USAGE: &str = "usage: GHA_TICKET=<ticket> gha-redeem --url URL --job-id ID --munge-socket PATH [--timeout SECS] [--dispatcher-uid UID]";
 
 /// The bound when `--timeout` is not given.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -24,6 +26,7 @@ const MAX_TIMEOUT_SECS: u64 = 300;
 
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Failure> {
     let (mut url, mut job_id, mut socket, mut timeout) = (None, None, None, None);
+    let mut dispatcher_uid = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let slot = match flag.as_str() {
@@ -31,6 +34,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Failur
             helper_flag::JOB_ID => &mut job_id,
             helper_flag::MUNGE_SOCKET => &mut socket,
             helper_flag::TIMEOUT => &mut timeout,
+            helper_flag::DISPATCHER_UID => &mut dispatcher_uid,
             "-h" | "--help" => return Err(failed(USAGE)),
             _ => return Err(failed(format!("unknown argument ({USAGE})"))),
         };
@@ -60,11 +64,18 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Failur
             }
         },
     };
+    let dispatcher_uid = match dispatcher_uid {
+        None => 0,
+        Some(uid) => uid
+            .parse::<u32>()
+            .map_err(|_| failed("--dispatcher-uid: expected a numeric uid"))?,
+    };
     Ok(Args {
         url,
         job_id,
         munge_socket,
         timeout,
+        dispatcher_uid,
     })
 }
 
@@ -110,6 +121,7 @@ mod tests {
                 job_id: 42,
                 munge_socket: "/run/munge/munge.socket.2".into(),
                 timeout: Duration::from_secs(20),
+                dispatcher_uid: 0,
             }
         );
         let parsed = args(&[
@@ -121,9 +133,12 @@ mod tests {
             "1",
             "--munge-socket",
             "/s",
+            "--dispatcher-uid",
+            "995",
         ])
         .unwrap();
         assert_eq!(parsed.timeout, Duration::from_secs(5));
+        assert_eq!(parsed.dispatcher_uid, 995);
         for bad in [
             &["--url", "http://x", "--job-id", "1"][..],
             &["--url", "ftp://x", "--job-id", "1", "--munge-socket", "/s"],
@@ -156,6 +171,16 @@ mod tests {
                 "0",
             ],
             &["--ticket", "secret"],
+            &[
+                "--url",
+                "http://x",
+                "--job-id",
+                "1",
+                "--munge-socket",
+                "/s",
+                "--dispatcher-uid",
+                "root",
+            ],
         ] {
             let err = args(bad).unwrap_err();
             assert_eq!(err.exit, HelperExit::Failed, "{bad:?}");

@@ -3,13 +3,16 @@
 //!
 //! ```text
 //! GHA_TICKET=<opaque> gha-redeem --url <dispatcher_url> --job-id <slurm job id> \
-//!     --munge-socket <socket> [--timeout SECS]
+//!     --munge-socket <socket> [--timeout SECS] [--dispatcher-uid UID]
 //! ```
 //! 1. `munge` signs the [`RedeemRequest`] `{"ticket":...,"job_id":...}` (so the dispatcher
 //!    learns that root on a host of the MUNGE domain asks, and which host);
 //! 2. `POST <url>/tickets/redeem` with that credential ([`dispatcher`]);
-//! 3. a 200 answer is a credential the dispatcher made for uid 0 only, whose payload is the JIT
-//!    config: `unmunge` decodes it and the config goes to stdout (and nowhere else).
+//! 3. a 200 answer is a credential for uid 0 only, whose payload is a [`SealedAnswer`]: `unmunge`
+//!    decodes it; it is taken only if the credential was made by the dispatcher's uid
+//!    (`--dispatcher-uid`, 0 by default: any user can make a credential for root, e.g. one who
+//!    took the dispatcher's port while it restarted) and it names this job and this ticket's
+//!    sha256. The config then goes to stdout (and nowhere else).
 //!
 //! Exit status ([`HelperExit`]): 0 config printed; 2 the dispatcher refused the ticket; 3
 //! anything else (bad arguments, MUNGE, the dispatcher unreachable or its answer unusable).
@@ -20,6 +23,8 @@
 //!
 //! Modules: [`cli`] (arguments), [`tool`] (the bounded child runner for munge/unmunge),
 //! [`dispatcher`] (the HTTP request), [`answer`] (messages, refusals, the decoded config).
+//!
+//! [`SealedAnswer`]: redeem_contract::SealedAnswer
 
 #![forbid(unsafe_code)]
 
@@ -35,7 +40,7 @@ use std::time::Instant;
 use redeem_contract::TICKET_ENV;
 use redeem_contract::{is_valid_ticket, HelperExit, RedeemRequest, MAX_TICKET, TICKET_CHARSET};
 
-use answer::{config_from_unmunge, failed, Failure};
+use answer::{config_from_unmunge, failed, Failure, UNMUNGE_ARGS};
 use tool::run_tool;
 
 fn main() -> ExitCode {
@@ -83,7 +88,7 @@ fn run() -> Result<String, Failure> {
     let socket = format!("--socket={}", args.munge_socket);
 
     let request = RedeemRequest {
-        ticket,
+        ticket: ticket.clone(),
         job_id: args.job_id,
     };
     let credential = run_tool(
@@ -96,18 +101,14 @@ fn run() -> Result<String, Failure> {
     drop(request);
 
     let sealed = dispatcher::redeem(&args, credential.trim_ascii(), deadline)?;
-    let decoded = run_tool(
-        "unmunge",
-        &[socket, "--metadata=/dev/null".to_owned()],
-        &sealed,
-        deadline,
-    )
-    .map_err(|e| {
+    let mut unmunge_args = vec![socket];
+    unmunge_args.extend(UNMUNGE_ARGS.map(String::from));
+    let decoded = run_tool("unmunge", &unmunge_args, &sealed, deadline).map_err(|e| {
         failed(format!(
             "cannot decode the dispatcher's answer with unmunge: {e}"
         ))
     })?;
-    config_from_unmunge(&decoded)
+    config_from_unmunge(&decoded, args.dispatcher_uid, args.job_id, &ticket)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! The JSON shapes of the exchange: what the node's MUNGE credential carries and what a
-//! refusal answers.
+//! The JSON shapes of the exchange: what the node's MUNGE credential carries, what the
+//! dispatcher's sealed answer carries, and what a refusal answers.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::RefusalCode;
 
@@ -37,6 +38,54 @@ impl std::fmt::Debug for RedeemRequest {
         f.debug_struct("RedeemRequest")
             .field("ticket", &"<redacted>")
             .field("job_id", &self.job_id)
+            .finish()
+    }
+}
+
+/// sha256 of a ticket's text, lowercase hex: how the sealed answer names the ticket it answers.
+pub fn ticket_sha256(ticket: &str) -> String {
+    hex::encode(Sha256::digest(ticket.as_bytes()))
+}
+
+/// The payload of the dispatcher's 200 answer (a MUNGE credential made by the dispatcher's uid
+/// for uid 0): `{"job_id":<u32>,"ticket_sha256":"<hex>","jit_config":"<base64>"}`. The node
+/// accepts it only for its own job and ticket. `Debug` never shows the config.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedAnswer {
+    pub job_id: u32,
+    pub ticket_sha256: String,
+    pub jit_config: String,
+}
+
+impl SealedAnswer {
+    /// The payload as the dispatcher seals it.
+    pub fn to_json(&self) -> String {
+        // Strings and an integer always serialize.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses a decoded payload: a JSON object of exactly these three fields.
+    pub fn parse(payload: &[u8]) -> Option<SealedAnswer> {
+        let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+        if !value.is_object() {
+            return None;
+        }
+        serde_json::from_value(value).ok()
+    }
+
+    /// Is this the answer for `job_id` and `ticket`?
+    pub fn is_for(&self, job_id: u32, ticket: &str) -> bool {
+        self.job_id == job_id && self.ticket_sha256 == ticket_sha256(ticket)
+    }
+}
+
+impl std::fmt::Debug for SealedAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedAnswer")
+            .field("job_id", &self.job_id)
+            .field("ticket_sha256", &self.ticket_sha256)
+            .field("jit_config", &"<redacted>")
             .finish()
     }
 }
@@ -101,6 +150,37 @@ mod tests {
             "not json",
         ] {
             assert_eq!(RedeemRequest::parse(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sealed_answer_round_trips_binds_and_hides_the_config() {
+        let answer = SealedAnswer {
+            job_id: 42,
+            ticket_sha256: ticket_sha256("T-1"),
+            jit_config: "c2VjcmV0".into(),
+        };
+        assert_eq!(
+            ticket_sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let text = answer.to_json();
+        assert!(
+            text.starts_with(r#"{"job_id":42,"ticket_sha256":""#),
+            "{text}"
+        );
+        assert_eq!(SealedAnswer::parse(text.as_bytes()), Some(answer.clone()));
+        assert!(answer.is_for(42, "T-1"));
+        assert!(!answer.is_for(43, "T-1"));
+        assert!(!answer.is_for(42, "T-2"));
+        assert!(!format!("{answer:?}").contains("c2VjcmV0"));
+        for bad in [
+            "c2VjcmV0",
+            r#"{"job_id":42,"jit_config":"x"}"#,
+            r#"{"job_id":42,"ticket_sha256":"h","jit_config":"x","extra":1}"#,
+            r#"[42,"h","x"]"#,
+        ] {
+            assert_eq!(SealedAnswer::parse(bad.as_bytes()), None, "{bad}");
         }
     }
 

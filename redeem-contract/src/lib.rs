@@ -7,6 +7,10 @@
 //! The exchange: the node POSTs a MUNGE credential whose payload is a [`RedeemRequest`] to
 //! `<dispatcher_url>`[`REDEEM_PATH`]; the dispatcher answers 200 with the JIT config sealed in a
 //! MUNGE credential for root, or with a [`RefusalBody`] and the status of its [`RefusalCode`].
+//! The sealed payload is a [`SealedAnswer`]: the config bound to the job id and the ticket's
+//! sha256, and the node accepts it only from a credential made by the dispatcher's uid
+//! (root by default), so a process that answers in the dispatcher's place (its port taken
+//! while it restarts) or replays another job's answer is refused.
 //! `gha-redeem` exits with a [`HelperExit`] code.
 //!
 //! Without the `json` feature this crate has no dependencies, so the plugin links nothing new.
@@ -14,7 +18,7 @@
 #[cfg(feature = "json")]
 mod json;
 #[cfg(feature = "json")]
-pub use json::{RedeemRequest, RefusalBody};
+pub use json::{ticket_sha256, RedeemRequest, RefusalBody, SealedAnswer};
 
 /// Where the dispatcher serves redemptions (appended to the plugin's `dispatcher_url`).
 pub const REDEEM_PATH: &str = "/tickets/redeem";
@@ -36,7 +40,8 @@ pub const TICKET_CHARSET: &str = "A-Z a-z 0-9 . _ ~ + / = : -";
 pub const TICKET_ENV: &str = "GHA_TICKET";
 
 /// `gha-redeem`'s command line, as the plugin writes it and the helper reads it:
-/// `gha-redeem --url <dispatcher_url> --job-id <id> --munge-socket <path> --timeout <secs>`.
+/// `gha-redeem --url <dispatcher_url> --job-id <id> --munge-socket <path> --timeout <secs>
+/// --dispatcher-uid <uid>`.
 pub mod helper_flag {
     /// The dispatcher's base URL (the plugin's `dispatcher_url`).
     pub const URL: &str = "--url";
@@ -46,6 +51,9 @@ pub mod helper_flag {
     pub const MUNGE_SOCKET: &str = "--munge-socket";
     /// The helper's own bound, in whole seconds.
     pub const TIMEOUT: &str = "--timeout";
+    /// The uid whose MUNGE credentials alone are accepted as the dispatcher's answer (the
+    /// plugin's `dispatcher_uid`; 0 when not given).
+    pub const DISPATCHER_UID: &str = "--dispatcher-uid";
 }
 
 /// Largest redemption request body (a MUNGE credential around a ~100-byte payload is ~300

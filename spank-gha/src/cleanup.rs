@@ -43,6 +43,10 @@ pub struct Target<'a> {
     /// The epilog's (root's, the host's) user namespace; when it cannot be read, no namespace
     /// is swept.
     pub own_ns: Option<u64>,
+    /// Every process of the user, not only the job's: the user has no other job on this node,
+    /// so nothing of theirs may stay (a workflow step that escaped with `env -i setsid` carries
+    /// neither the job id nor the work dir, and would read the next runner's config).
+    pub whole_user: bool,
 }
 
 /// What the epilog does with one process.
@@ -80,7 +84,7 @@ pub fn verdict(p: &Proc, target: &Target, swept: &HashSet<u64>, inspect: &impl I
             .cwd(p.pid)
             .is_some_and(|cwd| cwd.starts_with(target.workdir))
     };
-    if !marked && !inside() {
+    if !target.whole_user && !marked && !inside() {
         return Verdict::Spare;
     }
     match (p.user_ns, target.own_ns) {
@@ -163,9 +167,11 @@ impl Inspect for ProcFs {
     }
 }
 
-/// The processes of job `job_id` (user `uid`) that are still alive, as pids.
-pub fn job_processes(job_id: u32, uid: u32, workdir: &Path) -> Vec<i32> {
+/// The processes of job `job_id` (user `uid`; with `whole_user`, all of that user's) that are
+/// still alive, as pids.
+pub fn job_processes(job_id: u32, uid: u32, workdir: &Path, whole_user: bool) -> Vec<i32> {
     let target = Target {
+        whole_user,
         job_id,
         uid,
         workdir,
@@ -186,11 +192,17 @@ pub struct KillReport {
 
 /// SIGKILLs the job's processes until none are left (processes may fork while being killed) or
 /// `limit` passes.
-pub fn kill_job_processes(job_id: u32, uid: u32, workdir: &Path, limit: Duration) -> KillReport {
+pub fn kill_job_processes(
+    job_id: u32,
+    uid: u32,
+    workdir: &Path,
+    whole_user: bool,
+    limit: Duration,
+) -> KillReport {
     let deadline = Instant::now() + limit;
     let mut killed = HashSet::new();
     loop {
-        let pids = job_processes(job_id, uid, workdir);
+        let pids = job_processes(job_id, uid, workdir, whole_user);
         if pids.is_empty() {
             return KillReport {
                 killed: killed.len(),
@@ -257,6 +269,7 @@ mod tests {
             workdir: Path::new("/tmp/gha-12"),
             own_pid: 99,
             own_ns,
+            whole_user: false,
         }
     }
 
@@ -299,6 +312,24 @@ mod tests {
             verdict(&proc(10, 0, HOST_NS), &root_job, &none, &fake),
             Verdict::Spare,
             "root is never swept"
+        );
+        let whole = Target {
+            whole_user: true,
+            ..t.clone()
+        };
+        let w = |p: Proc| verdict(&p, &whole, &none, &fake);
+        assert_eq!(w(proc(11, USER, HOST_NS)), Verdict::Kill, "an escapee");
+        assert_eq!(w(proc(13, USER, HOST_NS)), Verdict::Kill, "anywhere");
+        assert_eq!(w(proc(14, 1001, HOST_NS)), Verdict::Spare, "another user");
+        assert_eq!(w(proc(99, USER, HOST_NS)), Verdict::Spare, "the epilog");
+        let whole_root = Target {
+            uid: 0,
+            ..whole.clone()
+        };
+        assert_eq!(
+            verdict(&proc(10, 0, HOST_NS), &whole_root, &none, &fake),
+            Verdict::Spare,
+            "root is never swept, even as a whole user"
         );
     }
 
@@ -373,17 +404,18 @@ mod tests {
             .spawn()
             .unwrap();
         let nowhere = Path::new("/nonexistent/gha-test");
-        let found = job_processes(job_id, NOBODY, nowhere);
+        let found = job_processes(job_id, NOBODY, nowhere, false);
         assert_eq!(found, vec![marked.id() as i32]);
         assert!(
-            job_processes(job_id, 0, nowhere).is_empty(),
+            job_processes(job_id, 0, nowhere, true).is_empty(),
             "root is never swept"
         );
 
         // Reap the killed child concurrently: a zombie is not counted as alive.
         let report = {
             let reaper = std::thread::spawn(move || marked.wait());
-            let report = kill_job_processes(job_id, NOBODY, nowhere, Duration::from_secs(10));
+            let report =
+                kill_job_processes(job_id, NOBODY, nowhere, false, Duration::from_secs(10));
             reaper.join().unwrap().unwrap();
             report
         };

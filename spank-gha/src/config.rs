@@ -57,6 +57,12 @@ pub struct Config {
     pub munge_socket: PathBuf,
     /// Bound on the whole redemption (munge, the dispatcher's answer, unmunge).
     pub redeem_timeout: Duration,
+    /// The uid the dispatcher runs as: only a MUNGE credential made by it is taken as the
+    /// dispatcher's answer to a redemption.
+    pub dispatcher_uid: u32,
+    /// Runner jobs of a uid below this (and of root, always) are refused; `None`: `UID_MIN`
+    /// from `/etc/login.defs` ([`Config::min_uid`]).
+    pub min_uid: Option<u32>,
 }
 
 impl Default for Config {
@@ -75,8 +81,36 @@ impl Default for Config {
             redeem_helper: PathBuf::from("/usr/libexec/spank-gha/gha-redeem"),
             munge_socket: PathBuf::from("/run/munge/munge.socket.2"),
             redeem_timeout: Duration::from_secs(30),
+            dispatcher_uid: 0,
+            min_uid: None,
         }
     }
+}
+
+/// The lowest uid of an ordinary account when `/etc/login.defs` says nothing.
+pub const DEFAULT_MIN_UID: u32 = 1000;
+
+impl Config {
+    /// The lowest uid allowed to run a runner job: `min_uid`, else `UID_MIN` from
+    /// `/etc/login.defs`, else [`DEFAULT_MIN_UID`].
+    pub fn min_uid(&self) -> u32 {
+        self.min_uid.unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/login.defs")
+                .ok()
+                .and_then(|text| uid_min_from_login_defs(&text))
+                .unwrap_or(DEFAULT_MIN_UID)
+        })
+    }
+}
+
+/// The `UID_MIN` setting of a login.defs text.
+pub fn uid_min_from_login_defs(text: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("UID_MIN"))
+            .then(|| words.next()?.parse().ok())
+            .flatten()
+    })
 }
 
 /// Why the configuration was refused.
@@ -107,6 +141,8 @@ pub const KEYS: &[&str] = &[
     "redeem_helper",
     "munge_socket",
     "redeem_timeout",
+    "dispatcher_uid",
+    "min_uid",
 ];
 
 impl Config {
@@ -183,6 +219,17 @@ impl Config {
             "redeem_helper" => self.redeem_helper = absolute_path(value).map_err(bad)?,
             "munge_socket" => self.munge_socket = absolute_path(value).map_err(bad)?,
             "redeem_timeout" => self.redeem_timeout = seconds(key, value, 300)?,
+            "dispatcher_uid" => {
+                self.dispatcher_uid = value.parse().map_err(|_| bad("expected a numeric uid"))?
+            }
+            "min_uid" => match value.parse::<u32>() {
+                Ok(n) if n >= 1 => self.min_uid = Some(n),
+                _ => {
+                    return Err(bad(
+                        "expected a numeric uid of at least 1 (root never runs runners)",
+                    ))
+                }
+            },
             _ => unreachable!("every entry of KEYS has a branch"),
         }
         Ok(())
@@ -261,8 +308,12 @@ mod tests {
             "redeem_helper=/opt/gha/gha-redeem",
             "munge_socket=/var/run/munge/other.socket",
             "redeem_timeout=300",
+            "dispatcher_uid=995",
+            "min_uid=500",
         ])
         .unwrap();
+        assert_eq!(config.dispatcher_uid, 995);
+        assert_eq!(config.min_uid(), 500);
         assert_eq!(config.workdir_base, Path::new("/scratch"));
         assert_eq!(config.runner_root, Path::new("/opt/runner"));
         assert_eq!(
@@ -327,6 +378,9 @@ mod tests {
             ("redeem_timeout=0", "redeem_timeout"),
             ("redeem_timeout=301", "redeem_timeout"),
             ("redeem_timeout=1.5", "redeem_timeout"),
+            ("dispatcher_uid=root", "dispatcher_uid"),
+            ("min_uid=0", "min_uid"),
+            ("min_uid=-1", "min_uid"),
         ] {
             let err = Config::parse(&["image_root=/cvmfs", arg]).unwrap_err();
             match &err {
@@ -355,6 +409,15 @@ mod tests {
                 key: "docker".into()
             }
         );
+    }
+
+    #[test]
+    fn min_uid_defaults_to_login_defs() {
+        let text = "# comment\nUID_MAX 60000\nUID_MIN\t\t 1200\n";
+        assert_eq!(uid_min_from_login_defs(text), Some(1200));
+        assert_eq!(uid_min_from_login_defs("#UID_MIN 5\nUID_MINX 7\n"), None);
+        assert_eq!(Config::default().dispatcher_uid, 0);
+        assert!(Config::default().min_uid() >= 1);
     }
 
     #[test]

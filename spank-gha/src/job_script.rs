@@ -1,21 +1,87 @@
-//! Job script context (a root child of slurmd): the epilog tears down whatever a runner job left
-//! on the node, on every kind of ending. It never returns an error, because an epilog error
-//! drains the node; what it could not clean is logged.
+//! Job script context (a root child of slurmd): the epilog tears down whatever a job left on
+//! the node, on every kind of ending. It never returns an error for what it could not clean,
+//! because an epilog error drains the node; that is logged.
+//!
+//! - A `--gha-runner` job: its processes (marked with its job id, or inside its work dir) are
+//!   killed and the work dir the plugin made is removed ([`workdir::remove`], bounded).
+//! - Any job of an ordinary user (uid at least `min_uid`) who has no other job on this node:
+//!   every process of that user is killed, the classic Slurm epilog rule. A workflow step that
+//!   escaped with `cd /; env -i setsid ...` carries neither the job id nor the work dir, and
+//!   would otherwise stay to read the user's next runner config.
 
+use std::process::Command;
 use std::time::Duration;
 
 use crate::args::Opt;
 use crate::config::Config;
+use crate::helper::run_bounded;
 use crate::spank::{log_error, log_info, Spank};
-use crate::workdir::{self, JobDir};
+use crate::workdir::{self, JobDir, Removal};
 
 /// How long the epilog keeps killing a job's processes before giving up on survivors.
 const KILL_LIMIT: Duration = Duration::from_secs(10);
+/// Bound on asking Slurm which jobs the user still has on this node.
+const SQUEUE_LIMIT: Duration = Duration::from_secs(10);
+/// Bound on deleting a work dir (a huge or deep tree is left for the admin after it).
+const REMOVE_LIMIT: Duration = Duration::from_secs(30);
 
 fn id_from(spank_value: Result<u32, crate::spank::SpankCode>, env_name: &str) -> Option<u32> {
     spank_value
         .ok()
         .or_else(|| std::env::var(env_name).ok()?.parse().ok())
+}
+
+/// Whether user `uid` has a job on this node other than `job_id` (configuring, running or
+/// suspended: a job that is itself ending does not count). `squeue` is asked, bounded in time;
+/// an error means "cannot tell".
+fn other_jobs_on_node(job_id: u32, uid: u32) -> Result<bool, String> {
+    let node = std::env::var("SLURMD_NODENAME").unwrap_or_else(|_| "localhost".into());
+    let conf = std::env::var("SLURM_CONF").unwrap_or_default();
+    let mut env = vec![("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")];
+    if !conf.is_empty() {
+        env.push(("SLURM_CONF", &conf));
+    }
+    let output = run_bounded(
+        Command::new("squeue").args([
+            "--noheader",
+            "--format=%A",
+            "--states=CONFIGURING,RUNNING,SUSPENDED,STOPPED",
+            &format!("--nodelist={node}"),
+            &format!("--user={uid}"),
+        ]),
+        &env,
+        None,
+        SQUEUE_LIMIT,
+    )
+    .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!(
+            "squeue failed: {}",
+            stderr.lines().next().unwrap_or("")
+        ));
+    }
+    let own = job_id.to_string();
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .any(|id| id != own))
+}
+
+/// Whether every process of `uid` goes: an ordinary user with no other job here.
+fn sweep_whole_user(config: &Config, job_id: u32, uid: u32) -> bool {
+    if uid == 0 || uid < config.min_uid() {
+        return false;
+    }
+    match other_jobs_on_node(job_id, uid) {
+        Ok(others) => !others,
+        Err(e) => {
+            log_error(&format!(
+                "job {job_id}: cannot tell whether uid {uid} has other jobs here ({e}); \
+                 leaving its processes outside the job alone"
+            ));
+            false
+        }
+    }
 }
 
 pub fn epilog(spank: Spank, config: &Config) -> Result<(), String> {
@@ -28,12 +94,9 @@ pub fn epilog(spank: Spank, config: &Config) -> Result<(), String> {
     };
     let dir = JobDir::path_for(&config.workdir_base, job_id);
     let was_runner_job = spank.option_value(Opt::Runner).is_some();
-    let has_dir = std::fs::symlink_metadata(&dir).is_ok();
-    if !was_runner_job && !has_dir {
-        return Ok(());
-    }
-    if uid != 0 {
-        let report = crate::cleanup::kill_job_processes(job_id, uid, &dir, KILL_LIMIT);
+    let whole_user = sweep_whole_user(config, job_id, uid);
+    if uid != 0 && (was_runner_job || whole_user || dir.exists()) {
+        let report = crate::cleanup::kill_job_processes(job_id, uid, &dir, whole_user, KILL_LIMIT);
         if !report.survivors.is_empty() {
             log_error(&format!(
                 "job {job_id}: processes {:?} survived SIGKILL for {KILL_LIMIT:?}",
@@ -42,22 +105,28 @@ pub fn epilog(spank: Spank, config: &Config) -> Result<(), String> {
         }
         if report.killed > 0 {
             log_info(&format!(
-                "job {job_id}: killed {} leftover processes",
-                report.killed
+                "job {job_id}: killed {} leftover processes{}",
+                report.killed,
+                if whole_user {
+                    " (the user has no other job on this node)"
+                } else {
+                    ""
+                }
             ));
         }
     }
-    match workdir::remove(&config.workdir_base, job_id) {
-        Ok(true) => log_info(&format!(
+    match workdir::remove(&config.workdir_base, job_id, uid, REMOVE_LIMIT) {
+        Ok(Removal::Removed) => log_info(&format!(
             "job {job_id}: removed {} (teardown in {:.1} ms)",
             dir.display(),
             started.elapsed().as_secs_f64() * 1000.0
         )),
-        Ok(false) => {}
-        Err(e) => log_error(&format!(
-            "job {job_id}: cannot remove {}: {e}",
+        Ok(Removal::Nothing) => {}
+        Ok(Removal::NotOurs) => log_error(&format!(
+            "job {job_id}: {} is not the directory the plugin made for uid {uid}; left in place",
             dir.display()
         )),
+        Err(e) => log_error(&format!("job {job_id}: {e}")),
     }
     Ok(())
 }

@@ -35,6 +35,8 @@ pub fn helper_args(url: &str, job_id: u32, config: &Config) -> Vec<String> {
         config.munge_socket.to_string_lossy().into_owned(),
         helper_flag::TIMEOUT.into(),
         helper_timeout(config.redeem_timeout).to_string(),
+        helper_flag::DISPATCHER_UID.into(),
+        config.dispatcher_uid.to_string(),
     ]
 }
 
@@ -189,7 +191,9 @@ mod tests {
                 "--munge-socket",
                 "/m/socket",
                 "--timeout",
-                "15"
+                "15",
+                "--dispatcher-uid",
+                "0"
             ]
         );
     }

@@ -72,6 +72,22 @@ fn job(spank: Spank) -> Result<Job, String> {
     })
 }
 
+/// Root and system accounts (uid below `min_uid`) never run a runner: a workflow would run with
+/// their rights, and the epilog's end-of-job sweep of the user's processes would hit daemons.
+fn check_user(config: &Config, uid: u32) -> Result<(), String> {
+    let min = config.min_uid();
+    if uid == 0 {
+        return Err("--gha-runner: jobs of root cannot run a GitHub Actions runner; submit as an ordinary user".into());
+    }
+    if uid < min {
+        return Err(format!(
+            "--gha-runner: uid {uid} is a system account (below min_uid {min}); runners run only \
+             for ordinary users"
+        ));
+    }
+    Ok(())
+}
+
 /// Whether the job gets a rootless dockerd.
 fn docker_wanted(config: &Config, requested: bool) -> Result<bool, String> {
     match config.docker {
@@ -178,6 +194,7 @@ fn prepare_batch_step(spank: Spank, config: &Config) -> Result<(), String> {
     };
     let kind = args::validate_runner_value(&runner).map_err(|e| e.to_string())?;
     let job = job(spank)?;
+    check_user(config, job.uid)?;
     let image_name = option_value(spank, Opt::Image).or_else(|| config.default_image.clone());
     let docker = docker_wanted(config, option_value(spank, Opt::Docker).is_some())?;
     let image_path: Option<PathBuf> = match &image_name {

@@ -201,6 +201,18 @@ pub fn create_new_file_at(dir: &File, name: &Path, mode: u32) -> io::Result<File
     owned(fd).map(File::from)
 }
 
+/// Renames `from` to `to`, both in `dir`, never following symlinks (renameat works on the
+/// entries themselves).
+pub fn rename_at(dir: &File, from: &Path, to: &Path) -> io::Result<()> {
+    let (from, to) = (c_path(from)?, c_path(to)?);
+    let fd = dir.as_raw_fd();
+    // SAFETY: a valid dirfd and two NUL-terminated names, all live across the call.
+    if unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,7 +189,7 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
 
 fn assert_node_clean(job: &SlurmJob) {
     cluster().assert_node_healthy().unwrap();
-    let workdir = PathBuf::from(format!("/tmp/gha-{}", job.id));
+    let workdir = PathBuf::from(format!("/tmp/spank-gha/gha-{}", job.id));
     assert!(!workdir.exists(), "{} left behind", workdir.display());
 }
 

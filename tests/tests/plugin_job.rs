@@ -4,7 +4,6 @@
 
 mod plugin_support;
 
-use std::os::unix::fs::symlink;
 use std::process::Command;
 
 use e2e::Cluster;
@@ -36,7 +35,7 @@ fn work_dir_is_private_owned_by_the_user_and_removed_after_the_job() {
 }
 
 #[test]
-fn a_planted_symlink_at_the_work_dir_fails_the_job_and_is_never_followed() {
+fn work_dirs_planted_by_a_user_neither_block_jobs_nor_are_followed() {
     let cluster = Cluster::shared();
     let jit = jit_config("planted");
     let job = cluster
@@ -47,7 +46,9 @@ fn a_planted_symlink_at_the_work_dir_fails_the_job_and_is_never_followed() {
             "echo RAN",
         ])
         .unwrap();
-    // The user plants a link to a directory of theirs where the job's work dir will go.
+    // The attack: the user pre-creates the next job ids' work dirs, at the old predictable
+    // place and inside the plugin's parent (creating that parent if it is not there yet),
+    // and plants a link to a directory of theirs at this job's path.
     let target = std::env::temp_dir().join(format!("spank-gha-planted-target-{}", job.id));
     let _ = std::fs::remove_dir_all(&target);
     std::fs::create_dir(&target).unwrap();
@@ -57,7 +58,19 @@ fn a_planted_symlink_at_the_work_dir_fails_the_job_and_is_never_followed() {
         .status()
         .unwrap();
     assert!(status.success());
-    symlink(&target, workdir(job.id)).unwrap();
+    let (first, last) = (job.id, job.id + 200);
+    let plant = format!(
+        "for i in $(seq {first} {last}); do mkdir -p /tmp/gha-$i /tmp/spank-gha/gha-$((i + 1)); done; \
+         ln -s {} /tmp/spank-gha/gha-{first}; ln -s {} /tmp/gha-{first}; true",
+        target.display(),
+        target.display()
+    );
+    let planted = cluster
+        .command_as(cluster.test_user(), "sh")
+        .args(["-c", &plant])
+        .output()
+        .unwrap();
+    assert!(planted.status.success(), "{planted:?}");
     let status = cluster
         .command("scontrol")
         .args(["release", &job.id.to_string()])
@@ -67,18 +80,23 @@ fn a_planted_symlink_at_the_work_dir_fails_the_job_and_is_never_followed() {
 
     let info = cluster.wait_for_end(job.id, JOB_TIMEOUT).unwrap();
     let output = cluster.output(&job);
-    assert_eq!(info.state(), "FAILED", "{output}");
-    assert!(!output.contains("RAN"), "{output}");
-    assert!(output.contains("already exists"), "{output}");
-    assert!(!output.contains(&jit), "{output}");
+    assert_eq!(info.state(), "COMPLETED", "{output}");
+    assert!(output.contains("RAN"), "{output}");
     assert_eq!(
         std::fs::read_dir(&target).unwrap().count(),
         0,
         "something was written through the link"
     );
     assert_nothing_left(cluster, job.id);
-    assert!(target.is_dir(), "the link's target was removed");
-    std::fs::remove_dir_all(&target).unwrap();
+    let parent = std::fs::symlink_metadata("/tmp/spank-gha").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(parent.uid(), 0, "the work dirs' parent is root's");
+    assert_eq!(parent.mode() & 0o7777, 0o711);
+    let _ = std::fs::remove_dir_all(&target);
+    for i in first..=last {
+        let _ = std::fs::remove_dir(format!("/tmp/gha-{i}"));
+    }
+    let _ = std::fs::remove_file(format!("/tmp/gha-{first}"));
 }
 
 #[test]

@@ -114,7 +114,7 @@ fn rootless_docker_runs_containers_and_is_gone_after_the_job() {
     assert!(output.contains("container-started\n"), "{output}");
     assert_nothing_left(cluster, job.id);
     assert_no_process_with(&format!("sleep {marker}"));
-    assert_no_process_with(&format!("/tmp/gha-{}/", job.id));
+    assert_no_process_with(&format!("/tmp/spank-gha/gha-{}/", job.id));
 }
 
 #[test]

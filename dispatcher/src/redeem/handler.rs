@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use redeem_contract::{RedeemRequest, RefusalBody, RefusalCode, MAX_REQUEST_BYTES};
+use redeem_contract::{RedeemRequest, RefusalBody, RefusalCode, SealedAnswer, MAX_REQUEST_BYTES};
 use tokio::time::Instant;
 
 use super::checks::{self, refuse, NeededCheck, Refusal};
@@ -57,7 +57,7 @@ pub async fn redeem(
             slurm_deadline: None,
         };
         let result = match checks::run(&mut facts, now_secs()).await {
-            Ok(claimed) => mint_and_seal(&facts.state, claimed).await,
+            Ok(claimed) => mint_and_seal(&facts.state, claimed, facts.job_id).await,
             Err(refusal) => Err(refusal),
         };
         (result, facts.runner, facts.job_id)
@@ -265,9 +265,13 @@ async fn resolve(names: &[String]) -> Vec<IpAddr> {
 }
 
 /// Mint the claimed runner's JIT config, record the registration and seal the config for
-/// root. A failed or timed-out mint may still have registered the runner: with the ticket
+/// root, bound to the job `job_id` and the runner's ticket. A failed or timed-out mint may still have registered the runner: with the ticket
 /// marked and no runner id, the control loop looks it up by name when the job ends.
-async fn mint_and_seal(state: &RedeemState, claimed: RunnerRow) -> Result<String, Refusal> {
+async fn mint_and_seal(
+    state: &RedeemState,
+    claimed: RunnerRow,
+    job_id: Option<u32>,
+) -> Result<String, Refusal> {
     let Some(scope) = Scope::from_key(&claimed.scope) else {
         return Err(refuse(
             RefusalCode::GithubUnavailable,
@@ -302,7 +306,7 @@ async fn mint_and_seal(state: &RedeemState, claimed: RunnerRow) -> Result<String
                 tracing::error!(runner = %claimed.name, error = %e, "cannot record registration");
             }
             tracing::info!(runner = %claimed.name, runner_id = id, "runner registered at ticket redemption");
-            return seal(state, &claimed.name, &minted.encoded_jit_config).await;
+            return seal(state, &claimed, job_id, minted.encoded_jit_config).await;
         }
         Ok(Err(MintError::NameTaken)) => "failed: the runner name is already registered".into(),
         Ok(Err(MintError::Other(e))) => format!("failed: {e}"),
@@ -319,11 +323,35 @@ async fn mint_and_seal(state: &RedeemState, claimed: RunnerRow) -> Result<String
     Err(refuse(RefusalCode::GithubUnavailable, message))
 }
 
-/// The JIT config in a MUNGE credential only root can open.
-async fn seal(state: &RedeemState, runner: &str, jit_config: &str) -> Result<String, Refusal> {
+/// The JIT config in a MUNGE credential only root can open, bound to the runner's Slurm job
+/// and ticket ([`SealedAnswer`]) so that the node can refuse an answer meant for another job.
+/// `job_id` is the one the node asked for (the checks made sure it is the runner's job).
+async fn seal(
+    state: &RedeemState,
+    claimed: &RunnerRow,
+    job_id: Option<u32>,
+    jit_config: String,
+) -> Result<String, Refusal> {
+    let runner = claimed.name.as_str();
+    let binding = job_id.zip(claimed.ticket_hash.clone());
+    let Some((job_id, ticket_sha256)) = binding else {
+        tracing::error!(
+            runner,
+            "cannot seal the JIT config: no Slurm job or ticket recorded"
+        );
+        return Err(refuse(
+            RefusalCode::DatabaseUnavailable,
+            "the runner's job or ticket is not recorded",
+        ));
+    };
+    let payload = SealedAnswer {
+        job_id,
+        ticket_sha256,
+        jit_config,
+    };
     munge::encode_payload(
         state.config.munge_socket.as_deref(),
-        jit_config.as_bytes(),
+        payload.to_json().as_bytes(),
         Some(0),
     )
     .await

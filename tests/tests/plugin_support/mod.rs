@@ -67,7 +67,7 @@ pub fn stand_in_root(cluster: &Cluster) -> String {
 
 /// The work dir the plugin makes for a job.
 pub fn workdir(job_id: u32) -> PathBuf {
-    PathBuf::from(format!("/tmp/gha-{job_id}"))
+    PathBuf::from(format!("/tmp/spank-gha/gha-{job_id}"))
 }
 
 /// sha256 of a string, as hex.
@@ -89,7 +89,7 @@ pub fn sha256_hex(text: &str) -> String {
 /// containers' shims).
 pub fn job_processes(job_id: u32) -> Vec<(u32, String)> {
     let marker = format!("SLURM_JOB_ID={job_id}");
-    let dir = format!("/tmp/gha-{job_id}");
+    let dir = format!("/tmp/spank-gha/gha-{job_id}");
     processes()
         .into_iter()
         .filter(|p| !p.zombie && p.pid != std::process::id())
