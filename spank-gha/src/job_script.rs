@@ -4,10 +4,12 @@
 //!
 //! - A `--gha-runner` job: its processes (marked with its job id, or inside its work dir) are
 //!   killed and the work dir the plugin made is removed ([`workdir::remove`], bounded).
-//! - Any job of an ordinary user (uid at least `min_uid`) who has no other job on this node:
-//!   every process of that user is killed, the classic Slurm epilog rule. A workflow step that
+//! - When such a job's user (uid at least `min_uid`) has no other job on this node: every
+//!   process of that user is killed, the classic Slurm epilog rule. A workflow step that
 //!   escaped with `cd /; env -i setsid ...` carries neither the job id nor the work dir, and
-//!   would otherwise stay to read the user's next runner config.
+//!   would otherwise stay to read the user's next runner config. Only runner jobs are swept
+//!   this way: the plugin is loaded cluster-wide, and other jobs are not its business (nor
+//!   worth a `squeue` call to slurmctld at the end of every job).
 
 use std::process::Command;
 use std::time::Duration;
@@ -93,9 +95,9 @@ pub fn epilog(spank: Spank, config: &Config) -> Result<(), String> {
         return Err(format!("epilog: cannot tell the user of job {job_id}"));
     };
     let dir = JobDir::path_for(&config.workdir_base, job_id);
-    let was_runner_job = spank.option_value(Opt::Runner).is_some();
-    let whole_user = sweep_whole_user(config, job_id, uid);
-    if uid != 0 && (was_runner_job || whole_user || dir.exists()) {
+    let runner_job = spank.option_value(Opt::Runner).is_some() || dir.exists();
+    let whole_user = runner_job && sweep_whole_user(config, job_id, uid);
+    if uid != 0 && runner_job {
         let report = crate::cleanup::kill_job_processes(job_id, uid, &dir, whole_user, KILL_LIMIT);
         if !report.survivors.is_empty() {
             log_error(&format!(

@@ -1,6 +1,6 @@
 //! Processes that outlive their job: a workflow step that escapes with `cd /; env -i setsid`
 //! (no SLURM_JOB_ID, not in the work dir) is ended with its job under proctrack/cgroup, and
-//! the epilog ends every process of a user who has no other job on the node. Runs as the
+//! a runner job's epilog ends every process of a user who has no other job on the node. Runs as the
 //! second test user, whose jobs no other test of this binary submits.
 
 mod plugin_support;
@@ -73,7 +73,8 @@ fn escaped_processes_do_not_outlive_their_users_jobs() {
     assert_nothing_left(cluster, job2.id);
 
     // 2. A process of the user outside every job (what escapes the cgroup) is spared while the
-    // user has another job here, and ended by the epilog of the user's last job.
+    // user has another job here, left alone when a job that is not a runner ends (the plugin
+    // touches only runner jobs), and ended by the epilog of the user's last runner job.
     let stray = format!("sleep {}", base + 1);
     let status = Command::new("runuser")
         .args([
@@ -106,6 +107,9 @@ fn escaped_processes_do_not_outlive_their_users_jobs() {
     assert!(running(&other_sleep), "the other job's process was killed");
     cluster.scancel(other.id).unwrap();
     cluster.wait_for_end(other.id, JOB_TIMEOUT).unwrap();
+    assert!(running(&stray), "a job that is not a runner swept its user");
+    let (job4, _) = runner_job(cluster, "true");
     wait_gone(&stray);
+    assert_nothing_left(cluster, job4.id);
     cluster.assert_node_healthy().unwrap();
 }
