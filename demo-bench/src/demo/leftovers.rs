@@ -21,7 +21,7 @@ pub struct Leftovers {
     pub slurm_jobs: Vec<String>,
     /// Names of runners still registered with (simulated) GitHub.
     pub runner_registrations: Vec<String>,
-    /// `<workdir_base>/gha-<jobid>` directories.
+    /// `<workdir_base>/spank-gha/gha-<jobid>` directories (and their `.made` records).
     pub work_dirs: Vec<PathBuf>,
     /// `pid program` of processes owned by the job user (arguments left out: they may hold
     /// a credential).
@@ -55,7 +55,7 @@ impl Leftovers {
             .collect();
         let runner_registrations = sim.runners().into_iter().map(|r| r.name).collect();
         let mut work_dirs = Vec::new();
-        for base in workdir_bases(cluster) {
+        for base in workdir_parents(cluster) {
             let Ok(entries) = std::fs::read_dir(&base) else {
                 continue;
             };
@@ -142,8 +142,9 @@ impl fmt::Display for Leftovers {
     }
 }
 
-/// The plugin names a job's work dir `gha-<jobid>`.
+/// The plugin names a job's work dir `gha-<jobid>` and its record `gha-<jobid>.made`.
 fn is_job_work_dir(name: &str) -> bool {
+    let name = name.strip_suffix(".made").unwrap_or(name);
     name.strip_prefix("gha-")
         .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -157,9 +158,9 @@ fn program_only(cmdline: &str) -> String {
     }
 }
 
-/// Where the plugin creates per-job work dirs: its `workdir_base` in plugstack.conf, `/tmp`
-/// when not set (the plugin's default).
-pub fn workdir_bases(cluster: &Cluster) -> Vec<PathBuf> {
+/// Where the plugin creates per-job work dirs: the root-owned [`spank_gha::workdir::PARENT`]
+/// inside its `workdir_base` in plugstack.conf (`/tmp` when not set, the plugin's default).
+pub fn workdir_parents(cluster: &Cluster) -> Vec<PathBuf> {
     let plugstack =
         std::fs::read_to_string(cluster.dir().join("etc/plugstack.conf")).unwrap_or_default();
     let configured: Vec<PathBuf> = plugstack
@@ -167,11 +168,15 @@ pub fn workdir_bases(cluster: &Cluster) -> Vec<PathBuf> {
         .filter_map(|arg| arg.strip_prefix("workdir_base="))
         .map(PathBuf::from)
         .collect();
-    if configured.is_empty() {
+    let bases = if configured.is_empty() {
         vec![PathBuf::from("/tmp")]
     } else {
         configured
-    }
+    };
+    bases
+        .into_iter()
+        .map(|base| base.join(spank_gha::workdir::PARENT))
+        .collect()
 }
 
 /// The plugin's `docker=` mode on this cluster (`off` when the plugin is not loaded).
@@ -202,6 +207,8 @@ mod tests {
     #[test]
     fn only_job_work_dirs_count() {
         assert!(is_job_work_dir("gha-274"));
+        assert!(is_job_work_dir("gha-274.made"));
+        assert!(!is_job_work_dir("gha-274.other"));
         assert!(!is_job_work_dir("gha-crash-markersWSMhkU"));
         assert!(!is_job_work_dir("gha-"));
     }
