@@ -115,7 +115,8 @@ async fn github_calls_go_through_https_proxy_unless_no_proxy_covers_the_host() {
         || {
             let targets = targets.clone();
             let sim_host_port = sim_host_port.clone();
-            async move { targets.lock().unwrap().contains(&sim_host_port) }
+            let sim = &sim;
+            async move { targets.lock().unwrap().contains(&sim_host_port) && api_calls(sim) > 0 }
         },
     )
     .await;
