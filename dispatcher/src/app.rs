@@ -116,10 +116,18 @@ pub async fn start(
     })?;
     seed_mapping(&db, &config).await?;
     let metrics = Arc::new(Metrics::new());
-    let github = Arc::new(GithubClient::new(
+    let ca_pem =
+        match &config.github.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("github.ca_file: cannot read {}: {e}", path.display())
+            })?),
+            None => None,
+        };
+    let github = Arc::new(GithubClient::with_ca(
         &config.github.api_url,
         github_credentials(&config, &secrets)?,
         metrics.clone(),
+        ca_pem.as_deref(),
     )?);
     let wake = Arc::new(Notify::new());
     let shared = Arc::new(Mutex::new(SharedStatus::default()));

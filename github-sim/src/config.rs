@@ -27,6 +27,25 @@ pub struct SimConfig {
     pub queue_timeout: Duration,
     /// Secondary rate limit: points per credential and endpoint per minute (GET 1, writes 5).
     pub secondary_points_per_minute: u32,
+    /// Serve the REST API over HTTPS with this certificate (`None`: plain HTTP, for the tests
+    /// that need it). With TLS the runner service (`/_runner`, what the fake runner talks to, a
+    /// separate host on GitHub too) stays plain HTTP on a second port.
+    pub tls: Option<crate::tls::ServerIdentity>,
+    /// Act as a GitHub Enterprise Server: the REST API under `/api/v3`, and webhooks carrying
+    /// `X-GitHub-Enterprise-Host` and `X-GitHub-Enterprise-Version`.
+    pub enterprise: Option<Enterprise>,
+}
+
+/// What a GitHub Enterprise Server says about itself in its webhooks.
+#[derive(Debug, Clone)]
+pub struct Enterprise {
+    pub host: String,
+    pub version: String,
+}
+
+impl Enterprise {
+    /// The path GitHub Enterprise Server serves its REST API under.
+    pub const API_PREFIX: &'static str = "/api/v3";
 }
 
 impl Default for SimConfig {
@@ -43,6 +62,8 @@ impl Default for SimConfig {
             runner_offline_after: Duration::from_secs(60),
             queue_timeout: Duration::from_secs(24 * 3600),
             secondary_points_per_minute: 900,
+            tls: None,
+            enterprise: None,
         }
     }
 }

@@ -31,6 +31,8 @@ pub enum SimError {
     BadPublicKey(String),
     #[error("scenario {path}: {message}")]
     Scenario { path: String, message: String },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A GitHub error answer: `{message, documentation_url}` (422 adds `errors`), plus headers.

@@ -22,6 +22,7 @@ pub mod sim;
 pub mod state;
 pub mod test_keys;
 pub mod time;
+pub mod tls;
 pub mod webhooks;
 
 pub use config::SimConfig;
@@ -31,3 +32,4 @@ pub use model::{
     RunCreated, RunView, RunnerView, SimSnapshot, WebhookTarget, WorkflowSpec,
 };
 pub use sim::Sim;
+pub use tls::{ServerIdentity, TestCa};

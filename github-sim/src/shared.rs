@@ -43,6 +43,9 @@ impl Outgoing {
 pub struct Shared {
     pub config: SimConfig,
     pub base_url: String,
+    /// Where the runner service (`/_runner`) is: `base_url`'s host, or a plain-HTTP port of its
+    /// own when the API is served over HTTPS.
+    pub runner_base_url: String,
     world: Mutex<World>,
     /// Woken whenever jobs or runners change, for the runners' long-polls.
     pub changed: Notify,
@@ -65,6 +68,7 @@ impl Shared {
             http,
             config,
             world: Mutex::new(World::new(base_url.clone())),
+            runner_base_url: base_url.clone(),
             base_url,
             changed: Notify::new(),
             webhook_tx,

@@ -5,84 +5,147 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use test_support::wait_until_async;
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::SimConfig;
+use crate::config::{Enterprise, SimConfig};
 use crate::error::SimError;
 use crate::faults::Faults;
 use crate::model::*;
 use crate::shared::Shared;
+use crate::tls::ServerIdentity;
 
 pub struct Sim {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<watch::Sender<bool>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl Sim {
-    /// Binds `config.listen` and serves until dropped or shut down.
-    pub async fn start(config: SimConfig) -> Result<Sim, SimError> {
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| SimError::Bind {
-                addr: config.listen.clone(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| SimError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
-        let base_url = format!("http://{addr}");
-        let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::new(config, base_url, tx));
+async fn bind(listen: &str) -> Result<(TcpListener, SocketAddr), SimError> {
+    let bind_err = |source| SimError::Bind {
+        addr: listen.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, addr))
+}
 
-        let app = crate::rest::router(shared.clone())
-            .merge(crate::runner_api::router())
-            .merge(crate::control::router())
-            .fallback(|| async { crate::error::ApiError::not_found() })
-            .with_state(shared.clone());
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            });
-            if let Err(e) = serve.await {
+/// Serves `app` over plain HTTP until `stop` turns true.
+fn serve_plain(
+    listener: TcpListener,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("github-sim server: {e}");
+        }
+    })
+}
+
+/// Serves `app` over HTTPS with `identity` until `stop` turns true.
+fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    identity: ServerIdentity,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let handle = axum_server::Handle::new();
+    let server = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::tls::serve_https(listener, app, &identity, handle).await {
                 tracing::error!("github-sim server: {e}");
             }
-        });
-        let worker = tokio::spawn(crate::webhooks::worker(shared.clone(), rx));
-        let sweeper = {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let c = &shared.config;
-                let (ttl, offline, queue) =
-                    (c.jit_config_ttl, c.runner_offline_after, c.queue_timeout);
-                let tick = (ttl.min(offline).min(queue) / 4)
-                    .clamp(Duration::from_millis(20), Duration::from_secs(5));
-                loop {
-                    tokio::time::sleep(tick).await;
-                    shared.mutate_quiet(|w| {
-                        w.expire_unused_jit(ttl);
-                        w.reap_lost_runners(offline);
-                        w.expire_queued(queue);
-                    });
-                }
-            })
+        })
+    };
+    let stopper = tokio::spawn(async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+        handle.shutdown();
+    });
+    vec![server, stopper]
+}
+
+fn not_found_fallback(router: Router<Arc<Shared>>, shared: &Arc<Shared>) -> Router {
+    router
+        .fallback(|| async { crate::error::ApiError::not_found() })
+        .with_state(shared.clone())
+}
+
+impl Sim {
+    /// Binds `config.listen` and serves until dropped or shut down: plain HTTP, or HTTPS with
+    /// `config.tls` (the runner service then on a plain port of its own), the REST API under
+    /// `/api/v3` when `config.enterprise` is set.
+    pub async fn start(config: SimConfig) -> Result<Sim, SimError> {
+        let (listener, addr) = bind(&config.listen).await?;
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
         };
+        let prefix = if config.enterprise.is_some() {
+            Enterprise::API_PREFIX
+        } else {
+            ""
+        };
+        let runner = match config.tls {
+            Some(_) => Some(bind(&SocketAddr::new(addr.ip(), 0).to_string()).await?),
+            None => None,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut shared = Shared::new(config, format!("{scheme}://{addr}{prefix}"), tx);
+        if let Some((_, runner_addr)) = &runner {
+            shared.runner_base_url = format!("http://{runner_addr}");
+        }
+        let shared = Arc::new(shared);
+
+        let api = crate::rest::router(shared.clone());
+        let mut app = if prefix.is_empty() {
+            api
+        } else {
+            Router::new().nest(prefix, api)
+        }
+        .merge(crate::control::router());
+        if runner.is_none() {
+            app = app.merge(crate::runner_api::router());
+        }
+        let app = not_found_fallback(app, &shared);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = match shared.config.tls.clone() {
+            None => vec![serve_plain(listener, app, stop_rx.clone())],
+            Some(identity) => serve_tls(listener, app, identity, stop_rx.clone()),
+        };
+        if let Some((runner_listener, _)) = runner {
+            let runner_app = not_found_fallback(crate::runner_api::router(), &shared);
+            tasks.push(serve_plain(runner_listener, runner_app, stop_rx));
+        }
+        tasks.push(tokio::spawn(crate::webhooks::worker(shared.clone(), rx)));
+        tasks.push(sweeper(shared.clone()));
         Ok(Sim {
             shared,
             addr,
             stop: Some(stop_tx),
-            tasks: vec![server, worker, sweeper],
+            tasks,
         })
     }
 
-    /// `http://127.0.0.1:PORT`: the REST base URL (and of `/_sim`, `/_runner`).
+    /// The REST base URL: `http://127.0.0.1:PORT`, `https://…` with TLS, ending in `/api/v3`
+    /// for an Enterprise Server (`/_sim` is at the host's root).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.shared.base_url.clone()
+    }
+
+    /// Where the fake runner talks to the simulator (`<url>/_runner`).
+    pub fn runner_url(&self) -> String {
+        self.shared.runner_base_url.clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -210,7 +273,7 @@ impl Sim {
 
     fn stop_now(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
     }
 }
@@ -222,4 +285,22 @@ impl Drop for Sim {
             t.abort();
         }
     }
+}
+
+/// Expires unused JIT configs, reaps lost runners and cancels jobs queued too long.
+fn sweeper(shared: Arc<Shared>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let c = &shared.config;
+        let (ttl, offline, queue) = (c.jit_config_ttl, c.runner_offline_after, c.queue_timeout);
+        let tick = (ttl.min(offline).min(queue) / 4)
+            .clamp(Duration::from_millis(20), Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(tick).await;
+            shared.mutate_quiet(|w| {
+                w.expire_unused_jit(ttl);
+                w.reap_lost_runners(offline);
+                w.expire_queued(queue);
+            });
+        }
+    })
 }

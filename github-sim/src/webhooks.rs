@@ -95,6 +95,11 @@ async fn send(shared: Arc<Shared>, p: Prepared) {
                     .header("x-github-hook-installation-target-type", "integration")
                     .header("x-github-hook-installation-target-id", app.to_string());
             }
+            if let Some(e) = &shared.config.enterprise {
+                req = req
+                    .header("x-github-enterprise-host", &e.host)
+                    .header("x-github-enterprise-version", &e.version);
+            }
             match req.body(p.body.clone()).send().await {
                 Ok(r) if r.status().is_success() => {
                     ("delivered", "OK".to_string(), r.status().as_u16())

@@ -44,6 +44,9 @@ pub struct State {
 #[derive(Debug, Clone, Serialize)]
 pub struct Github {
     pub api_url: String,
+    /// The CA that signed the simulator's certificate (`e2e::sim_world::write_test_ca`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,6 +181,8 @@ impl Pool {
 pub struct Coordinates<'a> {
     /// GitHub's (the simulator's) API base URL.
     pub api_url: &'a str,
+    /// The CA the dispatcher trusts besides the system's (`github.ca_file`).
+    pub ca_file: Option<&'a Path>,
     pub app_id: u64,
     pub private_key_file: &'a Path,
     pub webhook_secret_file: &'a Path,
@@ -206,6 +211,7 @@ impl DispatcherConfig {
             },
             github: Github {
                 api_url: at.api_url.into(),
+                ca_file: at.ca_file.map(Path::to_path_buf),
                 app_id: Some(at.app_id),
                 private_key_file: Some(at.private_key_file.into()),
                 installation_id: None,
@@ -262,7 +268,8 @@ mod tests {
                 db_path: "/d/state.db".into(),
             },
             github: Github {
-                api_url: "http://127.0.0.1:1".into(),
+                api_url: "https://127.0.0.1:1".into(),
+                ca_file: Some("/d/github-ca.pem".into()),
                 app_id: Some(4242),
                 private_key_file: Some("/d/app.pem".into()),
                 installation_id: None,
@@ -304,6 +311,7 @@ mod tests {
         );
         assert!(v["server"].get("admin_token_file").is_none());
         assert_eq!(v["github"]["app_id"].as_integer(), Some(4242));
+        assert_eq!(v["github"]["ca_file"].as_str(), Some("/d/github-ca.pem"));
         assert_eq!(
             v["github"]["targets"][0]["repositories"][0].as_str(),
             Some("acme/widgets")

@@ -1,11 +1,15 @@
 //! The one simulator setup the dispatcher tests, the demo and the benchmarks share: the GitHub
 //! simulator (in-process) with organization `acme`, its repositories, and the GitHub App
-//! `APP_ID` installed on the organization, as the dispatcher expects to find GitHub.
+//! `APP_ID` installed on the organization, as the dispatcher expects to find GitHub. The
+//! simulator serves HTTPS with a certificate from a CA made once per process ([`test_ca`]),
+//! which the dispatcher trusts through `github.ca_file` ([`write_test_ca`]).
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
-use github_sim::{AppSpec, InstallationSpec, Sim, SimConfig, WebhookTarget};
+use github_sim::{AppSpec, InstallationSpec, Sim, SimConfig, TestCa, WebhookTarget};
 
 /// The organization every test, demo and bench repository lives in.
 pub const ORG: &str = "acme";
@@ -27,9 +31,15 @@ impl SimWorld {
     /// owner) and the App installed on the organization. Webhooks are set later, once the
     /// receiver's address is known.
     pub async fn start(repos: &[&str]) -> Result<SimWorld> {
-        let sim = Sim::start(SimConfig::default())
-            .await
-            .context("starting the GitHub simulator")?;
+        let identity = test_ca()?
+            .issue(&github_sim::tls::LOOPBACK_NAMES)
+            .context("issuing the simulator's certificate")?;
+        let sim = Sim::start(SimConfig {
+            tls: Some(identity),
+            ..SimConfig::default()
+        })
+        .await
+        .context("starting the GitHub simulator")?;
         sim.add_org(ORG);
         for repo in repos {
             sim.add_repo(ORG, repo);
@@ -62,6 +72,24 @@ impl SimWorld {
             secret: self.webhook_secret.clone(),
         });
     }
+}
+
+/// This process's test CA: it signs every simulator's certificate.
+pub fn test_ca() -> Result<&'static TestCa> {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    if let Some(ca) = CA.get() {
+        return Ok(ca);
+    }
+    let ca = TestCa::new().context("making the test CA")?;
+    Ok(CA.get_or_init(|| ca))
+}
+
+/// Writes [`test_ca`]'s certificate to `dir/github-ca.pem` (for `github.ca_file`); its path.
+pub fn write_test_ca(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("github-ca.pem");
+    std::fs::write(&path, test_ca()?.cert_pem())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// `bytes` random bytes from the kernel, as hex.

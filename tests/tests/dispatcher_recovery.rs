@@ -63,10 +63,11 @@ async fn restart_recovers_every_interrupted_runner_state() {
         .unwrap();
 
     // The states a crash leaves behind.
-    let gh = GithubClient::new(
+    let gh = GithubClient::with_ca(
         &sim.url(),
         Credentials::app_from_pem(APP_ID, test_keys::APP_PRIVATE_KEY_PEM.as_bytes(), None).unwrap(),
         Arc::new(Metrics::new()),
+        Some(e2e::sim_world::test_ca().unwrap().cert_pem().as_bytes()),
     )
     .unwrap();
     let org = Scope::Org("acme".into());
@@ -230,10 +231,11 @@ async fn restart_recovers_every_interrupted_runner_state() {
 async fn a_busy_runner_is_never_deleted() {
     let (cluster, sim, _dir, config) = setup("e2e-busy").await;
     let name = "e2e-busy-cpu-stale".to_string();
-    let gh = GithubClient::new(
+    let gh = GithubClient::with_ca(
         &sim.url(),
         Credentials::app_from_pem(APP_ID, test_keys::APP_PRIVATE_KEY_PEM.as_bytes(), None).unwrap(),
         Arc::new(Metrics::new()),
+        Some(e2e::sim_world::test_ca().unwrap().cert_pem().as_bytes()),
     )
     .unwrap();
     let org = Scope::Org("acme".into());

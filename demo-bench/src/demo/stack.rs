@@ -271,8 +271,10 @@ fn config_toml(
     secret_file: &Path,
     key_file: &Path,
 ) -> Result<String> {
+    let ca_file = e2e::sim_world::write_test_ca(dir)?;
     let coordinates = Coordinates {
         api_url: &world.sim.url(),
+        ca_file: Some(&ca_file),
         app_id: APP_ID,
         private_key_file: key_file,
         webhook_secret_file: secret_file,

@@ -27,7 +27,11 @@ pub enum AuthConfig {
 
 #[derive(Debug, Clone)]
 pub struct GithubConfig {
+    /// `https://…`, or `http://` to a loopback host (a local test server) only.
     pub api_url: String,
+    /// Certificate authorities trusted besides the system's (PEM), for a GitHub Enterprise
+    /// Server with a private CA.
+    pub ca_file: Option<PathBuf>,
     pub auth: AuthConfig,
     pub runner_group_id: u64,
     pub runner_name_prefix: String,
@@ -56,12 +60,13 @@ impl GithubConfig {
 /// Validates `[github]`; `None` when the authentication is unusable (an issue says why).
 pub(super) fn validate(raw: RawGithub, issues: &mut Issues<'_>) -> Option<GithubConfig> {
     let api_url = raw.api_url.get_ref().trim_end_matches('/').to_string();
-    if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
-        issues.at(
-            "github.api_url",
-            raw.api_url.span(),
-            "must start with http:// or https://",
-        );
+    if let Some(problem) = api_url_problem(&api_url) {
+        issues.at("github.api_url", raw.api_url.span(), problem);
+    }
+    if let Some(ca_file) = &raw.ca_file {
+        if let Some(problem) = ca_file_problem(ca_file.get_ref()) {
+            issues.at("github.ca_file", ca_file.span(), problem);
+        }
     }
     let auth = auth(&raw, issues);
     let prefix = raw.runner_name_prefix.get_ref().clone();
@@ -76,11 +81,57 @@ pub(super) fn validate(raw: RawGithub, issues: &mut Issues<'_>) -> Option<Github
     let targets = targets(&raw, issues);
     Some(GithubConfig {
         api_url,
+        ca_file: raw.ca_file.as_ref().map(|f| f.get_ref().clone()),
         auth: auth?,
         runner_group_id: raw.runner_group_id,
         runner_name_prefix: prefix,
         targets,
     })
+}
+
+/// Why `url` cannot be the API's URL: every call carries a credential (the App's JWT, an
+/// installation token or a personal token), so it must travel over TLS; plain HTTP is left
+/// for a server on this host (a local test server).
+pub fn api_url_problem(url: &str) -> Option<&'static str> {
+    if let Some(rest) = url.strip_prefix("https://") {
+        return host_of(rest)
+            .is_empty()
+            .then_some("has no host after https://");
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Some("must start with https://");
+    };
+    let host = host_of(rest);
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then_some(
+        "must be https://: every call carries a GitHub credential (App JWT, installation \
+         token or token), which plain http:// would send in clear; http:// is accepted for a \
+         loopback host (127.0.0.1, ::1, localhost) only",
+    )
+}
+
+/// The host of `authority[/path]` (no user info, no port, no IPv6 brackets).
+fn host_of(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    host_port.split(':').next().unwrap_or("")
+}
+
+/// Why the CA bundle at `path` is unusable, if it is.
+fn ca_file_problem(path: &std::path::Path) -> Option<String> {
+    match std::fs::read(path) {
+        Err(e) => Some(format!("cannot read {}: {e}", path.display())),
+        Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => None,
+            _ => Some(format!("{} holds no PEM certificate", path.display())),
+        },
+    }
 }
 
 /// An App (id + key) or a token, never both.

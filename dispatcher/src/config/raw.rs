@@ -47,6 +47,7 @@ pub(super) struct RawGithub {
     pub(super) private_key_file: Option<Spanned<PathBuf>>,
     pub(super) installation_id: Option<u64>,
     pub(super) token_file: Option<Spanned<PathBuf>>,
+    pub(super) ca_file: Option<Spanned<PathBuf>>,
     #[serde(default = "default_runner_group")]
     pub(super) runner_group_id: u64,
     #[serde(default = "default_prefix")]

@@ -239,3 +239,27 @@ pub fn unmunge_payload(socket: &Path, credential: &str) -> String {
     test_support::munge::run("unmunge", None, socket, &args, credential.as_bytes())
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Like [`sim`], but serving HTTPS with a certificate from `ca` (for 127.0.0.1, ::1 and
+/// localhost), as a GitHub Enterprise Server when `enterprise` is given.
+pub async fn tls_sim(
+    ca: &github_sim::TestCa,
+    enterprise: Option<github_sim::config::Enterprise>,
+) -> Sim {
+    let sim = Sim::start(SimConfig {
+        tls: Some(ca.issue(&github_sim::tls::LOOPBACK_NAMES).unwrap()),
+        enterprise,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.add_org("acme");
+    sim.add_repo("acme", "widgets");
+    sim.add_pat(TOKEN, &["admin:org", "repo"]);
+    sim
+}
+
+/// Total REST calls the simulator has answered.
+pub fn api_calls(sim: &Sim) -> u64 {
+    sim.counters().api.values().map(|c| c.calls).sum()
+}

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use github_sim::{Sim, SimConfig};
+use github_sim::config::Enterprise;
+use github_sim::{Sim, SimConfig, TestCa};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +33,14 @@ enum Cmd {
         /// Installation tokens expire after this many seconds.
         #[arg(long)]
         token_ttl_secs: Option<u64>,
+        /// Serve the API over HTTPS with a certificate from a CA made now, written to
+        /// DIR/ca.pem (what a client trusts, e.g. the dispatcher's github.ca_file).
+        #[arg(long, value_name = "DIR")]
+        tls_dir: Option<PathBuf>,
+        /// Act as a GitHub Enterprise Server named HOST: the API under /api/v3, webhooks with
+        /// the X-GitHub-Enterprise-* headers.
+        #[arg(long, value_name = "HOST")]
+        enterprise_host: Option<String>,
     },
     /// Lay out DIR/run.sh and DIR/bin/Runner.Listener (the fake runner).
     InstallRunner {
@@ -63,11 +72,20 @@ fn main() -> Result<()> {
             scenario,
             jit_config_ttl_secs,
             token_ttl_secs,
+            tls_dir,
+            enterprise_host,
         } => {
             let mut config = SimConfig {
                 listen,
+                enterprise: enterprise_host.map(|host| Enterprise {
+                    host,
+                    version: "3.14.0".into(),
+                }),
                 ..SimConfig::default()
             };
+            if let Some(dir) = tls_dir {
+                config.tls = Some(make_tls(&dir)?);
+            }
             if let Some(s) = jit_config_ttl_secs {
                 config.jit_config_ttl = Duration::from_secs(s);
             }
@@ -78,6 +96,17 @@ fn main() -> Result<()> {
             rt.block_on(serve(config, scenario))
         }
     }
+}
+
+/// A fresh CA (its certificate written to DIR/ca.pem) and a loopback certificate from it.
+fn make_tls(dir: &std::path::Path) -> Result<github_sim::ServerIdentity> {
+    let ca = TestCa::new()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.cert_pem())
+        .with_context(|| format!("writing {}", ca_path.display()))?;
+    println!("github-sim CA certificate in {}", ca_path.display());
+    Ok(ca.issue(&github_sim::tls::LOOPBACK_NAMES)?)
 }
 
 async fn serve(config: SimConfig, scenario: Option<PathBuf>) -> Result<()> {

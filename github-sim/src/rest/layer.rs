@@ -106,10 +106,12 @@ impl Call {
             req.extensions()
                 .get::<MatchedPath>()
                 .map_or(path.as_str(), |m| m.as_str())
+                // An Enterprise Server's routes count as github.com's.
+                .trim_start_matches(crate::config::Enterprise::API_PREFIX)
         );
         Call {
             method: req.method().clone(),
-            free: path == "/rate_limit",
+            free: path.trim_start_matches(crate::config::Enterprise::API_PREFIX) == "/rate_limit",
             endpoint,
             path,
             rate_key: rate_key(req.headers()),

@@ -115,7 +115,7 @@ fn generate_jit(s: &Shared, scope: Scope, git_hub_path: String, body: &Bytes) ->
                 agent_name: r.name.clone(),
                 pool_id: 1,
                 pool_name: "Default".into(),
-                server_url: format!("{}/_runner", s.base_url),
+                server_url: format!("{}/_runner", s.runner_base_url),
                 git_hub_url: format!("{}/_html/{git_hub_path}", s.base_url),
                 work_folder: req.work_folder.clone(),
                 use_v2_flow: false,

@@ -33,22 +33,25 @@ pub async fn start_sim() -> Sim {
     SimWorld::start(&["widgets"]).await.unwrap().sim
 }
 
-/// A temporary directory with `webhook-secret` and `app.pem`; the state database goes there too.
+/// A temporary directory with `webhook-secret`, `app.pem` and the simulator's CA
+/// (`github-ca.pem`); the state database goes there too.
 pub fn secrets_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("webhook-secret"), SECRET).unwrap();
     std::fs::write(dir.path().join("app.pem"), test_keys::APP_PRIVATE_KEY_PEM).unwrap();
+    e2e::sim_world::write_test_ca(dir.path()).unwrap();
     dir
 }
 
 /// A dispatcher config: GitHub App on `acme/widgets` at `api_url`, secrets and database in
 /// `dir` (see [`secrets_dir`]), runner names `<prefix>-...`, jobs as the cluster's test user,
-/// inline credentials, no pools yet.
+/// inline credentials, no pools yet; it trusts the simulator's CA (`github-ca.pem` in `dir`).
 pub fn base_config(dir: &Path, api_url: &str, prefix: &str) -> DispatcherConfig {
     DispatcherConfig::for_cluster(
         cluster(),
         &Coordinates {
             api_url,
+            ca_file: Some(&dir.join("github-ca.pem")),
             app_id: APP_ID,
             private_key_file: &dir.join("app.pem"),
             webhook_secret_file: &dir.join("webhook-secret"),

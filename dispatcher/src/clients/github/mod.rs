@@ -48,6 +48,8 @@ pub enum GithubError {
     Decode { endpoint: String, message: String },
     #[error("GitHub authentication: {0}")]
     Auth(String),
+    #[error("GitHub TLS setup: {0}")]
+    Tls(String),
 }
 
 impl GithubError {
@@ -186,16 +188,43 @@ pub fn rate_limit_wait(
 }
 
 impl GithubClient {
+    /// A client trusting the system's certificate authorities only.
     pub fn new(
         base: &str,
         credentials: Credentials,
         metrics: Arc<Metrics>,
     ) -> Result<GithubClient, GithubError> {
-        let http = reqwest::Client::builder()
+        GithubClient::with_ca(base, credentials, metrics, None)
+    }
+
+    /// A client for the REST API at `base`, over TLS (rustls) that trusts the system's
+    /// certificate authorities plus those in `ca_pem` (a PEM bundle: `github.ca_file`, for a
+    /// GitHub Enterprise Server with a private CA). It goes through the proxy that
+    /// `HTTPS_PROXY` names unless `NO_PROXY` covers the host. With an `https://` base it
+    /// refuses every plain-HTTP URL, redirects included, so a credential never leaves in clear.
+    pub fn with_ca(
+        base: &str,
+        credentials: Credentials,
+        metrics: Arc<Metrics>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<GithubClient, GithubError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .connect_timeout(Duration::from_secs(5))
+            .https_only(base.starts_with("https://"));
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| GithubError::Tls(format!("github.ca_file: {e}")))?;
+            if certs.is_empty() {
+                return Err(GithubError::Tls(
+                    "github.ca_file holds no PEM certificate".into(),
+                ));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
             .build()
-            .map_err(|e| GithubError::Auth(format!("cannot build HTTP client: {e}")))?;
+            .map_err(|e| GithubError::Tls(format!("cannot build the HTTPS client: {e}")))?;
         Ok(GithubClient {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -230,6 +259,30 @@ fn decode_err(endpoint: &str, message: &str) -> GithubError {
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64 << attempt.min(6))
+}
+
+/// A transport error with its causes, without the URL, and whether the server's certificate
+/// was refused (not worth retrying).
+fn transport_message(e: reqwest::Error) -> (String, bool) {
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    let refused = message.contains("certificate");
+    if refused {
+        message.push_str(
+            " (TLS: the server's certificate is not trusted, nothing was sent; a GitHub \
+             Enterprise Server with a private CA needs github.ca_file)",
+        );
+    }
+    (message, refused)
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -8,8 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::{
-    backoff, header_u64, lock, rate_limit_wait, truncate, Answer, Credentials, GithubClient,
-    GithubError, API_VERSION, SERVER_ERROR_ATTEMPTS,
+    backoff, header_u64, lock, rate_limit_wait, transport_message, truncate, Answer, Credentials,
+    GithubClient, GithubError, API_VERSION, SERVER_ERROR_ATTEMPTS,
 };
 use crate::model::Scope;
 
@@ -45,14 +45,15 @@ impl GithubClient {
                 Ok(r) => r,
                 Err(e) => {
                     self.metrics.api_call(endpoint, 0);
+                    let (message, refused) = transport_message(e);
                     attempt += 1;
-                    if attempt < SERVER_ERROR_ATTEMPTS {
+                    if attempt < SERVER_ERROR_ATTEMPTS && !refused {
                         tokio::time::sleep(backoff(attempt)).await;
                         continue;
                     }
                     return Err(GithubError::Transport {
                         endpoint: endpoint.into(),
-                        message: e.without_url().to_string(),
+                        message,
                     });
                 }
             };
