@@ -33,11 +33,7 @@ impl GithubClient {
                 });
             }
             let url = format!("{}{}", self.base, path_and_query);
-            let cached = if conditional {
-                lock(&self.etags).get(&url).cloned()
-            } else {
-                None
-            };
+            let cached = self.cached(conditional, &url);
             let etag = cached.as_ref().map(|(etag, _)| etag.as_str());
             let request = self.request(method.clone(), &url, authorization, body, etag);
             *lock(&self.calls).entry(endpoint.to_string()).or_default() += 1;
@@ -95,6 +91,13 @@ impl GithubClient {
                 message: truncate(&message, 300),
             });
         }
+    }
+
+    /// The ETag and body of the last answer to `url`, for a conditional request.
+    fn cached(&self, conditional: bool, url: &str) -> Option<(String, Value)> {
+        conditional
+            .then(|| lock(&self.etags).get(url).cloned())
+            .flatten()
     }
 
     /// The request with GitHub's headers, the ETag of a cached answer and the JSON body.
