@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use crate::clients::{munge, users};
-use crate::config::Config;
+use crate::config::{runner_users, Config};
 use crate::model::{check_key, RepoUser};
 use crate::store::{self, Db};
 
@@ -128,9 +128,13 @@ async fn authenticate(app: &RepositoriesState, headers: &HeaderMap) -> Result<Ca
     ))
 }
 
-fn check_user(username: &str) -> Result<(), ApiError> {
+/// `username` exists, and is neither root nor a system account (below `slurm.min_uid`).
+fn check_user(app: &RepositoriesState, username: &str) -> Result<(), ApiError> {
     match users::unix_user_exists(username) {
-        Ok(true) => Ok(()),
+        Ok(true) => match runner_users::refuse_runner_user(username, app.config.slurm.min_uid) {
+            Some(why) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, why)),
+            None => Ok(()),
+        },
         Ok(false) => Err(err(
             StatusCode::NOT_FOUND,
             format!("no Unix user named {username:?} in the passwd database"),
@@ -178,7 +182,7 @@ pub async fn get(
             ))
         }
     }
-    check_user(&username)?;
+    check_user(&app, &username)?;
     Ok(Json(list_of(&app, &username).await?))
 }
 
@@ -261,7 +265,7 @@ pub async fn post(
             ))
         }
     }
-    check_user(&username)?;
+    check_user(&app, &username)?;
     let mut list = parse_list(&body)?;
     for e in &mut list {
         e.unix_user = username.clone();
