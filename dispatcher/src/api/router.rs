@@ -1,12 +1,13 @@
 //! The routes, their body limits, and the two smallest endpoints (`/healthz`, `/metrics`).
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use redeem_contract::{MAX_REQUEST_BYTES, REDEEM_PATH};
 
+use super::auth::{authenticate, err};
 use super::repositories;
 use super::state::AppState;
 use super::status::{self, StatusState};
@@ -51,7 +52,20 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn status_json(State(app): State<StatusState>) -> impl IntoResponse {
+/// `GET /status`: repository names, job ids and errors, for an admin only (the admin token
+/// or root's MUNGE credential).
+async fn status_json(State(app): State<StatusState>, headers: HeaderMap) -> Response {
+    match authenticate(&app.config, app.admin_token.as_deref(), &headers).await {
+        Ok(caller) if caller.is_admin() => {}
+        Ok(_) => {
+            return err(
+                StatusCode::FORBIDDEN,
+                "/status needs the admin token or root's MUNGE credential",
+            )
+            .into_response()
+        }
+        Err(e) => return e.into_response(),
+    }
     match status::build(&app).await {
         Ok(s) => (
             StatusCode::OK,
