@@ -82,6 +82,7 @@ pub async fn authenticate(
                 munge::MungeError::Malformed | munge::MungeError::Refused(_) => {
                     err(StatusCode::FORBIDDEN, e.to_string())
                 }
+                munge::MungeError::Busy => err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
                 other => {
                     tracing::error!(error = %other, "cannot check a MUNGE credential");
                     err(

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod repositories;
 mod router;
+pub mod serve;
 mod state;
 pub mod status;
 

@@ -33,7 +33,18 @@ pub enum MungeError {
     /// about the credential.
     #[error("munged unavailable: {0}")]
     Unavailable(String),
+    /// As many `unmunge` processes as allowed are running: try again shortly.
+    #[error("too many MUNGE credentials being checked; try again")]
+    Busy,
 }
+
+/// Most `unmunge` processes at once: each request with a credential starts one, so a flood
+/// would otherwise start them without limit. A request over the limit is answered at once
+/// (busy), never queued.
+pub const MAX_CONCURRENT_UNMUNGE: usize = 16;
+
+static UNMUNGE_SLOTS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_UNMUNGE);
 
 /// unmunge/munge exit codes (munge_err_t) that say nothing about the credential:
 /// EMUNGE_SNAFU, EMUNGE_NO_MEMORY, EMUNGE_SOCKET, EMUNGE_TIMEOUT.
@@ -83,6 +94,7 @@ pub async fn decode(socket: Option<&Path>, credential: &str) -> Result<Decoded, 
         return Err(MungeError::Malformed);
     }
     let args = ["--numeric", "--keys=UID,ENCODE_HOST"];
+    let _slot = UNMUNGE_SLOTS.try_acquire().map_err(|_| MungeError::Busy)?;
     let output = run("unmunge", socket, &args, credential.as_bytes()).await?;
     if !output.status.success() {
         let reason = String::from_utf8_lossy(&output.stderr)

@@ -629,7 +629,7 @@ mod tests {
         // command line it was given.
         let cred = RunnerCredential::JitConfig("c2VjcmV0LWppdA==".into());
         let err = submit_error_with_fake_sbatch(
-            "echo \"sbatch: error: bad option in $*\" >&2\nexit 1\n",
+            &format!("echo \"sbatch: error: bad option in $* --gha-runner=${RUNNER_OPTION_ENV}\" >&2\nexit 1\n"),
             &cred,
         )
         .await;
@@ -645,18 +645,14 @@ mod tests {
         let secret = "eyIuY3JlZGVudGlhbHMiOiJleUp6WTJobGJXVWlPaUpQUVhWMGFDSjkifQ==";
         let cred = RunnerCredential::JitConfig(secret.into());
         let err = submit_error_with_fake_sbatch(
-            r#"for arg in "$@"; do
-  case "$arg" in
-    --gha-runner=*)
-      value="${arg#--gha-runner=}"
-      short=$(printf '%s' "$value" | cut -c1-20)
-      echo "sbatch: unrecognized option '--gha-runner=$short…'" >&2
-      printf '%s\n' "$value" | fold -w 20 | head -n 3 >&2 ;;
-  esac
-done
+            &r#"value="$ENV"
+short=$(printf '%s' "$value" | cut -c1-20)
+echo "sbatch: unrecognized option '--gha-runner=$short…'" >&2
+printf '%s\n' "$value" | fold -w 20 | head -n 3 >&2
 echo "Try \"sbatch --help\" for more information" >&2
 exit 1
-"#,
+"#
+            .replace("ENV", RUNNER_OPTION_ENV),
             &cred,
         )
         .await;
@@ -761,14 +757,11 @@ exit 1
         let ticket = "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5";
         let cred = RunnerCredential::Ticket(ticket[..43].into());
         let err = submit_error_with_fake_sbatch(
-            r#"echo "sbatch: error: bad option in $*" >&2
-for arg in "$@"; do
-  case "$arg" in
-    --gha-runner=ticket:*) printf '%s\n' "${arg#--gha-runner=ticket:}" | fold -w 20 >&2 ;;
-  esac
-done
+            &r#"echo "sbatch: error: bad option in $* --gha-runner=$ENV" >&2
+printf '%s\n' "${ENV#ticket:}" | fold -w 20 >&2
 exit 1
-"#,
+"#
+            .replace("ENV", RUNNER_OPTION_ENV),
             &cred,
         )
         .await;

@@ -156,6 +156,7 @@ impl checks::Facts for Live {
             MungeError::Malformed | MungeError::Refused(_) => {
                 refuse(RefusalCode::BadCredential, e.to_string())
             }
+            MungeError::Busy => refuse(RefusalCode::MungeUnavailable, e.to_string()),
             other => {
                 tracing::error!(error = %other, "cannot check a MUNGE credential");
                 refuse(
