@@ -59,20 +59,26 @@ impl Reconciler {
     }
 
     /// The Slurm queue as far as it is ours: jobs named like our runners and run by a user
-    /// runner jobs run as (the service user, any mapped user).
+    /// runner jobs run as (the service user, any mapped user, the user of a live runner).
     async fn our_queue(&self) -> Result<Vec<QueuedJob>, SlurmError> {
         let service = self.ctx.config.slurm.user.clone();
-        let mapped = self
+        let known = self
             .ctx
             .db
-            .call(|c| store::repo_users(c))
+            .call(|c| {
+                let mapped = store::repo_users(c)?.into_iter().map(|m| m.unix_user);
+                let live = store::live_runners(c)?.into_iter().filter_map(|r| r.run_as);
+                Ok(mapped.chain(live).collect::<Vec<_>>())
+            })
             .await
             .unwrap_or_default();
-        let uids: Vec<u32> = service
+        let mut uids: Vec<u32> = service
             .into_iter()
-            .chain(mapped.into_iter().map(|m| m.unix_user))
+            .chain(known)
             .filter_map(|u| users::uid_of(&u))
             .collect();
+        uids.sort_unstable();
+        uids.dedup();
         self.ctx.slurm.queue(&self.prefix(), &uids).await
     }
 
