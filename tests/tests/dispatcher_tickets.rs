@@ -597,7 +597,7 @@ async fn floods_and_spoofed_jobs_do_not_stop_a_real_runner() {
                         shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
         })
     };

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::BoxError;
 use axum::{Json, Router};
 use redeem_contract::{MAX_REQUEST_BYTES, REDEEM_PATH};
-use tower::limit::ConcurrencyLimitLayer;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
@@ -71,13 +71,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `route` serving at most `max` requests at once; the next is answered 503 right away.
+/// `route` serving at most `max` requests at once, all its methods together (one semaphore);
+/// the next is answered 503 right away.
 fn limited(route: MethodRouter<AppState>, max: usize) -> MethodRouter<AppState> {
     route.layer(
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(overloaded))
             .layer(LoadShedLayer::new())
-            .layer(ConcurrencyLimitLayer::new(max)),
+            .layer(GlobalConcurrencyLimitLayer::new(max)),
     )
 }
 
