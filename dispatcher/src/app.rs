@@ -153,11 +153,8 @@ pub async fn start(
     let (stop, stop_rx) = watch::channel(false);
     let router = api::router(state);
     let server_stop = stopped(stop_rx.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(server_stop)
-            .await
-    });
+    let server =
+        tokio::spawn(async move { api::serve::serve(listener, router, server_stop).await });
     let telemetry = Telemetry::new(metrics, shared);
     let controller = controller(config, db, github, slurm, telemetry, wake);
     let control = tokio::spawn(controller.run(stopped(stop_rx)));

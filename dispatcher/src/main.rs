@@ -148,9 +148,11 @@ fn serve_command(config: &std::path::Path) -> ExitCode {
 }
 
 fn status(url: Option<String>, config: &std::path::Path, json: bool) -> ExitCode {
-    let url = match url {
-        Some(u) => u,
-        None => match load(config) {
+    let cfg = Config::load(config).ok();
+    let url = match (url, &cfg) {
+        (Some(u), _) => u,
+        (None, Some(cfg)) => format!("http://{}", cfg.listen),
+        (None, None) => match load(config) {
             Ok(cfg) => format!("http://{}", cfg.listen),
             Err(code) => return code,
         },
@@ -162,7 +164,9 @@ fn status(url: Option<String>, config: &std::path::Path, json: bool) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fetch_status(&url)) {
+    let fetched = admin_authorization(cfg.as_ref())
+        .and_then(|auth| runtime.block_on(fetch_status(&url, &auth)));
+    match fetched {
         Ok(status) => {
             if json {
                 println!(
@@ -179,6 +183,22 @@ fn status(url: Option<String>, config: &std::path::Path, json: bool) -> ExitCode
             ExitCode::FAILURE
         }
     }
+}
+
+/// `/status` is the admin's: the admin token when this user can read it, else a MUNGE
+/// credential (root's is an admin's).
+fn admin_authorization(cfg: Option<&Config>) -> anyhow::Result<String> {
+    let token = cfg
+        .and_then(|c| c.admin_token_file.as_ref())
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if let Some(token) = token {
+        return Ok(format!("Bearer {token}"));
+    }
+    let socket = cfg.and_then(|c| c.munge_socket.clone());
+    let credential = gha_dispatcher::clients::munge::encode(socket.as_deref())?;
+    Ok(format!("MUNGE {credential}"))
 }
 
 fn repositories(
@@ -275,12 +295,18 @@ async fn serve(cfg: Config, secrets: gha_dispatcher::config::Secrets) -> anyhow:
     running.wait().await
 }
 
-async fn fetch_status(url: &str) -> anyhow::Result<Status> {
+async fn fetch_status(url: &str, authorization: &str) -> anyhow::Result<Status> {
     let response = reqwest::Client::new()
         .get(format!("{}/status", url.trim_end_matches('/')))
+        .header("Authorization", authorization)
         .send()
-        .await?
-        .error_for_status()?;
+        .await?;
+    let status = response.status();
+    if !status.is_success() {
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let message = body["error"].as_str().unwrap_or("no message").to_string();
+        anyhow::bail!("answered {status}: {message}");
+    }
     Ok(response.json().await?)
 }
 

@@ -88,9 +88,12 @@ async fn status_prints_pools_and_runners() {
     let dir = tempfile::tempdir().unwrap();
     let running = support::start(config(dir.path()).build()).await;
     let url = format!("http://{}", running.local_addr);
+    // The admin token comes from the config's `server.admin_token_file`.
+    let config_file = dir.path().join("config.toml");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
-            .args(["status", "--url", &url])
+            .args(["status", "--url", &url, "--config"])
+            .arg(&config_file)
             .output()
             .unwrap()
     })
@@ -113,4 +116,63 @@ async fn status_prints_pools_and_runners() {
         "{stdout}"
     );
     running.shutdown().await;
+}
+
+/// Runner jobs as root or a system account: `check-config` refuses the service user and
+/// every mapped user below `slurm.min_uid`, naming the key and its line; and a missing
+/// service user (jobs would run as the dispatcher's own user, root).
+#[test]
+fn check_config_refuses_root_and_system_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str| {
+        let path = dir.path().join("users.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let text = config(dir.path())
+        .set("slurm", "user", "\"root\"")
+        .set("slurm", "user_map", r#"{ "acme/tools" = "daemon" }"#)
+        .text();
+    let (code, stderr) = check(&text);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("line {}: slurm.user:", line_of(&text, "\"root\"")))
+            && stderr.contains("uid 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "line {}: slurm.user_map.\"acme/tools\":",
+            line_of(&text, "acme/tools")
+        )) && stderr.contains("system account"),
+        "{stderr}"
+    );
+    // A lower minimum allows the system account, never root.
+    let text = config(dir.path())
+        .set("slurm", "user", "\"root\"")
+        .set("slurm", "min_uid", "1")
+        .set("slurm", "user_map", r#"{ "acme/tools" = "daemon" }"#)
+        .text();
+    let (code, stderr) = check(&text);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("slurm.user:") && !stderr.contains("acme/tools"),
+        "{stderr}"
+    );
+    // No service user at all.
+    let text = config(dir.path()).text().replace("user = \"nobody\"\n", "");
+    let (code, stderr) = check(&text);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("slurm.user:") && stderr.contains("root"),
+        "{stderr}"
+    );
 }

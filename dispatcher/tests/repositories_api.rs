@@ -18,6 +18,8 @@ fn config(dir: &std::path::Path) -> Config {
     std::fs::write(dir.join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
     support::ConfigBuilder::new(dir)
         .set_path("server", "admin_token_file", "admin-token")
+        // `daemon` (uid 1) is a system account: allowed here only by lowering the minimum.
+        .set("slurm", "min_uid", "1")
         .set(
             "slurm",
             "user_map",
@@ -317,5 +319,33 @@ async fn an_unreachable_munged_is_503_not_a_refusal() {
     // Not shaped like one: refused without asking munged.
     let (status, _) = api.get("root", Some("MUNGE garbage")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    running.shutdown().await;
+}
+
+/// The attack: map repositories to root or a system account through the API, so their
+/// jobs run as it. Refused with a JSON error whatever the credential, and nothing changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn root_and_system_accounts_cannot_be_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = support::start(support::ConfigBuilder::new(dir.path()).build()).await;
+    let api = Api {
+        url: format!("http://{}", running.local_addr),
+        http: reqwest::Client::new(),
+    };
+    let admin = format!("Bearer {}", support::ADMIN_TOKEN);
+    for (user, why) in [("root", "root"), ("daemon", "system account")] {
+        let (status, body) = api
+            .post(user, Some(&admin), r#"["acme/widgets"]"#.into())
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{user}: {body}");
+        assert!(error_of(&body).contains(why), "{user}: {body}");
+        let (status, body) = api.get(user, Some(&admin)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{user}: {body}");
+    }
+    // A regular account is accepted.
+    let (status, body) = api
+        .post("nobody", Some(&admin), r#"["acme/widgets"]"#.into())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     running.shutdown().await;
 }

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use gha_dispatcher::clients::slurm::RUNNER_OPTION_ENV;
 use gha_dispatcher::model::{now_secs, RunnerState, SlurmState};
 use gha_dispatcher::redeem::ticket_hash;
 use gha_dispatcher::store::{self as db, Db};
@@ -17,25 +18,34 @@ use support::script;
 
 mod support;
 
-/// Fake Slurm commands in `d`: sbatch records its arguments, one call per line; squeue shows
-/// the last job as pending until the test creates `ended`; scancel records its arguments and
-/// ends the (only) job.
+/// Fake Slurm commands in `d`: sbatch records its arguments, one call per line, and the
+/// `--gha-runner` value it found in its environment (`sbatch.env`); squeue shows the last
+/// job as pending (as `nobody`, the configured user) until the test creates `ended`;
+/// scancel records its arguments and ends the (only) job.
 fn fake_slurm(d: &Path) {
     script(
         &d.join("sbatch"),
         &format!(
-            "echo \"$*\" >> '{d}/sbatch.args'\necho 101",
-            d = d.display()
+            "echo \"$*\" >> '{d}/sbatch.args'\n\
+             echo \"${env}\" >> '{d}/sbatch.env'\necho 101",
+            d = d.display(),
+            env = RUNNER_OPTION_ENV,
         ),
     );
+    let uid = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let squeue = r#"[ -f '@DIR@/sbatch.args' ] && [ ! -f '@DIR@/ended' ] || { echo '{"jobs": []}'; exit 0; }
+name=$(tail -n 1 '@DIR@/sbatch.args' | tr ' ' '\n' | sed -n 's/^--job-name=//p')
+printf '{"jobs": [{"job_id": 101, "name": "%s", "job_state": "PENDING", "user_id": @UID@}]}\n' "$name"
+"#;
     script(
         &d.join("squeue"),
-        &format!(
-            "[ -f '{d}/sbatch.args' ] || exit 0\n[ -f '{d}/ended' ] && exit 0\n\
-             name=$(tail -n 1 '{d}/sbatch.args' | tr ' ' '\\n' | sed -n 's/^--job-name=//p')\n\
-             echo \"101|$name|PENDING|c\"",
-            d = d.display()
-        ),
+        &squeue
+            .replace("@DIR@", &d.display().to_string())
+            .replace("@UID@", &uid.to_string()),
     );
     script(
         &d.join("scancel"),
@@ -99,10 +109,15 @@ async fn ticket_runners_are_submitted_without_minting() {
     wait_for("sbatch", || !calls().is_empty()).await;
 
     let first = calls()[0].clone();
-    let option = first
-        .split(' ')
-        .find_map(|a| a.strip_prefix("--gha-runner="))
-        .expect("a --gha-runner option");
+    // The ticket is on no command line (anyone may read /proc/PID/cmdline): sbatch takes
+    // it from its environment.
+    assert!(
+        !first.contains("gha-runner") && !first.contains("ticket:"),
+        "{first}"
+    );
+    let env_values = std::fs::read_to_string(d.join("sbatch.env")).unwrap();
+    let option = env_values.lines().next().unwrap();
+    assert!(!first.contains(option), "{first}");
     let ticket = option.strip_prefix("ticket:").expect("a ticket reference");
     assert_eq!(ticket.len(), ISSUED_TICKET_LEN, "{option}");
     let name = first
@@ -128,12 +143,7 @@ async fn ticket_runners_are_submitted_without_minting() {
         "minted before redemption"
     );
     // The database and /status never hold the ticket itself.
-    let status: serde_json::Value = reqwest::get(format!("{url}/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = support::admin_status(&url).await;
     assert!(!status.to_string().contains(ticket));
     let runner = status["runners"]
         .as_array()

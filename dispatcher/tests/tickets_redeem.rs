@@ -210,12 +210,18 @@ async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
             Ok(())
         })
         .unwrap();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let squeue_says = |job: u32, name: &str, state: &str, uid: u32| {
+        let out = serde_json::json!({"jobs": [{"job_id": job, "name": name, "job_state": state,
+            "user_id": uid, "batch_host": "vm", "nodes": "vm"}]});
+        std::fs::write(d.join("squeue.out"), out.to_string()).unwrap();
+    };
     let slurm_says = |job: u32, name: &str, state: &str, node_addr: &str| {
-        std::fs::write(
-            d.join("squeue.out"),
-            format!("{job}|{state}|vm|vm|{name}\n"),
-        )
-        .unwrap();
+        squeue_says(job, name, state, nobody);
         std::fs::write(
             d.join("scontrol.out"),
             format!("NodeName=vm Arch=x86_64 NodeAddr={node_addr} NodeHostName={node_addr} Version=22.05\n"),
@@ -247,6 +253,37 @@ async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
     assert_eq!(
         server.refused(cred(&first, 42)).await,
         (403, "wrong_host".into())
+    );
+    // The attack: a job of the right id, but another user's (here root's) is refused...
+    slurm_says(42, "slurm-cpu-1", "RUNNING", "127.0.0.1");
+    squeue_says(42, "slurm-cpu-1", "RUNNING", 0);
+    assert_eq!(
+        server.refused(cred(&first, 42)).await,
+        (403, "wrong_job".into())
+    );
+    // ...and so is a job merely named like a runner whose sbatch has no job id recorded
+    // (a user who saw the ticket submits it in a job of that name, as the runner's user).
+    let third = Ticket::issue();
+    let third_hash = third.hash().to_string();
+    let third = third.into_secret();
+    server
+        .db
+        .with(move |c| {
+            db::insert_ticket_runner(
+                c,
+                "slurm-cpu-3",
+                "cpu",
+                "org:acme",
+                Some(7),
+                &third_hash,
+                now_secs() + 600,
+            )
+        })
+        .unwrap();
+    squeue_says(44, "slurm-cpu-3", "RUNNING", nobody);
+    assert_eq!(
+        server.refused(cred(&third, 44)).await,
+        (403, "wrong_job".into())
     );
 
     // The real thing: a sealed JIT config, for root only.

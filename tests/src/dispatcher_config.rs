@@ -204,7 +204,8 @@ impl DispatcherConfig {
                 listen: "127.0.0.1:0".into(),
                 webhook_secret_file: at.webhook_secret_file.into(),
                 admin_token_file: None,
-                munge_socket: None,
+                // `/status` takes root's credential from the cluster's munged.
+                munge_socket: Some(cluster.munge_socket()),
             },
             state: State {
                 db_path: at.db_path.into(),

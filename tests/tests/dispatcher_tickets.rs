@@ -464,3 +464,182 @@ fn free_local_addr() -> SocketAddr {
         .local_addr()
         .unwrap()
 }
+
+/// Open `n` connections to `addr` that send the start of a `path` request and then one
+/// byte every `every`: headers never finished (`slow_headers`) or a body never finished.
+/// Each task ends when the dispatcher closes the connection; its elapsed time is returned.
+fn slow_clients(
+    addr: SocketAddr,
+    path: &'static str,
+    n: usize,
+    slow_headers: bool,
+) -> Vec<tokio::task::JoinHandle<Duration>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    (0..n)
+        .map(|_| {
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                    return started.elapsed();
+                };
+                let head = if slow_headers {
+                    format!("POST {path} HTTP/1.1\r\nHost: x\r\n")
+                } else {
+                    format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+                };
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return started.elapsed();
+                }
+                let mut buf = [0u8; 512];
+                loop {
+                    let byte: &[u8] = if slow_headers { b"X-A: b\r\n" } else { b"x" };
+                    tokio::select! {
+                        read = s.read(&mut buf) => match read {
+                            Ok(0) | Err(_) => return started.elapsed(),
+                            Ok(_) => {}
+                        },
+                        () = tokio::time::sleep(Duration::from_secs(2)) => {
+                            if s.write_all(byte).await.is_err() {
+                                return started.elapsed();
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Garbage from the network while a real runner job redeems its ticket: bursts of
+/// concurrent requests on `/tickets/redeem` (credential-shaped garbage, each an `unmunge`),
+/// `/repositories` (MUNGE garbage) and `/webhook` (bad signatures), and connections that
+/// send their headers or bodies a byte at a time. The limits answer 503 at once when full,
+/// slow connections are closed, and the GitHub job still succeeds. Meanwhile a cluster user
+/// submits jobs named like runners, some with `|` in the name (squeue's old separator):
+/// the dispatcher's view of Slurm stays readable, and those jobs are neither adopted nor
+/// cancelled nor counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_and_spoofed_jobs_do_not_stop_a_real_runner() {
+    let cluster = cluster();
+    let slot = DispatcherSlot::acquire(cluster).unwrap();
+    drop(slot.listen().await.unwrap());
+    let h = Harness::start("e2e-flood", slot.addr()).await;
+    let addr = slot.addr();
+
+    // Spoofed jobs, held so they stay pending: a runner's name, and names that would shift
+    // squeue's `|`-separated fields (one into a state this Slurm does not know).
+    let spoof_names = [
+        format!("{}-cpu-spoofed", h.prefix),
+        format!("{}-cpu-x|TELEPORTING|y", h.prefix),
+        format!("{}-cpu-z|RUNNING|", h.prefix),
+    ];
+    let spoofed: Vec<u32> = spoof_names
+        .iter()
+        .map(|name| {
+            cluster
+                .sbatch(&[
+                    "--hold",
+                    &format!("--job-name={name}"),
+                    "--wrap",
+                    "sleep 600",
+                ])
+                .unwrap()
+                .id
+        })
+        .collect();
+
+    let slow: Vec<_> = [
+        ("/tickets/redeem", false),
+        ("/repositories/nobody", false),
+        ("/webhook", false),
+        ("/webhook", true),
+    ]
+    .into_iter()
+    .flat_map(|(path, headers)| slow_clients(addr, path, 12, headers))
+    .collect();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flood = {
+        let (stop, shed, url) = (stop.clone(), shed.clone(), h.url.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap();
+            let garbage = format!("MUNGE:{}:", "A".repeat(600));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut burst = Vec::new();
+                for i in 0..150 {
+                    let request = match i % 3 {
+                        0 => client
+                            .post(format!("{url}/tickets/redeem"))
+                            .body(garbage.clone()),
+                        1 => client
+                            .get(format!("{url}/repositories/nobody"))
+                            .header("Authorization", format!("MUNGE {garbage}")),
+                        _ => client
+                            .post(format!("{url}/webhook"))
+                            .header("X-GitHub-Event", "workflow_job")
+                            .header("X-GitHub-Delivery", format!("flood-{i}"))
+                            .header("X-Hub-Signature-256", "sha256=00")
+                            .body(vec![b'{'; 64 * 1024]),
+                    };
+                    burst.push(tokio::spawn(async move {
+                        let started = std::time::Instant::now();
+                        let status = request.send().await.map(|r| r.status().as_u16());
+                        (status, started.elapsed())
+                    }));
+                }
+                for answer in burst {
+                    if let Ok((Ok(503), elapsed)) = answer.await {
+                        assert!(elapsed < Duration::from_secs(5), "503 after {elapsed:?}");
+                        shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+
+    let run = h.enqueue("flooded", None);
+    h.wait_job_succeeded(run.job_ids[0]).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.await.unwrap();
+    assert!(
+        shed.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no request was ever refused as busy: the limits never engaged"
+    );
+    // Every slow connection was closed by the dispatcher (headers or body too slow).
+    for client in slow {
+        let lasted = tokio::time::timeout(Duration::from_secs(90), client)
+            .await
+            .expect("a slow connection still open after 90 s")
+            .unwrap();
+        assert!(lasted < Duration::from_secs(60), "{lasted:?}");
+    }
+
+    // The spoofed jobs: still pending (not cancelled), never a runner's, and the queue
+    // stayed readable through a full pass after they were submitted.
+    let submitted_at = now_secs();
+    let status_url = format!("{}/status", h.url);
+    wait_until_async("a full pass after the spoofed jobs", WAIT, || async {
+        let status = dispatcher_support::get_json(&status_url).await;
+        status["last_full_reconcile_at"].as_i64().unwrap_or(0) > submitted_at
+    })
+    .await
+    .unwrap();
+    let status = dispatcher_support::get_json(&status_url).await;
+    assert!(status["last_slurm_error"].is_null(), "{status}");
+    let runners = status["runners"].as_array().cloned().unwrap_or_default();
+    for job in &spoofed {
+        assert!(
+            !runners.iter().any(|r| r["slurm_job_id"] == *job),
+            "spoofed job {job} taken for a runner: {status}"
+        );
+        let info = cluster.job_info(*job).unwrap();
+        assert_eq!(info.state(), "PENDING", "spoofed job {job}");
+        cluster.scancel(*job).unwrap();
+    }
+    assert!(!h.log().contains("cancelling orphaned"), "{}", h.log());
+}

@@ -4,8 +4,10 @@
 //! Each handler module (here, `intake`, `redeem`) declares the sub-state it needs; `state`
 //! derives them from [`AppState`] with `FromRef`, so no handler module names the whole state.
 
+pub mod auth;
 pub mod repositories;
 mod router;
+pub mod serve;
 mod state;
 pub mod status;
 

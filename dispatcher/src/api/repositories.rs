@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
-use crate::clients::{munge, users};
-use crate::config::Config;
+use super::auth::{authenticate, err, ApiError, Caller};
+use crate::clients::users;
+use crate::config::{runner_users, Config};
 use crate::model::{check_key, RepoUser};
 use crate::store::{self, Db};
 
@@ -52,85 +52,13 @@ enum PostedEntry {
     Full(MappedRepository),
 }
 
-/// An API error: the status and a message for the caller (never a secret).
-#[derive(Debug)]
-pub struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response();
-        if self.0 == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer, MUNGE"),
-            );
-        }
-        response
-    }
-}
-
-fn err(status: StatusCode, message: impl Into<String>) -> ApiError {
-    ApiError(status, message.into())
-}
-
-enum Caller {
-    Admin,
-    UnixUser(String),
-}
-
-async fn authenticate(app: &RepositoriesState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(err(
-            StatusCode::UNAUTHORIZED,
-            "send Authorization: Bearer <admin token> or Authorization: MUNGE <credential>",
-        ));
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| err(StatusCode::UNAUTHORIZED, "unreadable Authorization header"))?;
-    let (kind, credential) = value.split_once(' ').unwrap_or((value, ""));
-    if kind.eq_ignore_ascii_case("bearer") {
-        let Some(token) = app.admin_token.as_deref() else {
-            return Err(err(
-                StatusCode::FORBIDDEN,
-                "no admin token is configured (server.admin_token_file)",
-            ));
-        };
-        if bool::from(credential.trim().as_bytes().ct_eq(token.as_bytes())) {
-            return Ok(Caller::Admin);
-        }
-        return Err(err(StatusCode::FORBIDDEN, "wrong admin token"));
-    }
-    if kind.eq_ignore_ascii_case("munge") {
-        let uid = munge::decode_uid(app.config.munge_socket.as_deref(), credential)
-            .await
-            .map_err(|e| match e {
-                munge::MungeError::Malformed | munge::MungeError::Refused(_) => {
-                    err(StatusCode::FORBIDDEN, e.to_string())
-                }
-                other => {
-                    tracing::error!(error = %other, "cannot check a MUNGE credential");
-                    err(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "cannot check MUNGE credentials right now",
-                    )
-                }
-            })?;
-        let name = users::unix_user_name(uid)
-            .ok()
-            .flatten()
-            .ok_or_else(|| err(StatusCode::FORBIDDEN, format!("uid {uid} has no user name")))?;
-        return Ok(Caller::UnixUser(name));
-    }
-    Err(err(
-        StatusCode::UNAUTHORIZED,
-        "unknown Authorization scheme (use Bearer or MUNGE)",
-    ))
-}
-
-fn check_user(username: &str) -> Result<(), ApiError> {
+/// `username` exists, and is neither root nor a system account (below `slurm.min_uid`).
+fn check_user(app: &RepositoriesState, username: &str) -> Result<(), ApiError> {
     match users::unix_user_exists(username) {
-        Ok(true) => Ok(()),
+        Ok(true) => match runner_users::refuse_runner_user(username, app.config.slurm.min_uid) {
+            Some(why) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, why)),
+            None => Ok(()),
+        },
         Ok(false) => Err(err(
             StatusCode::NOT_FOUND,
             format!("no Unix user named {username:?} in the passwd database"),
@@ -168,17 +96,17 @@ pub async fn get(
     Path(username): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<MappedRepository>>, ApiError> {
-    match authenticate(&app, &headers).await? {
+    match authenticate(&app.config, app.admin_token.as_deref(), &headers).await? {
         Caller::Admin => {}
-        Caller::UnixUser(name) if name == username => {}
-        Caller::UnixUser(name) => {
+        Caller::Root(name) | Caller::UnixUser(name) if name == username => {}
+        Caller::Root(name) | Caller::UnixUser(name) => {
             return Err(err(
                 StatusCode::FORBIDDEN,
                 format!("the MUNGE credential is {name}'s; it may only read {name}'s mapping"),
             ))
         }
     }
-    check_user(&username)?;
+    check_user(&app, &username)?;
     Ok(Json(list_of(&app, &username).await?))
 }
 
@@ -252,16 +180,16 @@ pub async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Vec<MappedRepository>>, ApiError> {
-    match authenticate(&app, &headers).await? {
+    match authenticate(&app.config, app.admin_token.as_deref(), &headers).await? {
         Caller::Admin => {}
-        Caller::UnixUser(_) => {
+        Caller::Root(_) | Caller::UnixUser(_) => {
             return Err(err(
                 StatusCode::FORBIDDEN,
                 "changing a mapping needs the admin token",
             ))
         }
     }
-    check_user(&username)?;
+    check_user(&app, &username)?;
     let mut list = parse_list(&body)?;
     for e in &mut list {
         e.unix_user = username.clone();

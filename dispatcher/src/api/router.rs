@@ -1,37 +1,94 @@
 //! The routes, their body limits, and the two smallest endpoints (`/healthz`, `/metrics`).
 
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use axum::routing::{get, post};
+use axum::BoxError;
 use axum::{Json, Router};
 use redeem_contract::{MAX_REQUEST_BYTES, REDEEM_PATH};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::ServiceBuilder;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
+use super::auth::{authenticate, err};
 use super::repositories;
 use super::state::AppState;
 use super::status::{self, StatusState};
 use crate::{intake, redeem};
 
+/// Most requests each endpoint serves at once; one more is answered 503 at once (never
+/// queued): a flood of one kind cannot starve the others nor grow memory without bound.
+pub const MAX_CONCURRENT_WEBHOOKS: usize = 64;
+pub const MAX_CONCURRENT_REDEMPTIONS: usize = 32;
+pub const MAX_CONCURRENT_REPOSITORIES: usize = 8;
+pub const MAX_CONCURRENT_READS: usize = 8;
+/// A body must arrive within this (idle between its parts, and in total with the handler's
+/// work within [`REQUEST_TIMEOUT`]).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole request, body and answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `POST /webhook`, `GET /healthz`, `GET /metrics`, `GET /status`,
-/// `GET/POST /repositories/{username}` and `POST /tickets/redeem`.
+/// `GET/POST /repositories/{username}` and `POST /tickets/redeem`, each with its own limit
+/// on concurrent requests, and timeouts on bodies and whole requests.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/webhook", post(intake::handle))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/status", get(status_json))
+        .route(
+            "/webhook",
+            limited(post(intake::handle), MAX_CONCURRENT_WEBHOOKS),
+        )
+        .route("/healthz", limited(get(healthz), MAX_CONCURRENT_READS))
+        .route("/metrics", limited(get(metrics), MAX_CONCURRENT_READS))
+        .route("/status", limited(get(status_json), MAX_CONCURRENT_READS))
         .route(
             "/repositories/{username}",
-            get(repositories::get)
-                .post(repositories::post)
-                .layer(DefaultBodyLimit::max(repositories::MAX_BODY_BYTES)),
+            limited(
+                get(repositories::get)
+                    .post(repositories::post)
+                    .layer(DefaultBodyLimit::max(repositories::MAX_BODY_BYTES)),
+                MAX_CONCURRENT_REPOSITORIES,
+            ),
         )
         .route(
             REDEEM_PATH,
-            post(redeem::redeem).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
+            limited(
+                post(redeem::redeem).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
+                MAX_CONCURRENT_REDEMPTIONS,
+            ),
         )
         .layer(DefaultBodyLimit::max(intake::MAX_BODY_BYTES))
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
+}
+
+/// `route` serving at most `max` requests at once, all its methods together (one semaphore);
+/// the next is answered 503 right away.
+fn limited(route: MethodRouter<AppState>, max: usize) -> MethodRouter<AppState> {
+    route.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(overloaded))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(max)),
+    )
+}
+
+async fn overloaded(_: BoxError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        Json(serde_json::json!({ "error": "busy", "message": "too many requests; try again" })),
+    )
+        .into_response()
 }
 
 async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
@@ -51,7 +108,20 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn status_json(State(app): State<StatusState>) -> impl IntoResponse {
+/// `GET /status`: repository names, job ids and errors, for an admin only (the admin token
+/// or root's MUNGE credential).
+async fn status_json(State(app): State<StatusState>, headers: HeaderMap) -> Response {
+    match authenticate(&app.config, app.admin_token.as_deref(), &headers).await {
+        Ok(caller) if caller.is_admin() => {}
+        Ok(_) => {
+            return err(
+                StatusCode::FORBIDDEN,
+                "/status needs the admin token or root's MUNGE credential",
+            )
+            .into_response()
+        }
+        Err(e) => return e.into_response(),
+    }
     match status::build(&app).await {
         Ok(s) => (
             StatusCode::OK,

@@ -72,6 +72,7 @@ impl FromRef<AppState> for StatusState {
             config: app.config.clone(),
             db: app.db.clone(),
             shared: app.shared.clone(),
+            admin_token: app.admin_token.clone(),
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct StatusState {
     pub config: Arc<Config>,
     pub db: Db,
     pub shared: Arc<Mutex<SharedStatus>>,
+    /// `/status` is for the admin: this token, or root's MUNGE credential.
+    pub admin_token: Option<Arc<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

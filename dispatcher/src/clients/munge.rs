@@ -33,7 +33,22 @@ pub enum MungeError {
     /// about the credential.
     #[error("munged unavailable: {0}")]
     Unavailable(String),
+    /// As many `unmunge` processes as allowed are running: try again shortly.
+    #[error("too many MUNGE credentials being checked; try again")]
+    Busy,
 }
+
+/// Most `unmunge` processes at once, for ticket redemptions and for the API's callers
+/// apart (a flood of one cannot starve the other): each request with a credential starts
+/// one, so a flood would otherwise start them without limit. A request over the limit is
+/// answered at once (busy), never queued.
+pub const MAX_CONCURRENT_UNMUNGE: usize = 16;
+pub const MAX_CONCURRENT_API_UNMUNGE: usize = 8;
+
+static UNMUNGE_SLOTS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_UNMUNGE);
+static API_UNMUNGE_SLOTS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_API_UNMUNGE);
 
 /// unmunge/munge exit codes (munge_err_t) that say nothing about the credential:
 /// EMUNGE_SNAFU, EMUNGE_NO_MEMORY, EMUNGE_SOCKET, EMUNGE_TIMEOUT.
@@ -69,11 +84,22 @@ impl std::fmt::Debug for Decoded {
 
 /// Decode `credential` with `unmunge`; the uid of the process that created it.
 pub async fn decode_uid(socket: Option<&Path>, credential: &str) -> Result<u32, MungeError> {
-    decode(socket, credential).await.map(|d| d.uid)
+    decode_in(&API_UNMUNGE_SLOTS, socket, credential)
+        .await
+        .map(|d| d.uid)
 }
 
 /// Decode `credential` with `unmunge`: creator uid, creator host and payload.
 pub async fn decode(socket: Option<&Path>, credential: &str) -> Result<Decoded, MungeError> {
+    decode_in(&UNMUNGE_SLOTS, socket, credential).await
+}
+
+/// [`decode`] with an `unmunge` slot of `slots`.
+async fn decode_in(
+    slots: &tokio::sync::Semaphore,
+    socket: Option<&Path>,
+    credential: &str,
+) -> Result<Decoded, MungeError> {
     let credential = credential.trim();
     if credential.is_empty()
         || credential.len() > MAX_CREDENTIAL_LEN
@@ -83,6 +109,7 @@ pub async fn decode(socket: Option<&Path>, credential: &str) -> Result<Decoded, 
         return Err(MungeError::Malformed);
     }
     let args = ["--numeric", "--keys=UID,ENCODE_HOST"];
+    let _slot = slots.try_acquire().map_err(|_| MungeError::Busy)?;
     let output = run("unmunge", socket, &args, credential.as_bytes()).await?;
     if !output.status.success() {
         let reason = String::from_utf8_lossy(&output.stderr)

@@ -2,7 +2,9 @@
 //! processes. I/O only: which job to submit or cancel is the caller's policy.
 //!
 //! They inherit the environment (so `SLURM_CONF` points at the cluster). The runner
-//! credential passed to `sbatch` is never logged, and is scrubbed from any error text.
+//! credential goes to `sbatch` in its environment ([`RUNNER_OPTION_ENV`]), never on its
+//! command line (world-readable in `/proc/PID/cmdline`; the environment is readable by
+//! its owner only); it is never logged, and is scrubbed from any error text.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,6 +19,10 @@ use crate::config::{PoolConfig, SlurmConfig};
 use crate::model::{SlurmState, UnknownState};
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How sbatch takes the plugin's `--gha-runner` from its environment (sbatch's
+/// `spank_process_env_options`: `SLURM_SPANK_` + `_SLURM_SPANK_OPTION_<plugin>_<option>`).
+pub const RUNNER_OPTION_ENV: &str = "SLURM_SPANK__SLURM_SPANK_OPTION_spank_gha_gha_runner";
 
 /// What the runner needs to register with GitHub, as handed to the job.
 #[derive(Clone)]
@@ -135,6 +141,8 @@ pub struct QueuedJob {
     pub job_id: u64,
     pub name: String,
     pub state: SlurmState,
+    /// Who the job runs as.
+    pub user_id: u32,
     pub comment: String,
 }
 
@@ -151,7 +159,9 @@ pub struct JobPlacement {
     pub job_id: u64,
     pub name: String,
     pub state: SlurmState,
-    /// The node running the batch script (squeue `%B`, else a single-node `%N`).
+    /// Who the job runs as.
+    pub user_id: u32,
+    /// The node running the batch script (`batch_host`, else a single-node `nodes`).
     pub node: Option<String>,
 }
 
@@ -183,7 +193,8 @@ impl Slurm {
         Slurm { config }
     }
 
-    /// The `sbatch` arguments for a runner, the credential last.
+    /// The `sbatch` arguments for a runner (the credential is not among them: it goes in
+    /// [`RUNNER_OPTION_ENV`]).
     pub fn sbatch_args(&self, req: &SubmitRequest<'_>) -> Vec<String> {
         let p = req.pool;
         let mut args = vec![
@@ -221,7 +232,6 @@ impl Slurm {
         );
         opt("gha-image", p.image.clone());
         args.extend(p.extra_args.iter().cloned());
-        args.push(format!("--gha-runner={}", req.credential.option_value()));
         args.push(self.config.job_script.display().to_string());
         args.extend(p.job_script_args.iter().cloned());
         args
@@ -230,10 +240,11 @@ impl Slurm {
     /// Submit a runner job; returns its Slurm job id.
     pub async fn submit(&self, req: &SubmitRequest<'_>) -> Result<u64, SlurmError> {
         let args = self.sbatch_args(req);
-        let env = match req.user {
+        let mut env = match req.user {
             Some(user) => identity_env(user)?,
             None => Vec::new(),
         };
+        env.push((RUNNER_OPTION_ENV, req.credential.option_value()));
         let output = run(&self.config.sbatch, &args, &env)
             .await
             .map_err(|e| scrub_error(e, req.credential))?;
@@ -249,19 +260,19 @@ impl Slurm {
             })
     }
 
-    /// Our jobs (names starting with `prefix`) in the queue.
-    pub async fn queue(&self, prefix: &str) -> Result<Vec<QueuedJob>, SlurmError> {
+    /// Our jobs in the queue: named with `prefix` and run by one of `uids` (the runner
+    /// users). Read with `squeue --json`, whose fields a job name cannot spill into.
+    pub async fn queue(&self, prefix: &str, uids: &[u32]) -> Result<Vec<QueuedJob>, SlurmError> {
         // All states: a job that already finished (kept by slurmctld for MinJobAge) still
-        // proves that its sbatch happened, which crash recovery needs to know.
-        let args = [
-            "--noheader",
-            "--all",
-            "--states=all",
-            "--format=%i|%j|%T|%k",
-        ]
-        .map(String::from);
-        let output = run(&self.config.squeue, &args, &[]).await?;
-        parse_squeue(&output, prefix).map_err(|e| unreadable("squeue", e))
+        // proves that its sbatch happened, which crash recovery needs to know. (This Slurm
+        // ignores filters with --json: they are applied here.)
+        let output = self.squeue_json().await?;
+        parse_squeue(&output, prefix, uids).map_err(|e| unreadable("squeue", e))
+    }
+
+    async fn squeue_json(&self) -> Result<String, SlurmError> {
+        let args = ["--all", "--states=all", "--json"].map(String::from);
+        run(&self.config.squeue, &args, &[]).await
     }
 
     /// Cancel `job_id` only if it is still pending (Slurm checks atomically), so a job that
@@ -278,21 +289,8 @@ impl Slurm {
 
     /// One job by id, whatever its state; `None` when slurmctld no longer knows it.
     pub async fn job(&self, job_id: u64) -> Result<Option<JobPlacement>, SlurmError> {
-        let args = [
-            "--noheader".to_string(),
-            "--all".into(),
-            "--states=all".into(),
-            format!("--jobs={job_id}"),
-            "--format=%i|%T|%B|%N|%j".into(),
-        ];
-        match run(&self.config.squeue, &args, &[]).await {
-            Ok(output) => parse_job(&output, job_id).map_err(|e| unreadable("squeue", e)),
-            // squeue fails on a job id slurmctld has forgotten (or never had).
-            Err(SlurmError::Failed { message, .. }) if message.contains("Invalid job id") => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        let output = self.squeue_json().await?;
+        parse_job(&output, job_id).map_err(|e| unreadable("squeue", e))
     }
 
     /// The names and addresses Slurm has for `node`: `NodeAddr` and `NodeHostName` of
@@ -317,63 +315,100 @@ impl Slurm {
     }
 }
 
-/// Our jobs in `squeue --format=%i|%j|%T|%k` output. A state this version does not know
-/// makes the whole queue unreadable: concluding that a job ended from a line we could not
-/// read would free its slot while it runs.
-pub fn parse_squeue(output: &str, prefix: &str) -> Result<Vec<QueuedJob>, UnknownState> {
+/// `squeue --json` output could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Unreadable {
+    #[error("{0}")]
+    State(#[from] UnknownState),
+    #[error("not squeue --json output: {0}")]
+    Json(String),
+}
+
+/// One job of `squeue --json` (openapi v0.0.38 and later), the fields we read.
+#[derive(Debug, serde::Deserialize)]
+struct JsonJob {
+    job_id: u64,
+    #[serde(default)]
+    name: String,
+    /// A string (v0.0.38) or a list of state flags (later versions).
+    job_state: serde_json::Value,
+    user_id: u32,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    batch_host: Option<String>,
+    #[serde(default)]
+    nodes: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct JsonQueue {
+    jobs: Vec<JsonJob>,
+}
+
+impl JsonJob {
+    fn state(&self) -> Result<SlurmState, UnknownState> {
+        let text = match &self.job_state {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(flags) => flags
+                .first()
+                .and_then(|f| f.as_str())
+                .unwrap_or("")
+                .to_string(),
+            other => other.to_string(),
+        };
+        SlurmState::parse(text.trim())
+    }
+}
+
+fn parse_json(output: &str) -> Result<Vec<JsonJob>, Unreadable> {
+    serde_json::from_str::<JsonQueue>(output)
+        .map(|q| q.jobs)
+        .map_err(|e| Unreadable::Json(e.to_string()))
+}
+
+/// Our jobs in `squeue --json` output: named with `prefix`, run by one of `uids`. A state
+/// this version does not know, in one of ours, makes the whole queue unreadable: concluding
+/// that a job ended from a job we could not read would free its slot while it runs.
+pub fn parse_squeue(
+    output: &str,
+    prefix: &str,
+    uids: &[u32],
+) -> Result<Vec<QueuedJob>, Unreadable> {
     let mut jobs = Vec::new();
-    for line in output.lines() {
-        let mut parts = line.trim().splitn(4, '|');
-        let (Some(job_id), Some(name), Some(state)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let Ok(job_id) = job_id.trim().parse() else {
-            continue;
-        };
-        let name = name.trim().to_string();
-        if !name.starts_with(prefix) {
+    for job in parse_json(output)? {
+        if !job.name.starts_with(prefix) || !uids.contains(&job.user_id) {
             continue;
         }
         jobs.push(QueuedJob {
-            job_id,
-            name,
-            state: SlurmState::parse(state.trim())?,
-            comment: parts.next().unwrap_or("").trim().to_string(),
+            job_id: job.job_id,
+            state: job.state()?,
+            user_id: job.user_id,
+            comment: job.comment.clone().unwrap_or_default(),
+            name: job.name,
         });
     }
     Ok(jobs)
 }
 
-/// The line of `job_id` in `squeue --format=%i|%T|%B|%N|%j` output.
-pub fn parse_job(output: &str, job_id: u64) -> Result<Option<JobPlacement>, UnknownState> {
+/// Job `job_id` in `squeue --json` output.
+pub fn parse_job(output: &str, job_id: u64) -> Result<Option<JobPlacement>, Unreadable> {
     // A plain host name: not "n/a", "(null)", nor a node list like "n[1-2]" or "a,b".
-    let host = |s: &str| {
-        let s = s.trim();
+    let host = |s: Option<&String>| {
+        let s = s?.trim();
         (!s.is_empty() && s != "n/a" && s != "(null)" && !s.contains(['[', ',', ' ']))
             .then(|| s.to_string())
     };
-    for line in output.lines() {
-        let mut parts = line.trim().splitn(5, '|');
-        let id: Option<u64> = parts.next().and_then(|id| id.trim().parse().ok());
-        if id != Some(job_id) {
-            continue;
-        }
-        let Some(state) = parts.next() else {
-            continue;
-        };
-        let state = SlurmState::parse(state.trim())?;
-        let batch_host = parts.next().and_then(host);
-        let nodes = parts.next().and_then(host);
-        let name = parts.next().unwrap_or("").trim().to_string();
-        return Ok(Some(JobPlacement {
-            job_id,
-            name,
-            state,
-            node: batch_host.or(nodes),
-        }));
-    }
-    Ok(None)
+    let Some(job) = parse_json(output)?.into_iter().find(|j| j.job_id == job_id) else {
+        return Ok(None);
+    };
+    Ok(Some(JobPlacement {
+        job_id,
+        state: job.state()?,
+        user_id: job.user_id,
+        node: host(job.batch_host.as_ref()).or_else(|| host(job.nodes.as_ref())),
+        name: job.name,
+    }))
 }
 
 /// `NodeAddr` and `NodeHostName` values of `scontrol show node -o` (one line per node).
@@ -392,7 +427,7 @@ pub fn parse_node_addresses(output: &str) -> Vec<String> {
     found
 }
 
-fn unreadable(program: &str, e: UnknownState) -> SlurmError {
+fn unreadable(program: &str, e: Unreadable) -> SlurmError {
     SlurmError::Output {
         program: program.into(),
         output: e.to_string(),
@@ -511,6 +546,7 @@ mod tests {
             ticket_ttl_secs: 86_400,
             user: Some("gha-ci".into()),
             group: None,
+            min_uid: 1000,
             user_map: Default::default(),
             unmapped: Default::default(),
             output: None,
@@ -579,7 +615,6 @@ mod tests {
                 "--gid=gha-ci",
                 "--gha-image=ubuntu:24.04",
                 "--exclusive",
-                "--gha-runner=SECRET",
                 "/opt/job",
                 "--idle-timeout",
                 "5"
@@ -594,7 +629,7 @@ mod tests {
         // command line it was given.
         let cred = RunnerCredential::JitConfig("c2VjcmV0LWppdA==".into());
         let err = submit_error_with_fake_sbatch(
-            "echo \"sbatch: error: bad option in $*\" >&2\nexit 1\n",
+            &format!("echo \"sbatch: error: bad option in $* --gha-runner=${RUNNER_OPTION_ENV}\" >&2\nexit 1\n"),
             &cred,
         )
         .await;
@@ -610,18 +645,14 @@ mod tests {
         let secret = "eyIuY3JlZGVudGlhbHMiOiJleUp6WTJobGJXVWlPaUpQUVhWMGFDSjkifQ==";
         let cred = RunnerCredential::JitConfig(secret.into());
         let err = submit_error_with_fake_sbatch(
-            r#"for arg in "$@"; do
-  case "$arg" in
-    --gha-runner=*)
-      value="${arg#--gha-runner=}"
-      short=$(printf '%s' "$value" | cut -c1-20)
-      echo "sbatch: unrecognized option '--gha-runner=$short…'" >&2
-      printf '%s\n' "$value" | fold -w 20 | head -n 3 >&2 ;;
-  esac
-done
+            &r#"value="$ENV"
+short=$(printf '%s' "$value" | cut -c1-20)
+echo "sbatch: unrecognized option '--gha-runner=$short…'" >&2
+printf '%s\n' "$value" | fold -w 20 | head -n 3 >&2
 echo "Try \"sbatch --help\" for more information" >&2
 exit 1
-"#,
+"#
+            .replace("ENV", RUNNER_OPTION_ENV),
             &cred,
         )
         .await;
@@ -644,21 +675,51 @@ exit 1
         assert_eq!(redact_runner_options("nothing here"), "nothing here");
     }
 
+    /// `squeue --json` output (openapi v0.0.38's shape) of `(id, name, state, uid)` jobs.
+    pub(crate) fn squeue_json(jobs: &[(u64, &str, &str, u32)]) -> String {
+        let jobs: Vec<_> = jobs
+            .iter()
+            .map(|(id, name, state, uid)| {
+                serde_json::json!({"job_id": id, "name": name, "job_state": state,
+                    "user_id": uid, "comment": "c", "batch_host": "node7", "nodes": "node7"})
+            })
+            .collect();
+        serde_json::json!({"meta": {}, "errors": [], "jobs": jobs}).to_string()
+    }
+
     #[test]
     fn squeue_parsing_keeps_only_our_jobs() {
-        let out = "12|slurm-cpu-abc|PENDING|gha runner=slurm-cpu-abc job=5\n13|other|RUNNING|\n14|slurm-cpu-def|RUNNING|a|b\n";
-        let jobs = parse_squeue(out, "slurm-").unwrap();
-        assert_eq!(jobs.len(), 2);
-        assert_eq!(jobs[0].job_id, 12);
-        assert_eq!(jobs[1].comment, "a|b");
+        let out = squeue_json(&[
+            (12, "slurm-cpu-abc", "PENDING", 1000),
+            (13, "other", "RUNNING", 1000),
+            (14, "slurm-cpu-def", "RUNNING", 1000),
+            // Named like ours, run by someone else; and a name that looks like a record.
+            (15, "slurm-cpu-abc", "RUNNING", 1001),
+            (16, "slurm-x|1|RUNNING|", "PENDING", 1001),
+        ]);
+        let jobs = parse_squeue(&out, "slurm-", &[1000]).unwrap();
+        assert_eq!(jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(), [12, 14]);
         assert!(jobs[0].is_active() && jobs[1].is_active());
-        let done =
-            parse_squeue("15|slurm-x|COMPLETED|\n16|slurm-y|CANCELLED|\n", "slurm-").unwrap();
+        let done = parse_squeue(
+            &squeue_json(&[
+                (15, "slurm-x", "COMPLETED", 7),
+                (16, "slurm-y", "CANCELLED", 7),
+            ]),
+            "slurm-",
+            &[7],
+        )
+        .unwrap();
         assert!(done.iter().all(|j| !j.is_active()));
         // One of ours in a state this version does not know: the queue cannot be trusted.
-        assert!(parse_squeue("17|slurm-z|TELEPORTING|\n", "slurm-").is_err());
+        let odd = squeue_json(&[(17, "slurm-z", "TELEPORTING", 7)]);
+        assert!(parse_squeue(&odd, "slurm-", &[7]).is_err());
         // Someone else's job in such a state does not matter.
-        assert!(parse_squeue("18|other|TELEPORTING|\n", "slurm-").is_ok());
+        assert!(parse_squeue(&odd, "slurm-", &[8]).is_ok());
+        // Later versions list state flags.
+        let listed =
+            r#"{"jobs":[{"job_id":3,"name":"slurm-a","job_state":["RUNNING"],"user_id":7}]}"#;
+        assert!(parse_squeue(listed, "slurm-", &[7]).unwrap()[0].is_active());
+        assert!(parse_squeue("12|slurm-a|RUNNING|", "slurm-", &[7]).is_err());
     }
 
     #[test]
@@ -675,10 +736,8 @@ exit 1
             account: None,
             credential: &cred,
         });
-        assert!(
-            args.contains(&format!("--gha-runner=ticket:{ticket}")),
-            "{args:?}"
-        );
+        assert!(!args.iter().any(|a| a.contains(ticket)), "{args:?}");
+        assert_eq!(cred.option_value(), format!("ticket:{ticket}"));
         assert_eq!(format!("{cred:?}"), "Ticket(<redacted>)");
         let said = format!(
             "bad value ticket:{ticket} and {} and {}",
@@ -698,14 +757,11 @@ exit 1
         let ticket = "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5";
         let cred = RunnerCredential::Ticket(ticket[..43].into());
         let err = submit_error_with_fake_sbatch(
-            r#"echo "sbatch: error: bad option in $*" >&2
-for arg in "$@"; do
-  case "$arg" in
-    --gha-runner=ticket:*) printf '%s\n' "${arg#--gha-runner=ticket:}" | fold -w 20 >&2 ;;
-  esac
-done
+            &r#"echo "sbatch: error: bad option in $* --gha-runner=$ENV" >&2
+printf '%s\n' "${ENV#ticket:}" | fold -w 20 >&2
 exit 1
-"#,
+"#
+            .replace("ENV", RUNNER_OPTION_ENV),
             &cred,
         )
         .await;
@@ -718,25 +774,27 @@ exit 1
 
     #[test]
     fn job_and_node_parsing() {
-        let out = "42|RUNNING|node7|node7|slurm-cpu-abc\n";
-        let job = parse_job(out, 42).unwrap().unwrap();
+        let out = squeue_json(&[(42, "slurm-cpu-abc", "RUNNING", 1000)]);
+        let job = parse_job(&out, 42).unwrap().unwrap();
         assert_eq!(job.node.as_deref(), Some("node7"));
-        assert_eq!(job.name, "slurm-cpu-abc");
+        assert_eq!((job.name.as_str(), job.user_id), ("slurm-cpu-abc", 1000));
         assert!(job.is_running());
-        assert_eq!(parse_job(out, 43), Ok(None));
-        let pending = parse_job("42|PENDING|n/a||slurm-x\n", 42).unwrap().unwrap();
+        assert_eq!(parse_job(&out, 43), Ok(None));
+        let with = |batch_host: &str, nodes: &str, state: &str| {
+            let out = serde_json::json!({"jobs": [{"job_id": 42, "name": "x", "job_state": state,
+                "user_id": 5, "batch_host": batch_host, "nodes": nodes}]});
+            parse_job(&out.to_string(), 42)
+        };
+        let pending = with("n/a", "", "PENDING").unwrap().unwrap();
         assert_eq!(pending.node, None);
         assert!(!pending.is_running());
-        let multi = parse_job("42|RUNNING|(null)|n[1-2]|x\n", 42)
-            .unwrap()
-            .unwrap();
-        assert_eq!(multi.node, None);
-        assert!(parse_job("42|CONFIGURING||n3|x", 42)
-            .unwrap()
-            .unwrap()
-            .is_running());
+        assert_eq!(
+            with("(null)", "n[1-2]", "RUNNING").unwrap().unwrap().node,
+            None
+        );
+        assert!(with("", "n3", "CONFIGURING").unwrap().unwrap().is_running());
         // A state this version does not know is an error, not "not running".
-        assert!(parse_job("42|TELEPORTING||n3|x", 42).is_err());
+        assert!(with("", "n3", "TELEPORTING").is_err());
         let node = "NodeName=vm Arch=x86_64 NodeAddr=127.0.0.1 NodeHostName=vm Version=22.05.8 OS=Linux 6.1 #1 SMP";
         assert_eq!(parse_node_addresses(node), ["127.0.0.1", "vm"]);
         assert!(parse_node_addresses("nothing").is_empty());

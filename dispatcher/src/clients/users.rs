@@ -23,3 +23,11 @@ pub fn primary_gid(name: &str) -> Option<u32> {
         Ok(None) | Err(_) => None,
     }
 }
+
+/// The uid of `name`; `None` when the user is unknown or cannot be looked up.
+pub fn uid_of(name: &str) -> Option<u32> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(entry)) => Some(entry.uid.as_raw()),
+        Ok(None) | Err(_) => None,
+    }
+}

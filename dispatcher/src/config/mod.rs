@@ -9,6 +9,7 @@ mod github;
 mod issues;
 mod pools;
 mod raw;
+pub mod runner_users;
 mod scaling;
 mod secrets;
 mod server;

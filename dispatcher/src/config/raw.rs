@@ -81,8 +81,9 @@ pub(super) struct RawSlurm {
     pub(super) runner_credentials: RunnerCredentials,
     #[serde(default = "default_ticket_ttl")]
     pub(super) ticket_ttl_secs: Spanned<u64>,
-    pub(super) user: Option<String>,
+    pub(super) user: Option<Spanned<String>>,
     pub(super) group: Option<String>,
+    pub(super) min_uid: Option<Spanned<u32>>,
     #[serde(default)]
     pub(super) user_map: BTreeMap<String, Spanned<RawMapped>>,
     #[serde(default)]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::choices::{RunnerCredentials, UnmappedPolicy};
 use super::issues::Issues;
 use super::raw::{RawMapped, RawSlurm};
+use super::runner_users as users;
 use crate::model::{check_key, RepoUser};
 
 /// A ticket must outlive at least a short queue wait and the node's redemption.
@@ -24,6 +25,8 @@ pub struct SlurmConfig {
     pub ticket_ttl_secs: u64,
     pub user: Option<String>,
     pub group: Option<String>,
+    /// The lowest uid a runner job may run as (root and system accounts are below).
+    pub min_uid: u32,
     /// The seed of the repository mapping (`owner` or `owner/repo` to user and account);
     /// at start, entries whose key is not in the database yet are added (see `usermap`).
     pub user_map: Vec<RepoUser>,
@@ -35,6 +38,7 @@ pub struct SlurmConfig {
 /// Validates `[slurm]`.
 pub(super) fn validate(raw: RawSlurm, issues: &mut Issues<'_>) -> SlurmConfig {
     let user_map = user_map(&raw, issues);
+    let min_uid = runner_users(&raw, &user_map, issues);
     if !raw.job_script.get_ref().is_absolute() {
         issues.at(
             "slurm.job_script",
@@ -59,13 +63,47 @@ pub(super) fn validate(raw: RawSlurm, issues: &mut Issues<'_>) -> SlurmConfig {
         scontrol: raw.scontrol,
         runner_credentials: raw.runner_credentials,
         ticket_ttl_secs: *raw.ticket_ttl_secs.get_ref(),
-        user: raw.user,
+        user: raw.user.map(|u| u.into_inner()),
         group: raw.group,
+        min_uid,
         user_map,
         unmapped: raw.unmapped,
         output: raw.output,
         chdir: raw.chdir,
     }
+}
+
+/// `slurm.min_uid` (by default `UID_MIN` of `/etc/login.defs`); the service user and every
+/// mapped user must be at or above it, and there must be a service user if unmapped
+/// repositories use it (else runner jobs would run as the dispatcher's user, root).
+fn runner_users(raw: &RawSlurm, user_map: &[RepoUser], issues: &mut Issues<'_>) -> u32 {
+    let min_uid = raw
+        .min_uid
+        .as_ref()
+        .map(|m| *m.get_ref())
+        .unwrap_or_else(users::default_min_uid);
+    if let Some(m) = raw.min_uid.as_ref().filter(|m| *m.get_ref() == 0) {
+        issues.at("slurm.min_uid", m.span(), "must be above 0 (root)");
+    }
+    match &raw.user {
+        Some(user) => {
+            if let Some(why) = users::refuse_runner_user(user.get_ref(), min_uid) {
+                issues.at("slurm.user", user.span(), why);
+            }
+        }
+        None if raw.unmapped == UnmappedPolicy::ServiceUser => issues.at(
+            "slurm.user",
+            0..0,
+            "not set, and unmapped = \"service-user\": runner jobs would run as the dispatcher's own user (root)",
+        ),
+        None => {}
+    }
+    for (entry, (key, value)) in user_map.iter().zip(&raw.user_map) {
+        if let Some(why) = users::refuse_runner_user(&entry.unix_user, min_uid) {
+            issues.at(format!("slurm.user_map.\"{key}\""), value.span(), why);
+        }
+    }
+    min_uid
 }
 
 /// `user_map` entries: valid keys, a user each, no key twice (case-insensitively).

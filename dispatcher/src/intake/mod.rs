@@ -4,7 +4,7 @@
 //! Order matters: the signature is checked on the raw bytes before anything is parsed
 //! (401, nothing recorded), then the body is parsed (400 when malformed), then the delivery
 //! and the job update it carries are committed in one transaction, deduplicated by
-//! `X-GitHub-Delivery`, and only then answered 202. Bodies over 25 MB get 413 from the body
+//! `X-GitHub-Delivery` and by the body's sha256 (a replay under a new id), and only then answered 202. Bodies over 25 MB get 413 from the body
 //! limit layer. The whole handler is bounded well under GitHub's 10 s.
 
 mod payload;
@@ -16,6 +16,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 pub use payload::{parse_workflow_job, MalformedPayload};
@@ -115,6 +116,7 @@ async fn intake(app: &IntakeState, headers: &HeaderMap, body: Bytes) -> (StatusC
         event,
         action,
         update,
+        body_sha256: Some(hex::encode(Sha256::digest(&body))),
     };
     let recorded = app.db.record_delivery(delivery.clone()).await;
     answer(app, &delivery, recorded)

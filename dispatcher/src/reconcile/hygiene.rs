@@ -132,7 +132,13 @@ impl Reconciler {
         };
         for job in queue.iter().filter(|j| j.is_active()) {
             let row = self.ctx.db.runner(&job.name).await.ok().flatten();
-            if row.is_some_and(|r| r.state.is_final() && !tearing_down(&r)) {
+            // Only the row's own job (or, with none recorded, one run as its user): a job
+            // someone else named like a runner is not ours to cancel.
+            let its_job = |r: &RunnerRow| match r.slurm_job_id {
+                Some(id) => id == job.job_id,
+                None => self.runner_uid(r) == Some(job.user_id),
+            };
+            if row.is_some_and(|r| r.state.is_final() && !tearing_down(&r) && its_job(&r)) {
                 tracing::warn!(slurm_job = job.job_id, name = %job.name, "cancelling orphaned Slurm job");
                 if self.ctx.slurm.cancel(job.job_id).await.is_ok() {
                     self.ctx.telemetry.metrics.reaped("orphan_slurm_job");

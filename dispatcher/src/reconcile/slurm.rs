@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::Reconciler;
 use crate::clients::slurm::QueuedJob;
+use crate::clients::users;
 use crate::model::{RunnerRow, RunnerState, SlurmState};
 use crate::registrations::Listed;
 use crate::store;
@@ -14,7 +15,7 @@ impl Reconciler {
     /// call), so a full pool frees its slot within seconds. Registrations are left to the
     /// full pass. True when a runner finished.
     pub async fn notice_ended_slurm_jobs(&self) -> bool {
-        let queue = match self.ctx.slurm.queue(&self.prefix()).await {
+        let queue = match self.our_queue().await {
             Ok(queue) => queue,
             Err(e) => {
                 tracing::debug!(error = %e, "squeue failed; the full pass will retry");
@@ -101,6 +102,15 @@ impl Reconciler {
         }
     }
 
+    /// The uid `row`'s Slurm job runs as (its mapped user, else the service user).
+    pub(super) fn runner_uid(&self, row: &RunnerRow) -> Option<u32> {
+        let user = row
+            .run_as
+            .as_deref()
+            .or(self.ctx.config.slurm.user.as_deref())?;
+        users::uid_of(user)
+    }
+
     /// Bring rows in line with the Slurm queue, and recover rows a crash left mid-way.
     /// `in_flight`: runners whose credential submission holds for an sbatch retry.
     pub(super) async fn sync_from_slurm(
@@ -119,10 +129,12 @@ impl Reconciler {
             }
         };
         for row in rows {
-            let in_queue = row
-                .slurm_job_id
-                .and_then(|id| queue.iter().find(|j| j.job_id == id))
-                .or_else(|| by_name.get(row.name.as_str()).copied());
+            // By the job id sbatch returned; by name only while none is recorded (a crash
+            // between sbatch and recording it).
+            let in_queue = match row.slurm_job_id {
+                Some(id) => queue.iter().find(|j| j.job_id == id),
+                None => by_name.get(row.name.as_str()).copied(),
+            };
             match row.state {
                 RunnerState::Minting => {
                     // Interrupted during generate-jitconfig: the credential, if any, is lost.
@@ -148,7 +160,8 @@ impl Reconciler {
         in_queue: Option<&QueuedJob>,
         listed: Option<&Listed>,
     ) {
-        let Some(job) = in_queue else {
+        // Adopted by name only if it runs as the runner's user: anyone can name a job.
+        let Some(job) = in_queue.filter(|j| Some(j.user_id) == self.runner_uid(row)) else {
             self.abandon_after_crash(row, listed, "credential lost before sbatch")
                 .await;
             return;

@@ -32,6 +32,9 @@ pub trait Facts {
         &mut self,
         req: &RedeemRequest,
     ) -> impl Future<Output = Result<Option<JobPlacement>, Refusal>> + Send;
+    /// The uid the runner's job must run as (its mapped user, else the service user);
+    /// `None` when that user cannot be looked up.
+    fn runner_uid(&mut self, row: &RunnerRow) -> Option<u32>;
     /// The addresses of the node running the job.
     fn node_addresses(
         &mut self,
@@ -47,8 +50,8 @@ pub trait Facts {
 }
 
 /// Every check, in the contract's order, stopping at the first refusal: the credential
-/// (root, well-formed payload), the ticket (known, unused, unexpired, this job's), the job
-/// (running, on one node), the host (the credential comes from that node), the need (the
+/// (root, well-formed payload), the ticket (known, unused, unexpired, and the job the
+/// dispatcher's own sbatch returned), the job (the runner's user's, running, on one node), the host (the credential comes from that node), the need (the
 /// runner is still wanted). The claimed runner row when all pass.
 pub async fn run(facts: &mut impl Facts, now: i64) -> Result<RunnerRow, Refusal> {
     let decoded = facts.credential().await?;
@@ -56,7 +59,8 @@ pub async fn run(facts: &mut impl Facts, now: i64) -> Result<RunnerRow, Refusal>
     let holder = facts.ticket_holder(&req).await?;
     let row = check_ticket(holder, &req, now)?;
     let job = facts.slurm_job(&req).await?;
-    let node = check_job(&row, &req, job.as_ref())?;
+    let uid = facts.runner_uid(&row);
+    let node = check_job(&req, job.as_ref(), uid)?;
     let node_ips = facts.node_addresses(node).await?;
     check_host(decoded.encode_host, node, &node_ips)?;
     facts.claim(&row, check_needed).await
@@ -95,9 +99,8 @@ pub fn check_credential(decoded: &Decoded) -> Result<RedeemRequest, Refusal> {
     })
 }
 
-/// The runner row the ticket belongs to: known, unused, unexpired, for this Slurm job.
-/// A row whose sbatch is not recorded yet (the job started within moments of being
-/// submitted) is matched by its job's name in [`check_job`] instead.
+/// The runner row the ticket belongs to: known, unused, unexpired, and for this Slurm job:
+/// the one the dispatcher's sbatch returned (a job anyone named like the runner is not).
 pub fn check_ticket(
     row: Option<RunnerRow>,
     req: &RedeemRequest,
@@ -121,20 +124,28 @@ pub fn check_ticket(
             format!("the ticket of runner {} has expired", row.name),
         ));
     }
-    if let Some(id) = row.slurm_job_id.filter(|id| *id != u64::from(req.job_id)) {
-        return Err(refuse(
+    match row.slurm_job_id {
+        Some(id) if id == u64::from(req.job_id) => Ok(row),
+        Some(id) => Err(refuse(
             RefusalCode::WrongJob,
             format!("the ticket belongs to Slurm job {id}, not {}", req.job_id),
-        ));
+        )),
+        None => Err(refuse(
+            RefusalCode::WrongJob,
+            format!(
+                "no Slurm job is recorded for runner {}, so not {}",
+                row.name, req.job_id
+            ),
+        )),
     }
-    Ok(row)
 }
 
-/// The job must be running now; the node running its batch script is returned.
+/// The job must run as the runner's user (`runner_uid`) and be running now; the node running
+/// its batch script is returned.
 pub fn check_job<'a>(
-    row: &RunnerRow,
     req: &RedeemRequest,
     job: Option<&'a JobPlacement>,
+    runner_uid: Option<u32>,
 ) -> Result<&'a str, Refusal> {
     let not_running = |state: &dyn std::fmt::Display| {
         refuse(
@@ -145,10 +156,13 @@ pub fn check_job<'a>(
     let Some(job) = job else {
         return Err(not_running(&"unknown to Slurm"));
     };
-    if row.slurm_job_id.is_none() && job.name != row.name {
+    if runner_uid != Some(job.user_id) {
         return Err(refuse(
             RefusalCode::WrongJob,
-            format!("Slurm job {} is not runner {}'s job", req.job_id, row.name),
+            format!(
+                "Slurm job {} runs as uid {}, not as the runner's user",
+                req.job_id, job.user_id
+            ),
         ));
     }
     if !job.is_running() {
@@ -213,6 +227,7 @@ mod tests {
     use crate::model::SlurmState;
 
     const NOW: i64 = 1_000_000;
+    const RUNNER_UID: u32 = 1000;
 
     fn row(name: &str) -> RunnerRow {
         RunnerRow::running_ticket_example(name, NOW + 60)
@@ -231,6 +246,7 @@ mod tests {
             job_id: 42,
             name: "r".into(),
             state: SlurmState::parse(state).unwrap(),
+            user_id: RUNNER_UID,
             node: Some("node7".into()),
         }
     }
@@ -272,6 +288,9 @@ mod tests {
         }
         async fn slurm_job(&mut self, _: &RedeemRequest) -> Result<Option<JobPlacement>, Refusal> {
             Ok(self.job.clone())
+        }
+        fn runner_uid(&mut self, _: &RunnerRow) -> Option<u32> {
+            Some(RUNNER_UID)
         }
         async fn node_addresses(&mut self, _: &str) -> Result<Vec<IpAddr>, Refusal> {
             Ok(self.node_ips.clone())
@@ -358,6 +377,10 @@ mod tests {
             f.row.as_mut().unwrap().slurm_job_id = Some(42);
             f
         };
+        // The right job id, but run by someone else (uid checked before the state).
+        let mut f = with_job_id();
+        f.job.as_mut().unwrap().user_id = RUNNER_UID + 1;
+        assert_eq!(decide(f), Err(RefusalCode::WrongJob));
         assert_eq!(decide(with_job_id()), Err(RefusalCode::JobNotRunning));
         let mut f = with_job_id();
         f.job = None;
@@ -437,27 +460,28 @@ mod tests {
             check_ticket(Some(expired), &req, NOW).unwrap_err().code,
             RefusalCode::TicketExpired
         );
-        // sbatch answered but its job id is not recorded yet: the job's name decides.
+        // No job id recorded (sbatch not answered, or failing and retried): no job may
+        // redeem, whatever its name.
         let unrecorded = RunnerRow {
             slurm_job_id: None,
             state: RunnerState::Submitting,
             ..row("r")
         };
-        let unrecorded = check_ticket(Some(unrecorded), &req, NOW).unwrap();
         assert_eq!(
-            check_job(&unrecorded, &req, Some(&job("RUNNING"))),
-            Ok("node7")
-        );
-        let other = JobPlacement {
-            name: "someone-else".into(),
-            ..job("RUNNING")
-        };
-        assert_eq!(
-            check_job(&unrecorded, &req, Some(&other)).unwrap_err().code,
+            check_ticket(Some(unrecorded), &req, NOW).unwrap_err().code,
             RefusalCode::WrongJob
         );
+        // The job of another user (or of a user that cannot be looked up).
+        for uid in [None, Some(RUNNER_UID + 1)] {
+            assert_eq!(
+                check_job(&req, Some(&job("RUNNING")), uid)
+                    .unwrap_err()
+                    .code,
+                RefusalCode::WrongJob
+            );
+        }
         assert_eq!(
-            check_job(&row("r"), &req, Some(&job("CONFIGURING"))),
+            check_job(&req, Some(&job("CONFIGURING")), Some(RUNNER_UID)),
             Ok("node7")
         );
         for state in [
@@ -468,7 +492,7 @@ mod tests {
             "SUSPENDED",
         ] {
             assert_eq!(
-                check_job(&row("r"), &req, Some(&job(state)))
+                check_job(&req, Some(&job(state)), Some(RUNNER_UID))
                     .unwrap_err()
                     .code,
                 RefusalCode::JobNotRunning,
@@ -480,7 +504,9 @@ mod tests {
             ..job("RUNNING")
         };
         assert_eq!(
-            check_job(&row("r"), &req, Some(&nowhere)).unwrap_err().code,
+            check_job(&req, Some(&nowhere), Some(RUNNER_UID))
+                .unwrap_err()
+                .code,
             RefusalCode::WrongHost
         );
     }

@@ -18,7 +18,8 @@ use super::{ticket_hash, RedeemState};
 use crate::clients::github::MintError;
 use crate::clients::munge::{self, Decoded, MungeError};
 use crate::clients::slurm::{JobPlacement, SlurmError};
-use crate::model::{now_secs, JobStatus, RunnerRow, Scope};
+use crate::clients::users;
+use crate::model::{now_secs, JobStatus, RunnerRow, RunnerState, Scope};
 use crate::scale::demand::demand;
 use crate::scale::placement::Mapping;
 use crate::store::{self, DbError};
@@ -28,6 +29,9 @@ use crate::store::{self, DbError};
 const SLURM_BUDGET: Duration = Duration::from_secs(8);
 const GITHUB_BUDGET: Duration = Duration::from_secs(10);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a redemption waits for the submitter to record its sbatch's job id.
+const JOB_ID_WAIT: Duration = Duration::from_secs(4);
+const JOB_ID_POLL: Duration = Duration::from_millis(100);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -152,6 +156,7 @@ impl checks::Facts for Live {
             MungeError::Malformed | MungeError::Refused(_) => {
                 refuse(RefusalCode::BadCredential, e.to_string())
             }
+            MungeError::Busy => refuse(RefusalCode::MungeUnavailable, e.to_string()),
             other => {
                 tracing::error!(error = %other, "cannot check a MUNGE credential");
                 refuse(
@@ -165,14 +170,34 @@ impl checks::Facts for Live {
     async fn ticket_holder(&mut self, req: &RedeemRequest) -> Result<Option<RunnerRow>, Refusal> {
         self.job_id = Some(req.job_id);
         let hash = ticket_hash(&req.ticket);
-        let row = self
-            .state
-            .db
-            .call(move |c| store::runner_by_ticket_hash(c, &hash))
-            .await
-            .map_err(db_unavailable)?;
-        self.runner = row.as_ref().map(|r| r.name.clone());
-        Ok(row)
+        // A job can start within moments of its sbatch: give the submitter a moment to
+        // record the job id it got (the only job the ticket is good for).
+        let deadline = Instant::now() + JOB_ID_WAIT;
+        loop {
+            let h = hash.clone();
+            let row = self
+                .state
+                .db
+                .call(move |c| store::runner_by_ticket_hash(c, &h))
+                .await
+                .map_err(db_unavailable)?;
+            self.runner = row.as_ref().map(|r| r.name.clone());
+            let unrecorded = row
+                .as_ref()
+                .is_some_and(|r| r.slurm_job_id.is_none() && r.state == RunnerState::Submitting);
+            if !unrecorded || Instant::now() >= deadline {
+                return Ok(row);
+            }
+            tokio::time::sleep(JOB_ID_POLL).await;
+        }
+    }
+
+    fn runner_uid(&mut self, row: &RunnerRow) -> Option<u32> {
+        let user = row
+            .run_as
+            .as_deref()
+            .or(self.state.config.slurm.user.as_deref())?;
+        users::uid_of(user)
     }
 
     async fn slurm_job(&mut self, req: &RedeemRequest) -> Result<Option<JobPlacement>, Refusal> {

@@ -117,6 +117,7 @@ fn record_batch(
             &d.event,
             d.action.as_deref(),
             d.update.as_ref(),
+            d.body_sha256.as_deref(),
         );
         if outcome.is_ok() {
             savepoint.commit()?;
@@ -147,6 +148,7 @@ mod tests {
                 created_at: None,
                 started_at: None,
             }),
+            body_sha256: None,
         }
     }
 

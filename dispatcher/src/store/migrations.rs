@@ -70,6 +70,12 @@ ALTER TABLE runners ADD COLUMN ticket_expires_at INTEGER;
 ALTER TABLE runners ADD COLUMN ticket_redeemed_at INTEGER;
 CREATE UNIQUE INDEX runners_by_ticket_hash ON runners(ticket_hash);
 "#,
+    r#"
+-- The sha256 (hex) of a delivery's body: a captured delivery replayed under a new
+-- X-GitHub-Delivery id is a duplicate (NULL: recorded before digests were kept).
+ALTER TABLE deliveries ADD COLUMN body_sha256 TEXT;
+CREATE UNIQUE INDEX deliveries_by_body ON deliveries(body_sha256);
+"#,
 ];
 
 /// Applies the migrations `conn` has not seen yet, each in its own transaction.

@@ -35,8 +35,33 @@ pub enum DbError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot make the database file {path} private: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("database task failed: {0}")]
     Join(String),
+}
+
+/// The database file (created empty if missing, mode 0600 whatever the umask) and any
+/// `-wal`/`-shm` files beside it: 0600, readable by the daemon's user only.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// A column whose text names no value of its type, as rusqlite reports conversion errors.
@@ -62,8 +87,19 @@ impl Db {
                 source,
             })?;
         }
+        private_files(path).map_err(|source| DbError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let db = Self::init(conn)?;
+        // SQLite creates the WAL and SHM files with the database file's mode; any left by an
+        // earlier run under another umask are made private too.
+        private_files(path).map_err(|source| DbError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(db)
     }
 
     pub fn open_in_memory() -> Result<Db, DbError> {

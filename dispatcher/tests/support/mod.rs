@@ -14,6 +14,22 @@ use github_sim::{Sim, SimConfig};
 
 /// The token the simulator accepts (see [`sim`]).
 pub const TOKEN: &str = "ghp_test_token";
+/// The admin token every built config names (`server.admin_token_file`).
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// `GET <url>/status` with the admin token.
+#[allow(dead_code)]
+pub async fn admin_status(url: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{url}/status"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
 
 /// A config file for a dispatcher in a temporary directory: secrets, database and any fake
 /// command live there. Defaults: listen on any port, an unreachable GitHub, the `acme`
@@ -44,6 +60,7 @@ impl ConfigBuilder {
                     vec![
                         kv("listen", "\"127.0.0.1:0\"".into()),
                         kv("webhook_secret_file", d("secret")),
+                        kv("admin_token_file", d("admin-token")),
                     ],
                 ),
                 ("state", vec![kv("db_path", d("state.db"))]),
@@ -62,6 +79,8 @@ impl ConfigBuilder {
                         kv("sbatch", "\"/nonexistent/sbatch\"".into()),
                         kv("squeue", "\"/nonexistent/squeue\"".into()),
                         kv("scancel", "\"/nonexistent/scancel\"".into()),
+                        // In every passwd database, and not a system account (uid 65534).
+                        kv("user", "\"nobody\"".into()),
                     ],
                 ),
                 (
@@ -150,6 +169,7 @@ impl ConfigBuilder {
     pub fn write(&self) -> PathBuf {
         std::fs::write(self.dir.join("secret"), &self.webhook_secret).unwrap();
         std::fs::write(self.dir.join("token"), &self.token).unwrap();
+        std::fs::write(self.dir.join("admin-token"), ADMIN_TOKEN).unwrap();
         let path = self.dir.join("config.toml");
         std::fs::write(&path, self.text()).unwrap();
         path

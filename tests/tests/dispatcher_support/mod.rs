@@ -314,7 +314,17 @@ pub async fn get_text(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
-/// `GET <url>`'s JSON body (a test's view of `/status`).
+/// `GET <url>`'s JSON body (a test's view of `/status`), as an admin: with root's MUNGE
+/// credential.
 pub async fn get_json(url: &str) -> serde_json::Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    let credential = munge_credential(None, &munge_socket(), "");
+    reqwest::Client::new()
+        .get(url)
+        .header("Authorization", format!("MUNGE {credential}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
