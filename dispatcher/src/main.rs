@@ -231,7 +231,7 @@ fn repositories(
     let credential = gha_dispatcher::clients::munge::encode(socket.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()?;
     let body: serde_json::Value = runtime.block_on(async {
-        let response = reqwest::Client::new()
+        let response = local_client()?
             .get(format!("{}/repositories/{user}", url.trim_end_matches('/')))
             .header("Authorization", format!("MUNGE {credential}"))
             .send()
@@ -295,8 +295,14 @@ async fn serve(cfg: Config, secrets: gha_dispatcher::config::Secrets) -> anyhow:
     running.wait().await
 }
 
+/// An HTTP client for the admin commands, which talk to this host's dispatcher: never through
+/// `HTTPS_PROXY`/`HTTP_PROXY` (set for GitHub, not for the local daemon).
+fn local_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().no_proxy().build()?)
+}
+
 async fn fetch_status(url: &str, authorization: &str) -> anyhow::Result<Status> {
-    let response = reqwest::Client::new()
+    let response = local_client()?
         .get(format!("{}/status", url.trim_end_matches('/')))
         .header("Authorization", authorization)
         .send()

@@ -88,12 +88,17 @@ async fn status_prints_pools_and_runners() {
     let dir = tempfile::tempdir().unwrap();
     let running = support::start(config(dir.path()).build()).await;
     let url = format!("http://{}", running.local_addr);
-    // The admin token comes from the config's `server.admin_token_file`.
+    // The admin token comes from the config's `server.admin_token_file`. The site's proxy
+    // (here a port where nothing listens) is for GitHub: the admin command still reaches the
+    // local dispatcher directly.
     let config_file = dir.path().join("config.toml");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
             .args(["status", "--url", &url, "--config"])
             .arg(&config_file)
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("http_proxy", "http://127.0.0.1:9")
             .output()
             .unwrap()
     })
