@@ -28,6 +28,11 @@ pub trait Inspect {
     fn cwd(&self, pid: i32) -> Option<PathBuf>;
     /// The uid that created the user namespace it lives in.
     fn user_ns_owner(&self, pid: i32) -> Option<u32>;
+    /// Whether a live root-owned process other than init is among its ancestors: a login
+    /// session (sshd), an admin's `runuser` or `su`, cron. What hangs there is the user's
+    /// business on this node, not a job's leftover; an escaped job process is an orphan
+    /// whose ancestry ends at init.
+    fn attended(&self, pid: i32) -> bool;
 }
 
 /// The job whose leftovers the epilog kills, and the epilog itself.
@@ -43,9 +48,11 @@ pub struct Target<'a> {
     /// The epilog's (root's, the host's) user namespace; when it cannot be read, no namespace
     /// is swept.
     pub own_ns: Option<u64>,
-    /// Every process of the user, not only the job's: the user has no other job on this node,
-    /// so nothing of theirs may stay (a workflow step that escaped with `env -i setsid` carries
-    /// neither the job id nor the work dir, and would read the next runner's config).
+    /// Every unattended process of the user, not only the job's: the user has no other job on
+    /// this node, so nothing of theirs may stay (a workflow step that escaped with
+    /// `env -i setsid` carries neither the job id nor the work dir, and would read the next
+    /// runner's config). Processes under a live root-owned session are spared
+    /// ([`Inspect::attended`]).
     pub whole_user: bool,
 }
 
@@ -63,8 +70,9 @@ pub enum Verdict {
 /// user namespace already being swept (`swept`). Otherwise only a process of the job's user
 /// (never root) that carries `SLURM_JOB_ID=<job>` in its environment or works inside the job's
 /// work dir; its user namespace is swept too if it differs from the epilog's own and the job's
-/// user created it. The host's namespace is never swept, even where its identity cannot be
-/// read from pid 1 (a VM's init): it is this root process's own.
+/// user created it. With `whole_user`, also every unattended process of the user. The host's
+/// namespace is never swept, even where its identity cannot be read from pid 1 (a VM's init):
+/// it is this root process's own.
 pub fn verdict(p: &Proc, target: &Target, swept: &HashSet<u64>, inspect: &impl Inspect) -> Verdict {
     if p.pid == target.own_pid || p.pid == 1 {
         return Verdict::Spare;
@@ -84,7 +92,8 @@ pub fn verdict(p: &Proc, target: &Target, swept: &HashSet<u64>, inspect: &impl I
             .cwd(p.pid)
             .is_some_and(|cwd| cwd.starts_with(target.workdir))
     };
-    if !target.whole_user && !marked && !inside() {
+    let leftover = || target.whole_user && !inspect.attended(p.pid);
+    if !marked && !inside() && !leftover() {
         return Verdict::Spare;
     }
     match (p.user_ns, target.own_ns) {
@@ -165,6 +174,35 @@ impl Inspect for ProcFs {
         let ns = std::fs::File::open(ProcFs::dir(pid).join("ns/user")).ok()?;
         sys::user_ns_owner(&ns).ok()
     }
+
+    fn attended(&self, pid: i32) -> bool {
+        // Bounded: a chain deeper than this is treated as unattended.
+        let mut at = pid;
+        for _ in 0..64 {
+            let Some(parent) = ProcFs::parent(at) else {
+                return false;
+            };
+            if parent <= 1 {
+                return false;
+            }
+            match std::fs::metadata(ProcFs::dir(parent)) {
+                Ok(meta) if meta.uid() == 0 => return true,
+                Ok(_) => at = parent,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+impl ProcFs {
+    /// The parent pid, from `/proc/PID/stat` (after the command name, which may hold spaces
+    /// and parentheses: the fields follow the last `)`).
+    fn parent(pid: i32) -> Option<i32> {
+        let stat = std::fs::read_to_string(ProcFs::dir(pid).join("stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        rest.split_whitespace().nth(1)?.parse().ok()
+    }
 }
 
 /// The processes of job `job_id` (user `uid`; with `whole_user`, all of that user's) that are
@@ -239,13 +277,22 @@ mod tests {
     const HOST_NS: u64 = 4_026_531_837;
     const DOCKER_NS: u64 = 4_026_532_900;
 
-    /// A made-up process table: per pid, its environment, working dir and namespace owner.
+    /// A made-up process table: per pid, its environment, working dir and namespace owner;
+    /// and the pids under a live root-owned session.
     #[derive(Default)]
-    struct Fake(std::collections::HashMap<i32, (&'static str, &'static str, Option<u32>)>);
+    struct Fake(
+        std::collections::HashMap<i32, (&'static str, &'static str, Option<u32>)>,
+        HashSet<i32>,
+    );
 
     impl Fake {
         fn with(mut self, pid: i32, env: &'static str, cwd: &'static str, owner: u32) -> Fake {
             self.0.insert(pid, (env, cwd, Some(owner)));
+            self
+        }
+
+        fn attended_pid(mut self, pid: i32) -> Fake {
+            self.1.insert(pid);
             self
         }
     }
@@ -259,6 +306,9 @@ mod tests {
         }
         fn user_ns_owner(&self, pid: i32) -> Option<u32> {
             self.0.get(&pid)?.2
+        }
+        fn attended(&self, pid: i32) -> bool {
+            self.1.contains(&pid)
         }
     }
 
@@ -288,7 +338,11 @@ mod tests {
             .with(11, "SLURM_JOB_ID=120 SLURM_JOB_ID_X=12", "/home/u", 0)
             .with(12, "", "/tmp/gha-12/work", 0)
             .with(13, "", "/tmp/gha-120", 0)
-            .with(14, "SLURM_JOB_ID=12", "/tmp/gha-12", 0);
+            .with(14, "SLURM_JOB_ID=12", "/tmp/gha-12", 0)
+            .with(15, "", "/home/u", 0)
+            .attended_pid(15)
+            .with(16, "SLURM_JOB_ID=12", "/home/u", 0)
+            .attended_pid(16);
         let none = HashSet::new();
         let t = target(Some(HOST_NS));
         let v = |p: Proc| verdict(&p, &t, &none, &fake);
@@ -320,6 +374,16 @@ mod tests {
         let w = |p: Proc| verdict(&p, &whole, &none, &fake);
         assert_eq!(w(proc(11, USER, HOST_NS)), Verdict::Kill, "an escapee");
         assert_eq!(w(proc(13, USER, HOST_NS)), Verdict::Kill, "anywhere");
+        assert_eq!(
+            w(proc(15, USER, HOST_NS)),
+            Verdict::Spare,
+            "under a live session (sshd, runuser)"
+        );
+        assert_eq!(
+            w(proc(16, USER, HOST_NS)),
+            Verdict::Kill,
+            "the job's own, even under a session"
+        );
         assert_eq!(w(proc(14, 1001, HOST_NS)), Verdict::Spare, "another user");
         assert_eq!(w(proc(99, USER, HOST_NS)), Verdict::Spare, "the epilog");
         let whole_root = Target {
@@ -427,5 +491,39 @@ mod tests {
         );
         unmarked.kill().unwrap();
         unmarked.wait().unwrap();
+    }
+
+    /// As root (the epilog's identity): a process under this root process is attended, an
+    /// orphan (its parent exited, as an escaped job process's has) is not.
+    #[test]
+    fn a_sessions_processes_are_attended_and_orphans_are_not() {
+        assert_eq!(
+            sys::geteuid(),
+            0,
+            "run the plugin's unit tests as root (the epilog's identity)"
+        );
+        let mut child = Command::new("sleep")
+            .arg("61")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .spawn()
+            .unwrap();
+        assert!(
+            ProcFs.attended(child.id() as i32),
+            "a child of a root process"
+        );
+        // The shell prints its background sleep's pid and exits: the sleep is an orphan.
+        let out = Command::new("sh")
+            .args(["-c", "sleep 62 >/dev/null 2>&1 & echo $!"])
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .unwrap();
+        let orphan: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let unattended = !ProcFs.attended(orphan);
+        let _ = Command::new("kill").arg(orphan.to_string()).status();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(unattended, "an orphan counted as attended");
     }
 }
