@@ -1,17 +1,32 @@
 //! The one HTTP request: `POST <dispatcher_url>/tickets/redeem` with the node's MUNGE
 //! credential, plain http, no proxy, no redirects, bounded by the deadline and by
-//! [`MAX_ANSWER_BYTES`]. A 200 answer is returned as it is (a credential sealed for root); any
-//! other is a refusal.
+//! [`MAX_ANSWER_BYTES`]. A 200 answer is returned as it is (a credential sealed for root); a
+//! refusal whose code is transient (the route was busy, MUNGE/Slurm/the database could not be
+//! asked: nothing was decided, the ticket is not spent) is an [`Attempt::Again`]; any other is
+//! a refusal.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use redeem_contract::MAX_ANSWER_BYTES;
+use redeem_contract::{RefusalBody, MAX_ANSWER_BYTES};
 
 use crate::answer::{failed, one_line, redeem_url, refusal, shown_url, Failure};
 use crate::cli::Args;
 
-/// Sends `credential` and returns the dispatcher's 200 answer.
-pub fn redeem(args: &Args, credential: &[u8], deadline: Instant) -> Result<Vec<u8>, Failure> {
+/// The longest pause before asking again, whatever `Retry-After` says.
+pub const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// What one request gave.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The dispatcher's 200 answer.
+    Sealed(Vec<u8>),
+    /// A transient refusal: ask again (with a fresh credential) after `pause`, or give up with
+    /// `failure` when there is no time left.
+    Again { pause: Duration, failure: Failure },
+}
+
+/// Sends `credential` once.
+pub fn redeem(args: &Args, credential: &[u8], deadline: Instant) -> Result<Attempt, Failure> {
     let shown = shown_url(&args.url);
     let limit = args.timeout.as_secs();
     let unreachable = |e: &dyn std::fmt::Display| {
@@ -46,14 +61,76 @@ pub fn redeem(args: &Args, credential: &[u8], deadline: Instant) -> Result<Vec<u
         .send(credential)
         .map_err(http_error)?;
     let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let body = response
         .body_mut()
         .with_config()
         .limit(MAX_ANSWER_BYTES)
         .read_to_vec()
         .map_err(http_error)?;
-    if status != 200 {
-        return Err(refusal(status, &body));
+    if status == 200 {
+        return Ok(Attempt::Sealed(body));
     }
-    Ok(body)
+    judge_refusal(status, retry_after, &body)
+}
+
+/// A non-200 answer: [`Attempt::Again`] when its code says nothing was decided, else the
+/// refusal.
+pub fn judge_refusal(
+    status: u16,
+    retry_after: Option<u64>,
+    body: &[u8],
+) -> Result<Attempt, Failure> {
+    let transient = RefusalBody::parse(body)
+        .and_then(|b| b.code())
+        .is_some_and(|code| code.is_transient() && code.http_status() == status);
+    if !transient {
+        return Err(refusal(status, body));
+    }
+    let pause = retry_after.map_or(Duration::from_millis(500), Duration::from_secs);
+    Ok(Attempt::Again {
+        pause: pause.min(MAX_PAUSE),
+        failure: refusal(status, body),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_refusals_are_asked_again() {
+        let busy = br#"{"error":"busy","message":"too many requests; try again"}"#;
+        match judge_refusal(503, Some(1), busy) {
+            Ok(Attempt::Again { pause, failure }) => {
+                assert_eq!(pause, Duration::from_secs(1));
+                assert!(failure.message.contains("busy"), "{}", failure.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        let slurm = br#"{"error":"slurm_unavailable","message":"squeue failed"}"#;
+        assert!(matches!(
+            judge_refusal(503, Some(600), slurm),
+            Ok(Attempt::Again { pause, .. }) if pause == MAX_PAUSE
+        ));
+        for (status, body) in [
+            (
+                503,
+                &br#"{"error":"github_unavailable","message":"spent"}"#[..],
+            ),
+            (409, br#"{"error":"ticket_used","message":"used"}"#),
+            (503, b"<html>proxy error</html>"),
+            (403, br#"{"error":"busy","message":"not with this status"}"#),
+        ] {
+            assert!(
+                judge_refusal(status, None, body).is_err(),
+                "{status} {}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
 }

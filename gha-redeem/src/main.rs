@@ -7,7 +7,9 @@
 //! ```
 //! 1. `munge` signs the [`RedeemRequest`] `{"ticket":...,"job_id":...}` (so the dispatcher
 //!    learns that root on a host of the MUNGE domain asks, and which host);
-//! 2. `POST <url>/tickets/redeem` with that credential ([`dispatcher`]);
+//! 2. `POST <url>/tickets/redeem` with that credential ([`dispatcher`]); a transient refusal
+//!    (the route busy, MUNGE/Slurm/the database unavailable: nothing decided, the ticket not
+//!    spent) is asked again with a fresh credential while the deadline allows;
 //! 3. a 200 answer is a credential for uid 0 only, whose payload is a [`SealedAnswer`]: `unmunge`
 //!    decodes it; it is taken only if the credential was made by the dispatcher's uid
 //!    (`--dispatcher-uid`, 0 by default: any user can make a credential for root, e.g. one who
@@ -35,12 +37,13 @@ mod tool;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redeem_contract::TICKET_ENV;
 use redeem_contract::{is_valid_ticket, HelperExit, RedeemRequest, MAX_TICKET, TICKET_CHARSET};
 
 use answer::{config_from_unmunge, failed, Failure, UNMUNGE_ARGS};
+use dispatcher::Attempt;
 use tool::run_tool;
 
 fn main() -> ExitCode {
@@ -91,16 +94,8 @@ fn run() -> Result<String, Failure> {
         ticket: ticket.clone(),
         job_id: args.job_id,
     };
-    let credential = run_tool(
-        "munge",
-        std::slice::from_ref(&socket),
-        request.to_json().as_bytes(),
-        deadline,
-    )
-    .map_err(|e| failed(format!("cannot create a MUNGE credential: {e}")))?;
+    let sealed = ask(&args, &request, &socket, deadline)?;
     drop(request);
-
-    let sealed = dispatcher::redeem(&args, credential.trim_ascii(), deadline)?;
     let mut unmunge_args = vec![socket];
     unmunge_args.extend(UNMUNGE_ARGS.map(String::from));
     let decoded = run_tool("unmunge", &unmunge_args, &sealed, deadline).map_err(|e| {
@@ -109,6 +104,38 @@ fn run() -> Result<String, Failure> {
         ))
     })?;
     config_from_unmunge(&decoded, args.dispatcher_uid, args.job_id, &ticket)
+}
+
+/// Time kept back for the last attempt's round trip when deciding to ask again.
+const RESERVE: Duration = Duration::from_secs(2);
+
+/// Asks the dispatcher until it answers, refuses for good, or the deadline is near: a
+/// transient refusal (nothing decided, the ticket not spent) is asked again after its pause,
+/// each time with a fresh credential (munged refuses a replayed one).
+fn ask(
+    args: &cli::Args,
+    request: &RedeemRequest,
+    socket: &str,
+    deadline: Instant,
+) -> Result<Vec<u8>, Failure> {
+    loop {
+        let credential = run_tool(
+            "munge",
+            &[socket.to_owned()],
+            request.to_json().as_bytes(),
+            deadline,
+        )
+        .map_err(|e| failed(format!("cannot create a MUNGE credential: {e}")))?;
+        match dispatcher::redeem(args, credential.trim_ascii(), deadline)? {
+            Attempt::Sealed(sealed) => return Ok(sealed),
+            Attempt::Again { pause, failure } => {
+                if Instant::now() + pause + RESERVE >= deadline {
+                    return Err(failure);
+                }
+                std::thread::sleep(pause);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -129,11 +129,13 @@ pub enum RefusalCode {
     /// squeue/scontrol failed: the job could not be checked.
     SlurmUnavailable,
     DatabaseUnavailable,
+    /// Too many requests at once on the route: nothing was decided.
+    Busy,
 }
 
 impl RefusalCode {
     /// Every code, in the order the dispatcher checks them.
-    pub const ALL: [RefusalCode; 15] = [
+    pub const ALL: [RefusalCode; 16] = [
         RefusalCode::TooLarge,
         RefusalCode::BadCredential,
         RefusalCode::NotRoot,
@@ -149,6 +151,7 @@ impl RefusalCode {
         RefusalCode::MungeUnavailable,
         RefusalCode::SlurmUnavailable,
         RefusalCode::DatabaseUnavailable,
+        RefusalCode::Busy,
     ];
 
     /// The `error` field of the answer.
@@ -169,6 +172,7 @@ impl RefusalCode {
             RefusalCode::MungeUnavailable => "munge_unavailable",
             RefusalCode::SlurmUnavailable => "slurm_unavailable",
             RefusalCode::DatabaseUnavailable => "database_unavailable",
+            RefusalCode::Busy => "busy",
         }
     }
 
@@ -192,8 +196,22 @@ impl RefusalCode {
             RefusalCode::GithubUnavailable
             | RefusalCode::MungeUnavailable
             | RefusalCode::SlurmUnavailable
-            | RefusalCode::DatabaseUnavailable => 503,
+            | RefusalCode::DatabaseUnavailable
+            | RefusalCode::Busy => 503,
         }
+    }
+
+    /// May the node simply ask again? True when nothing was decided about the ticket and it
+    /// was not spent: the route was busy, or MUNGE, Slurm or the database could not be asked.
+    /// Not after `github_unavailable`: the ticket was spent before GitHub failed.
+    pub const fn is_transient(self) -> bool {
+        matches!(
+            self,
+            RefusalCode::Busy
+                | RefusalCode::MungeUnavailable
+                | RefusalCode::SlurmUnavailable
+                | RefusalCode::DatabaseUnavailable
+        )
     }
 }
 
@@ -242,5 +260,8 @@ mod tests {
             assert!((400..600).contains(&code.http_status()), "{code}");
         }
         assert_eq!(RefusalCode::parse("nonsense"), None);
+        assert!(RefusalCode::Busy.is_transient());
+        assert!(!RefusalCode::GithubUnavailable.is_transient());
+        assert!(!RefusalCode::TicketUsed.is_transient());
     }
 }

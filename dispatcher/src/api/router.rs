@@ -10,7 +10,7 @@ use axum::routing::MethodRouter;
 use axum::routing::{get, post};
 use axum::BoxError;
 use axum::{Json, Router};
-use redeem_contract::{MAX_REQUEST_BYTES, REDEEM_PATH};
+use redeem_contract::{RefusalBody, RefusalCode, MAX_REQUEST_BYTES, REDEEM_PATH};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
@@ -86,7 +86,10 @@ async fn overloaded(_: BoxError) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "1")],
-        Json(serde_json::json!({ "error": "busy", "message": "too many requests; try again" })),
+        Json(RefusalBody::new(
+            RefusalCode::Busy,
+            "too many requests; try again",
+        )),
     )
         .into_response()
 }
