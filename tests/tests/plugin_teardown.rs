@@ -297,3 +297,30 @@ fn time_limit_ends_a_busy_runner_and_leaves_nothing() {
     assert_nothing_left(cluster, job.id);
     assert_no_process_with(&format!("sleep {escaped}"));
 }
+
+/// A workflow step leaves a tree in the work dir deeper than a path can be (4,000 levels:
+/// 8,000 characters, past PATH_MAX): a deletion that walks full paths fails on it. The
+/// epilog's bounded removal still takes it all, and the node stays up.
+#[test]
+fn a_tree_too_deep_for_a_path_is_removed_and_the_node_stays_up() {
+    let cluster = Cluster::shared();
+    let jit = jit_config("deep-tree");
+    let deepen = "i=0; while [ $i -lt 4000 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done; \
+                  echo deep-tree-made";
+    let job = sbatch_with_env(
+        cluster,
+        &[("STANDIN_JOB_AFTER", "0"), ("STANDIN_JOB_COMMAND", deepen)],
+        &[
+            &format!("--gha-runner={jit}"),
+            &job_script(cluster),
+            "--runner-root",
+            &stand_in_root(cluster),
+        ],
+    )
+    .unwrap();
+    let info = cluster.wait_for_end(job.id, JOB_TIMEOUT).unwrap();
+    let output = cluster.output(&job);
+    assert_eq!(info.state(), "COMPLETED", "{output}");
+    assert!(output.contains("deep-tree-made"), "{output}");
+    assert_nothing_left(cluster, job.id);
+}
