@@ -28,8 +28,8 @@ pub trait Inspect {
     fn cwd(&self, pid: i32) -> Option<PathBuf>;
     /// The uid that created the user namespace it lives in.
     fn user_ns_owner(&self, pid: i32) -> Option<u32>;
-    /// Whether a live root-owned process other than init is among its ancestors: a login
-    /// session (sshd), an admin's `runuser` or `su`, cron. What hangs there is the user's
+    /// Whether a live process of root (real uid 0) other than init is among its ancestors: a
+    /// login session (sshd), an admin's `runuser` or `su`, cron. What hangs there is the user's
     /// business on this node, not a job's leftover; an escaped job process is an orphan
     /// whose ancestry ends at init.
     fn attended(&self, pid: i32) -> bool;
@@ -185,10 +185,10 @@ impl Inspect for ProcFs {
             if parent <= 1 {
                 return false;
             }
-            match std::fs::metadata(ProcFs::dir(parent)) {
-                Ok(meta) if meta.uid() == 0 => return true,
-                Ok(_) => at = parent,
-                Err(_) => return false,
+            match ProcFs::real_uid(parent) {
+                Some(0) => return true,
+                Some(_) => at = parent,
+                None => return false,
             }
         }
         false
@@ -196,6 +196,16 @@ impl Inspect for ProcFs {
 }
 
 impl ProcFs {
+    /// The real uid, from `/proc/PID/status`. Not the owner of `/proc/PID`: that is root for
+    /// any process that is not dumpable (one that changed credentials, as a rootless Docker's
+    /// processes do), which would make every such parent look like a root session. The real
+    /// uid also makes a setuid-root program a user runs count as the user's, not root's.
+    fn real_uid(pid: i32) -> Option<u32> {
+        let status = std::fs::read_to_string(ProcFs::dir(pid).join("status")).ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+        line.split_whitespace().next()?.parse().ok()
+    }
+
     /// The parent pid, from `/proc/PID/stat` (after the command name, which may hold spaces
     /// and parentheses: the fields follow the last `)`).
     fn parent(pid: i32) -> Option<i32> {
