@@ -323,9 +323,11 @@ impl Cluster {
     /// Fails unless the node is usable (idle, or busy with other tests' jobs): never drained or down.
     pub fn assert_node_healthy(&self) -> Result<()> {
         let state = self.node_state()?;
-        let usable = ["idle", "mixed", "allocated", "completing"];
+        // "planned" (and the suffix "-") is the backfill scheduler holding the node for a
+        // pending job: busy, not broken. What this check is for is drain, down and fail.
+        let usable = ["idle", "mixed", "allocated", "completing", "planned"];
         ensure!(
-            usable.contains(&state.trim_end_matches('*')),
+            usable.contains(&state.trim_end_matches(['*', '-'])),
             "node is {state}: {}",
             self.node_reason()?
         );
