@@ -38,6 +38,8 @@ pub struct Dispatcher {
     url: String,
     log: PathBuf,
     config: PathBuf,
+    /// The cluster's munged: `/status` is for the admin, who proves it with root's credential.
+    munge_socket: PathBuf,
     /// Held while a ticket-mode dispatcher runs (released after it stopped: fields drop
     /// after `Drop::drop`).
     _slot: Option<DispatcherSlot>,
@@ -124,6 +126,7 @@ impl Dispatcher {
             url: format!("http://127.0.0.1:{port}"),
             log,
             config,
+            munge_socket: cluster.munge_socket(),
             _slot: slot,
         };
         dispatcher.wait_healthy(Duration::from_secs(30))?;
@@ -212,7 +215,12 @@ impl Dispatcher {
 
     /// The dispatcher's `/status` document (pools with queued jobs and runners, runners).
     pub fn status(&self) -> Result<serde_json::Value> {
-        let answer = reqwest::blocking::get(format!("{}/status", self.url))
+        let credential = e2e::munge::munge_credential(None, &self.munge_socket, "")
+            .context("a MUNGE credential for /status")?;
+        let answer = reqwest::blocking::Client::new()
+            .get(format!("{}/status", self.url))
+            .header("Authorization", format!("MUNGE {credential}"))
+            .send()
             .context("GET /status")?
             .error_for_status()
             .context("GET /status")?;
