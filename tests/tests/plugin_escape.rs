@@ -28,21 +28,7 @@ fn wait_gone(needle: &str) {
 }
 
 fn runner_job(cluster: &Cluster, command: &str) -> (e2e::Submitted, String) {
-    let jit = jit_config("escape");
-    let job = cluster
-        .sbatch_as(
-            USER,
-            &[
-                &format!("--export=ALL,STANDIN_JOB_AFTER=0,STANDIN_JOB_COMMAND={command}"),
-                &format!("--gha-runner={jit}"),
-                &job_script(cluster),
-                "--runner-root",
-                &stand_in_root(cluster),
-            ],
-        )
-        .unwrap();
-    let info = cluster.wait_for_end(job.id, JOB_TIMEOUT).unwrap();
-    let output = cluster.output(&job);
+    let (job, info, output) = stand_in_runner_job(cluster, USER, "escape", command);
     assert_eq!(info.state(), "COMPLETED", "{output}");
     (job, output)
 }

@@ -304,23 +304,11 @@ fn time_limit_ends_a_busy_runner_and_leaves_nothing() {
 #[test]
 fn a_tree_too_deep_for_a_path_is_removed_and_the_node_stays_up() {
     let cluster = Cluster::shared();
-    let jit = jit_config("deep-tree");
     // Perl walks down by relative names (a shell's `cd` stops near PATH_MAX).
     let deepen = "perl -e 'for (1..4000) { mkdir q(d) or die $!; chdir q(d) or die $! }' \
                   && echo deep-tree-made";
-    let job = sbatch_with_env(
-        cluster,
-        &[("STANDIN_JOB_AFTER", "0"), ("STANDIN_JOB_COMMAND", deepen)],
-        &[
-            &format!("--gha-runner={jit}"),
-            &job_script(cluster),
-            "--runner-root",
-            &stand_in_root(cluster),
-        ],
-    )
-    .unwrap();
-    let info = cluster.wait_for_end(job.id, JOB_TIMEOUT).unwrap();
-    let output = cluster.output(&job);
+    let user = cluster.test_user();
+    let (job, info, output) = stand_in_runner_job(cluster, user, "deep-tree", deepen);
     assert_eq!(info.state(), "COMPLETED", "{output}");
     assert!(output.contains("deep-tree-made"), "{output}");
     assert_nothing_left(cluster, job.id);

@@ -163,6 +163,34 @@ pub fn sbatch_with_env(
     cluster.sbatch(&all)
 }
 
+/// Runs a runner job as `user` on the stand-in runner, whose one GitHub job runs `command` at
+/// once (no commas: it travels in `--export`); waits for its end and returns the job, its
+/// end state and its output.
+pub fn stand_in_runner_job(
+    cluster: &Cluster,
+    user: &str,
+    tag: &str,
+    command: &str,
+) -> (Submitted, JobInfo, String) {
+    assert!(!command.contains(','), "--export cannot carry commas");
+    let jit = jit_config(tag);
+    let job = cluster
+        .sbatch_as(
+            user,
+            &[
+                &format!("--export=ALL,STANDIN_JOB_AFTER=0,STANDIN_JOB_COMMAND={command}"),
+                &format!("--gha-runner={jit}"),
+                &job_script(cluster),
+                "--runner-root",
+                &stand_in_root(cluster),
+            ],
+        )
+        .unwrap();
+    let info = cluster.wait_for_end(job.id, JOB_TIMEOUT).unwrap();
+    let output = cluster.output(&job);
+    (job, info, output)
+}
+
 /// A copy of the cluster's slurm.conf whose PlugStackConfig is `plugstack`, for client-side
 /// checks of other plugin configurations (sbatch loads the plugin stack itself).
 pub fn client_conf_with_plugstack(
