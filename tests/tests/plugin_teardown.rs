@@ -210,26 +210,11 @@ fn scancel_of_a_busy_runner_with_docker_and_escaped_processes_leaves_nothing() {
 #[test]
 fn runner_crash_ends_the_job_and_leaves_nothing() {
     let cluster = Cluster::shared();
-    let jit = jit_config("crash");
     let escaped = marker_seconds(4);
     // The "job" starts a daemon that keeps the runner's output open, then the runner dies.
     let command = format!("setsid sleep {escaped} & sleep 0.2; kill -KILL $$");
-    let job = sbatch_with_env(
-        cluster,
-        &[
-            ("STANDIN_JOB_AFTER", "0"),
-            ("STANDIN_JOB_COMMAND", &command),
-        ],
-        &[
-            &format!("--gha-runner={jit}"),
-            &job_script(cluster),
-            "--runner-root",
-            &stand_in_root(cluster),
-        ],
-    )
-    .unwrap();
-    let info = cluster.wait_for_end(job.id, JOB_TIMEOUT).unwrap();
-    let output = cluster.output(&job);
+    let user = cluster.test_user();
+    let (job, info, output) = stand_in_runner_job(cluster, user, "crash", &command);
     assert_eq!(info.state(), "FAILED", "{output}");
     assert!(
         output.contains("spank-gha: runner exited with status 137"),
