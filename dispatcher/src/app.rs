@@ -10,14 +10,17 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
-use crate::clients::github::{Credentials, GithubClient};
+use crate::clients::actions::ActionsClient;
+use crate::clients::github::{https_client, Credentials, GithubClient};
 use crate::clients::slurm::Slurm;
 use crate::clients::users;
 use crate::config::{AuthConfig, Config, GithubSecret, Secrets};
 use crate::control::Controller;
+use crate::intake::listener::{self, ListenerContext};
 use crate::reconcile::Reconciler;
 use crate::registrations::Registrations;
 use crate::scale::Scaler;
+use crate::scale_sets::ScaleSets;
 use crate::stage::StageContext;
 use crate::store::{self, Db};
 use crate::submit::Submitter;
@@ -29,13 +32,19 @@ pub struct Running {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     control: JoinHandle<()>,
+    /// The scale set listeners (each deletes its session when stopped).
+    listeners: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stop serving and let the control loop finish its current pass.
+    /// Stop serving, let the control loop finish its current pass and the listeners delete
+    /// their sessions.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.control.await;
+        for listener in self.listeners {
+            let _ = listener.await;
+        }
         let _ = self.server.await;
     }
 
@@ -45,12 +54,17 @@ impl Running {
             server,
             control,
             stop,
+            listeners,
             ..
         } = self;
-        tokio::select! {
-            r = server => { let _ = stop.send(true); r??; }
-            _ = control => { let _ = stop.send(true); }
+        let result = tokio::select! {
+            r = server => { let _ = stop.send(true); r }
+            _ = control => { let _ = stop.send(true); Ok(Ok(())) }
+        };
+        for listener in listeners {
+            let _ = listener.await;
         }
+        result??;
         Ok(())
     }
 
@@ -129,9 +143,18 @@ pub async fn start(
         metrics.clone(),
         ca_pem.as_deref(),
     )?);
+    let scale_sets = scale_sets(&config, &github, &metrics, ca_pem.as_deref())?;
     let wake = Arc::new(Notify::new());
     let shared = Arc::new(Mutex::new(SharedStatus::default()));
     let slurm = Slurm::new(config.slurm.clone());
+    let telemetry = Telemetry::new(metrics.clone(), shared.clone());
+    let registrations = Registrations::new(
+        db.clone(),
+        github.clone(),
+        telemetry.clone(),
+        scale_sets.clone(),
+        config.github.runner_group_id,
+    );
     let state = AppState {
         config: config.clone(),
         db: db.clone(),
@@ -140,8 +163,9 @@ pub async fn start(
         wake: wake.clone(),
         shared: shared.clone(),
         admin_token: secrets.admin_token.clone().map(Arc::new),
-        github: github.clone(),
+        registrations: registrations.clone(),
         slurm: slurm.clone(),
+        scale_sets: scale_sets.clone(),
     };
     let listener = match listener {
         Some(l) => l,
@@ -155,8 +179,26 @@ pub async fn start(
     let server_stop = stopped(stop_rx.clone());
     let server =
         tokio::spawn(async move { api::serve::serve(listener, router, server_stop).await });
-    let telemetry = Telemetry::new(metrics, shared);
-    let controller = controller(config, db, github, slurm, telemetry, wake);
+    let listeners = listener::spawn(
+        ListenerContext {
+            config: config.clone(),
+            db: db.clone(),
+            slurm: slurm.clone(),
+            metrics,
+            wake: wake.clone(),
+            scale_sets: scale_sets.clone(),
+        },
+        stop_rx.clone(),
+    );
+    let stages = StageContext {
+        config,
+        db,
+        github: github.clone(),
+        slurm,
+        telemetry,
+        registrations,
+    };
+    let controller = controller(stages, scale_sets, wake);
     let control = tokio::spawn(controller.run(stopped(stop_rx)));
     tracing::info!(%local_addr, "gha-dispatcher listening");
     Ok(Running {
@@ -164,6 +206,7 @@ pub async fn start(
         stop,
         server,
         control,
+        listeners,
     })
 }
 
@@ -189,26 +232,39 @@ fn github_credentials(config: &Config, secrets: &Secrets) -> anyhow::Result<Cred
     })
 }
 
+/// One Actions service client per listener target (the REST client bootstraps them).
+fn scale_sets(
+    config: &Config,
+    github: &Arc<GithubClient>,
+    metrics: &Arc<Metrics>,
+    ca_pem: Option<&[u8]>,
+) -> anyhow::Result<ScaleSets> {
+    let mut clients = std::collections::HashMap::new();
+    for target in config.github.listener_targets() {
+        let http = https_client(config.github.api_url.starts_with("https://"), ca_pem)?;
+        let client = ActionsClient::new(
+            http,
+            github.clone(),
+            target.scope.clone(),
+            config.github.config_url(&target.scope),
+            metrics.clone(),
+        );
+        clients.insert(target.scope.key(), Arc::new(client));
+    }
+    Ok(ScaleSets::new(clients))
+}
+
 /// The control loop and its stages.
-fn controller(
-    config: Arc<Config>,
-    db: Db,
-    github: Arc<GithubClient>,
-    slurm: Slurm,
-    telemetry: Telemetry,
-    wake: Arc<Notify>,
-) -> Controller {
-    let registrations = Registrations::new(db.clone(), github.clone(), telemetry.clone());
-    let scale = Scaler::new(config.clone(), db.clone(), slurm.clone(), telemetry.clone());
-    let period = Duration::from_secs(config.scaling.reconcile_interval_secs);
-    let ctx = StageContext {
-        config,
-        db,
-        github: github.clone(),
-        slurm,
-        telemetry,
-        registrations,
-    };
+fn controller(ctx: StageContext, scale_sets: ScaleSets, wake: Arc<Notify>) -> Controller {
+    let scale = Scaler::new(
+        ctx.config.clone(),
+        ctx.db.clone(),
+        ctx.slurm.clone(),
+        ctx.telemetry.clone(),
+        scale_sets,
+    );
+    let period = Duration::from_secs(ctx.config.scaling.reconcile_interval_secs);
+    let github = ctx.github.clone();
     let reconcile = Reconciler::new(ctx.clone());
     let submit = Submitter::new(ctx);
     Controller::new(reconcile, scale, submit, github, wake, period)

@@ -6,6 +6,7 @@
 //! `scale`, `intake`, `registrations` (+ `stage`), `reconcile`, `redeem`, `submit` → `api`,
 //! `control` (the loop that sequences the stages) → `app` (wiring).
 
+pub mod accounting;
 pub mod api;
 pub mod app;
 pub mod clients;
@@ -17,6 +18,7 @@ pub mod reconcile;
 pub mod redeem;
 pub mod registrations;
 pub mod scale;
+pub mod scale_sets;
 pub mod stage;
 pub mod store;
 pub mod submit;

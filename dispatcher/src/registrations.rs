@@ -1,5 +1,7 @@
-//! Removing our runners' GitHub registrations, for every stage that gives a runner up
-//! (reconcile, hygiene, submission): one place decides when a call is needed at all.
+//! Our runners' GitHub registrations: minting one (REST `generate-jitconfig`, or the scale
+//! set's `generatejitconfig` for a listener's runner), and removing one for every stage that
+//! gives a runner up (reconcile, hygiene, submission): one place decides which API and
+//! whether a call is needed at all.
 //!
 //! A ticket runner whose ticket was never redeemed has no registration (nothing was minted),
 //! so no call is made; a runner missing from a complete listing is gone, so none either.
@@ -7,8 +9,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::clients::github::{DeleteOutcome, GhRunner, GithubClient};
+use crate::clients::github::{
+    DeleteOutcome, GhRunner, GithubClient, GithubError, MintError, MintedRunner,
+};
 use crate::model::{RunnerRow, Scope};
+use crate::scale_sets::ScaleSets;
 use crate::store::{self, Db};
 use crate::telemetry::Telemetry;
 
@@ -20,14 +25,84 @@ pub struct Registrations {
     db: Db,
     github: Arc<GithubClient>,
     telemetry: Telemetry,
+    scale_sets: ScaleSets,
+    /// Where REST-registered runners go (`github.runner_group_id`).
+    runner_group_id: u64,
 }
 
 impl Registrations {
-    pub fn new(db: Db, github: Arc<GithubClient>, telemetry: Telemetry) -> Registrations {
+    pub fn new(
+        db: Db,
+        github: Arc<GithubClient>,
+        telemetry: Telemetry,
+        scale_sets: ScaleSets,
+        runner_group_id: u64,
+    ) -> Registrations {
         Registrations {
             db,
             github,
             telemetry,
+            scale_sets,
+            runner_group_id,
+        }
+    }
+
+    /// Register runner `name` and get its JIT config: in scale set `scale_set_id` when given
+    /// (its labels are the set's), else through REST in `scope` with `labels`.
+    pub async fn mint(
+        &self,
+        scope: &Scope,
+        name: &str,
+        labels: &[String],
+        scale_set_id: Option<u64>,
+    ) -> Result<MintedRunner, MintError> {
+        let Some(set) = scale_set_id else {
+            return self
+                .github
+                .generate_jitconfig(scope, name, labels, self.runner_group_id)
+                .await;
+        };
+        match self.scale_sets.client(&scope.key()) {
+            Some(actions) => actions.generate_jit_config(set, name).await,
+            None => Err(MintError::Other(
+                format!("{} is no longer a listener target", scope.key()).into(),
+            )),
+        }
+    }
+
+    /// The registration id of `row`'s runner, looked up by name when not recorded.
+    async fn runner_id(&self, row: &RunnerRow, scope: &Scope) -> Result<Option<u64>, String> {
+        if let Some(id) = row.github_runner_id {
+            return Ok(Some(id));
+        }
+        match (row.scale_set_id, self.scale_sets.client(&row.scope)) {
+            (Some(_), Some(actions)) => actions
+                .find_runner(&row.name)
+                .await
+                .map_err(|e| e.to_string()),
+            _ => self
+                .github
+                .find_runner(scope, &row.name)
+                .await
+                .map(|found| found.map(|r| r.id))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Remove registration `id`: through the scale set's service for a listener's runner.
+    async fn unregister(
+        &self,
+        row: &RunnerRow,
+        scope: &Scope,
+        id: u64,
+    ) -> Result<DeleteOutcome, String> {
+        match (row.scale_set_id, self.scale_sets.client(&row.scope)) {
+            (Some(_), Some(actions)) => actions.remove_runner(id).await.map_err(|e| e.to_string()),
+            _ => self
+                .github
+                .delete_runner(scope, id)
+                .await
+                .map_err(|e: GithubError| e.to_string()),
         }
     }
 
@@ -41,21 +116,18 @@ impl Registrations {
         let Some(scope) = Scope::from_key(&row.scope) else {
             return false;
         };
-        let id = match row.github_runner_id {
-            Some(id) => Some(id),
-            None => match self.github.find_runner(&scope, &row.name).await {
-                Ok(found) => found.map(|r| r.id),
-                Err(e) => {
-                    self.telemetry.github_error("find_runner", &e);
-                    return false;
-                }
-            },
+        let id = match self.runner_id(row, &scope).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.telemetry.github_error("find_runner", &e);
+                return false;
+            }
         };
         let Some(id) = id else {
             self.forget(&row.name).await;
             return true;
         };
-        match self.github.delete_runner(&scope, id).await {
+        match self.unregister(row, &scope, id).await {
             Ok(DeleteOutcome::Deleted) | Ok(DeleteOutcome::AlreadyGone) => {
                 self.telemetry.metrics.reaped(reason);
                 tracing::info!(runner = %row.name, reason, "runner registration removed");

@@ -126,8 +126,16 @@ async fn ticket_runners_are_submitted_without_minting() {
         .unwrap()
         .to_string();
     let db = Db::open(&db_path).unwrap();
-    let n = name.clone();
-    let row = db.with(move |c| db::runner(c, &n)).unwrap().unwrap();
+    let read_row = || {
+        let n = name.clone();
+        db.with(move |c| db::runner(c, &n)).unwrap().unwrap()
+    };
+    // sbatch has answered; the dispatcher records its job id right after.
+    wait_for("the submission recorded", || {
+        read_row().state == RunnerState::Submitted
+    })
+    .await;
+    let row = read_row();
     assert_eq!(
         row.ticket_hash.as_deref(),
         Some(ticket_hash(ticket).as_str())

@@ -13,8 +13,10 @@ use gha_dispatcher::clients::slurm::Slurm;
 use gha_dispatcher::config::Config;
 use gha_dispatcher::model::{now_secs, JobStatus, JobUpdate, SlurmState};
 use gha_dispatcher::redeem::Ticket;
+use gha_dispatcher::registrations::Registrations;
+use gha_dispatcher::scale_sets::ScaleSets;
 use gha_dispatcher::store::{self as db, Db};
-use gha_dispatcher::telemetry::Metrics;
+use gha_dispatcher::telemetry::{Metrics, Telemetry};
 use redeem_contract::{RedeemRequest, MAX_REQUEST_BYTES, REDEEM_PATH};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -66,16 +68,25 @@ impl Server {
             )
             .unwrap(),
         );
+        let shared = Arc::new(Mutex::new(Default::default()));
+        let registrations = Registrations::new(
+            db.clone(),
+            github,
+            Telemetry::new(metrics.clone(), shared.clone()),
+            ScaleSets::default(),
+            config.github.runner_group_id,
+        );
         let state = AppState {
             config: config.clone(),
             db: db.clone(),
             webhook_secret: Arc::new(b"secret".to_vec()),
             metrics: metrics.clone(),
             wake: Arc::new(tokio::sync::Notify::new()),
-            shared: Arc::new(Mutex::new(Default::default())),
+            shared,
             admin_token: None,
-            github,
+            registrations,
             slurm: Slurm::new(config.slurm.clone()),
+            scale_sets: ScaleSets::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -203,6 +214,7 @@ async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
                     labels: vec!["self-hosted".into(), "linux".into()],
                     status: JobStatus::Queued,
                     runner_name: None,
+                    workflow: None,
                     created_at: None,
                     started_at: None,
                 },

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use super::auth::{authenticate, err, ApiError, Caller};
 use crate::clients::users;
-use crate::config::{runner_users, Config};
+use crate::config::{runner_users, split_listener_problem, Config};
 use crate::model::{check_key, RepoUser};
 use crate::store::{self, Db};
 
@@ -191,6 +191,16 @@ pub async fn post(
     }
     check_user(&app, &username)?;
     let mut list = parse_list(&body)?;
+    let split: Vec<String> = list
+        .iter()
+        .filter_map(|e| split_listener_problem(&app.config.github, &e.repo_key))
+        .collect();
+    if !split.is_empty() {
+        return Err(err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("nothing changed: {}", split.join("; ")),
+        ));
+    }
     for e in &mut list {
         e.unix_user = username.clone();
     }

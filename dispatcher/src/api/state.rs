@@ -7,11 +7,12 @@ use tokio::sync::Notify;
 
 use super::repositories::RepositoriesState;
 use super::status::StatusState;
-use crate::clients::github::GithubClient;
 use crate::clients::slurm::Slurm;
 use crate::config::Config;
 use crate::intake::IntakeState;
 use crate::redeem::RedeemState;
+use crate::registrations::Registrations;
+use crate::scale_sets::ScaleSets;
 use crate::store::Db;
 use crate::telemetry::{Metrics, SharedStatus};
 
@@ -27,8 +28,10 @@ pub struct AppState {
     /// Needed by `POST /repositories/{username}`; `None`: the mapping is read-only.
     pub admin_token: Option<Arc<String>>,
     /// Ticket redemption mints JIT configs and asks Slurm about the redeeming job.
-    pub github: Arc<GithubClient>,
+    pub registrations: Registrations,
     pub slurm: Slurm,
+    /// The listeners' scale sets (demand, status).
+    pub scale_sets: ScaleSets,
 }
 
 impl FromRef<AppState> for IntakeState {
@@ -39,6 +42,7 @@ impl FromRef<AppState> for IntakeState {
             webhook_secret: app.webhook_secret.clone(),
             metrics: app.metrics.clone(),
             wake: app.wake.clone(),
+            slurm: app.slurm.clone(),
         }
     }
 }
@@ -49,7 +53,8 @@ impl FromRef<AppState> for RedeemState {
             config: app.config.clone(),
             db: app.db.clone(),
             metrics: app.metrics.clone(),
-            github: app.github.clone(),
+            registrations: app.registrations.clone(),
+            scale_sets: app.scale_sets.clone(),
             slurm: app.slurm.clone(),
         }
     }
@@ -73,6 +78,7 @@ impl FromRef<AppState> for StatusState {
             db: app.db.clone(),
             shared: app.shared.clone(),
             admin_token: app.admin_token.clone(),
+            scale_sets: app.scale_sets.clone(),
         }
     }
 }

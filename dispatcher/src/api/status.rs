@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::model::{now_secs, JobStatus, RunnerRow};
 use crate::scale::pools;
+use crate::scale_sets::{ScaleSetStatus, ScaleSets};
 use crate::store::{self, Db, DbError};
 use crate::telemetry::SharedStatus;
 
@@ -20,6 +21,7 @@ pub struct StatusState {
     pub shared: Arc<Mutex<SharedStatus>>,
     /// `/status` is for the admin: this token, or root's MUNGE credential.
     pub admin_token: Option<Arc<String>>,
+    pub scale_sets: ScaleSets,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +46,9 @@ pub struct RunnerStatus {
     pub busy: bool,
     pub job_id: Option<u64>,
     pub last_error: Option<String>,
+    /// The GitHub job it ran (accounting), once it took one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_job: Option<String>,
     /// Ticket runners: "waiting" (for its node to redeem it), "redeemed" or "expired";
     /// absent for a runner whose JIT config went inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +70,9 @@ pub struct Status {
     pub pools: Vec<PoolStatus>,
     pub runners: Vec<RunnerStatus>,
     pub jobs_queued_not_ours: usize,
+    /// Listener targets' scale sets: session state and latest statistics.
+    #[serde(default)]
+    pub scale_sets: Vec<ScaleSetStatus>,
     #[serde(flatten)]
     pub shared: SharedStatus,
 }
@@ -96,6 +104,11 @@ pub async fn build(app: &StatusState) -> Result<Status, DbError> {
             None => not_ours += 1,
         }
     }
+    for set in app.scale_sets.waiting() {
+        if let Some(p) = app.config.pools.iter().find(|p| p.name == set.pool) {
+            *per_pool.entry(p.name.as_str()).or_default() += set.waiting;
+        }
+    }
     let pools = app
         .config
         .pools
@@ -124,6 +137,7 @@ pub async fn build(app: &StatusState) -> Result<Status, DbError> {
             busy: r.busy,
             job_id: r.assigned_job_id,
             last_error: r.last_error.clone(),
+            ran_job: r.ran_job.clone(),
             ticket: ticket_state(r, now).map(str::to_string),
         })
         .collect();
@@ -133,6 +147,7 @@ pub async fn build(app: &StatusState) -> Result<Status, DbError> {
         pools,
         runners,
         jobs_queued_not_ours: not_ours,
+        scale_sets: app.scale_sets.status(),
         shared,
     })
 }
@@ -179,6 +194,23 @@ pub fn render_table(status: &Status) -> String {
                 .map(|i| i.to_string())
                 .unwrap_or_else(|| "-".into()),
             r.ticket.as_deref().unwrap_or("-"),
+        );
+    }
+    for set in &status.scale_sets {
+        let session = serde_json::to_value(&set.session)
+            .ok()
+            .and_then(|v| v["state"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "scale set {} ({} in {}): session {session}, assigned {}, running {}",
+            set.scale_set_id
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "-".into()),
+            set.pool,
+            set.scope,
+            set.statistics.map(|s| s.total_assigned_jobs).unwrap_or(0),
+            set.statistics.map(|s| s.total_running_jobs).unwrap_or(0),
         );
     }
     if status.jobs_queued_not_ours > 0 {

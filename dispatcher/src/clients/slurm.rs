@@ -308,6 +308,17 @@ impl Slurm {
         Ok(found)
     }
 
+    /// Replace job `job_id`'s comment (`scontrol update`; needs root or a Slurm operator).
+    /// `comment` is put in one argument, never through a shell.
+    pub async fn set_comment(&self, job_id: u64, comment: &str) -> Result<(), SlurmError> {
+        let args = [
+            "update".to_string(),
+            format!("JobId={job_id}"),
+            format!("Comment={comment}"),
+        ];
+        run(&self.config.scontrol, &args, &[]).await.map(drop)
+    }
+
     pub async fn cancel(&self, job_id: u64) -> Result<(), SlurmError> {
         run(&self.config.scancel, &[job_id.to_string()], &[])
             .await

@@ -25,3 +25,16 @@ pub enum RunnerCredentials {
     /// `--gha-runner=<JIT config>`, minted before `sbatch` (kept in slurmctld's state).
     Inline,
 }
+
+/// How a target's queued jobs reach the dispatcher.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Intake {
+    /// GitHub posts `workflow_job` webhooks to `POST /webhook` (GitHub must reach us), and
+    /// reconcile polls the target's repositories for what a webhook missed.
+    #[default]
+    Webhook,
+    /// A runner scale set per pool, whose message session the dispatcher long-polls over
+    /// outbound HTTPS (`intake::listener`): nothing needs to reach us.
+    Listener,
+}

@@ -2,15 +2,18 @@
 
 use std::path::PathBuf;
 
+use super::choices::Intake;
 use super::issues::{valid_name, Issues};
 use super::raw::RawGithub;
 use crate::model::Scope;
 
-/// A configured target: runners are registered at `scope`, queued jobs are polled in `repositories`.
+/// A configured target: runners are registered at `scope`; with webhooks, queued jobs are
+/// polled in `repositories`; with a listener, the scope's scale sets tell us.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub scope: Scope,
     pub repositories: Vec<String>,
+    pub intake: Intake,
 }
 
 #[derive(Debug, Clone)]
@@ -42,18 +45,46 @@ impl GithubConfig {
     /// The scope whose runners serve jobs of `repo_full_name`, if the repository is ours.
     /// A repository target wins over an organization target.
     pub fn scope_for_repo(&self, repo_full_name: &str) -> Option<Scope> {
+        self.target_for_repo(repo_full_name)
+            .map(|t| t.scope.clone())
+    }
+
+    /// The target that serves jobs of `repo_full_name` (a repository target wins).
+    pub fn target_for_repo(&self, repo_full_name: &str) -> Option<&Target> {
         let (owner, name) = repo_full_name.split_once('/')?;
         let repo_scope = self.targets.iter().find(|t| {
             matches!(&t.scope, Scope::Repo { owner: o, name: n }
                 if o.eq_ignore_ascii_case(owner) && n.eq_ignore_ascii_case(name))
         });
-        if let Some(t) = repo_scope {
-            return Some(t.scope.clone());
+        repo_scope.or_else(|| {
+            self.targets
+                .iter()
+                .find(|t| matches!(&t.scope, Scope::Org(org) if org.eq_ignore_ascii_case(owner)))
+        })
+    }
+
+    /// The targets whose jobs arrive through a scale set listener.
+    pub fn listener_targets(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().filter(|t| t.intake == Intake::Listener)
+    }
+
+    /// The web URL of `scope` on this GitHub (the scale set protocol's "config URL"):
+    /// `https://github.com/<org>` for `https://api.github.com`, `https://host/<org>` for a
+    /// GitHub Enterprise Server at `https://host/api/v3`, and the API URL itself otherwise
+    /// (a server that is both, as a local test server is).
+    pub fn config_url(&self, scope: &Scope) -> String {
+        let api = self.api_url.trim_end_matches('/');
+        let web = if api.eq_ignore_ascii_case("https://api.github.com") {
+            "https://github.com".to_string()
+        } else if let Some(ghes) = api.strip_suffix("/api/v3") {
+            ghes.to_string()
+        } else {
+            api.to_string()
+        };
+        match scope {
+            Scope::Org(org) => format!("{web}/{org}"),
+            Scope::Repo { owner, name } => format!("{web}/{owner}/{name}"),
         }
-        self.targets
-            .iter()
-            .find(|t| matches!(&t.scope, Scope::Org(org) if org.eq_ignore_ascii_case(owner)))
-            .map(|t| t.scope.clone())
     }
 }
 
@@ -217,6 +248,7 @@ fn targets(raw: &RawGithub, issues: &mut Issues<'_>) -> Vec<Target> {
                 targets.push(Target {
                     scope: Scope::Org(org.get_ref().clone()),
                     repositories,
+                    intake: t.intake,
                 });
             }
             (None, Some(repo)) => match repo.get_ref().split_once('/') {
@@ -226,6 +258,7 @@ fn targets(raw: &RawGithub, issues: &mut Issues<'_>) -> Vec<Target> {
                         name: n.into(),
                     },
                     repositories: vec![repo.get_ref().clone()],
+                    intake: t.intake,
                 }),
                 _ => issues.at(format!("{key}.repo"), repo.span(), "must be \"owner/name\""),
             },
@@ -235,4 +268,21 @@ fn targets(raw: &RawGithub, issues: &mut Issues<'_>) -> Vec<Target> {
     }
 
     targets
+}
+
+/// Why `repo_key` (an `owner/repo` mapping entry) cannot be mapped on its own, if it cannot:
+/// its organization is a listener target, whose scale sets take every repository's jobs, so
+/// a runner cannot be kept to one repository's jobs (and its user) there. Give the
+/// repository a listener target of its own, or map the organization.
+pub fn split_listener_problem(github: &GithubConfig, repo_key: &str) -> Option<String> {
+    let (owner, _) = repo_key.split_once('/')?;
+    let target = github.target_for_repo(repo_key)?;
+    match &target.scope {
+        Scope::Org(org) if target.intake == Intake::Listener => Some(format!(
+            "{repo_key}: organization {org} is a listener target, whose scale sets take every \
+             repository's jobs; map {owner} as a whole, or add {{ repo = \"{repo_key}\", intake = \
+             \"listener\" }} as a target of its own"
+        )),
+        _ => None,
+    }
 }

@@ -19,8 +19,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub use choices::{RunnerCredentials, UnmappedPolicy};
-pub use github::{AuthConfig, GithubConfig, Target};
+pub use choices::{Intake, RunnerCredentials, UnmappedPolicy};
+pub use github::{split_listener_problem, AuthConfig, GithubConfig, Target};
 pub use pools::PoolConfig;
 pub use scaling::ScalingConfig;
 pub use secrets::{GithubSecret, Secrets};
@@ -90,6 +90,13 @@ impl Config {
         let slurm = slurm::validate(raw.slurm, &mut issues);
         let scaling = scaling::validate(raw.scaling, &mut issues);
         let pools = pools::validate(&raw.pools, &mut issues);
+        if let Some(github) = &github {
+            for entry in &slurm.user_map {
+                if let Some(problem) = split_listener_problem(github, &entry.repo_key) {
+                    issues.at("slurm.user_map", 0..0, problem);
+                }
+            }
+        }
         match (listen, github) {
             (Some(listen), Some(github)) if issues.list.is_empty() => Ok(Config {
                 listen,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::choices::{RunnerCredentials, UnmappedPolicy};
+use super::choices::{Intake, RunnerCredentials, UnmappedPolicy};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +63,8 @@ pub(super) struct RawTarget {
     pub(super) repo: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) repositories: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) intake: Intake,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,5 @@
-//! Webhook intake: `POST /webhook`. (A runner scale set listener, the other way GitHub can
-//! announce demand, would sit beside it.)
+//! Webhook intake: `POST /webhook`; and `listener`, the runner scale set listener, the other
+//! way GitHub announces demand (outbound HTTPS only).
 //!
 //! Order matters: the signature is checked on the raw bytes before anything is parsed
 //! (401, nothing recorded), then the body is parsed (400 when malformed), then the delivery
@@ -7,6 +7,7 @@
 //! `X-GitHub-Delivery` and by the body's sha256 (a replay under a new id), and only then answered 202. Bodies over 25 MB get 413 from the body
 //! limit layer. The whole handler is bounded well under GitHub's 10 s.
 
+pub mod listener;
 mod payload;
 pub mod signature;
 
@@ -21,8 +22,10 @@ use tokio::sync::Notify;
 
 pub use payload::{parse_workflow_job, MalformedPayload};
 
+use crate::accounting::{self, RanJob};
+use crate::clients::slurm::Slurm;
 use crate::config::Config;
-use crate::model::JobUpdate;
+use crate::model::{JobStatus, JobUpdate};
 use crate::scale::pools;
 use crate::store::{Db, DbError, Delivery, DeliveryOutcome, JobTransition};
 use crate::telemetry::Metrics;
@@ -40,6 +43,8 @@ pub struct IntakeState {
     pub metrics: Arc<Metrics>,
     /// Wakes the control loop when a delivery changed demand.
     pub wake: Arc<Notify>,
+    /// Accounting puts the job a runner took into its Slurm job's comment.
+    pub slurm: Slurm,
 }
 
 impl IntakeState {
@@ -156,6 +161,9 @@ fn answer(
             let runner = u.runner_name.as_deref().unwrap_or("");
             tracing::info!(runner, "runner finished its job");
         }
+        if action == "in_progress" {
+            account(app, u);
+        }
         if action == "queued" && !app.is_ours(u) {
             app.metrics.jobs_not_ours.inc();
             tracing::info!(job = u.job_id, repo = %u.repo, labels = ?u.labels, "queued job matches no pool or target: not ours");
@@ -165,4 +173,23 @@ fn answer(
     }
     app.wake.notify_one();
     (StatusCode::ACCEPTED, "accepted\n".into())
+}
+
+/// A job started on a runner: if the runner is ours, record what it ran (in the background:
+/// `scontrol` must not hold up GitHub's delivery).
+fn account(app: &IntakeState, u: &JobUpdate) {
+    let Some(runner) = u.runner_name.clone() else {
+        return;
+    };
+    if u.status != JobStatus::InProgress && u.status != JobStatus::Completed {
+        return;
+    }
+    let job = RanJob {
+        repo: u.repo.clone(),
+        workflow: u.workflow.clone(),
+        run_id: Some(u.run_id as i64),
+        job_id: u.job_id.to_string(),
+    };
+    let (db, slurm, metrics) = (app.db.clone(), app.slurm.clone(), app.metrics.clone());
+    tokio::spawn(async move { accounting::record(&db, &slurm, &metrics, &runner, &job).await });
 }

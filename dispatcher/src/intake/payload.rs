@@ -21,6 +21,8 @@ struct WorkflowJob {
     #[serde(default)]
     runner_name: Option<String>,
     #[serde(default)]
+    workflow_name: Option<String>,
+    #[serde(default)]
     created_at: Option<String>,
     #[serde(default)]
     started_at: Option<String>,
@@ -57,6 +59,7 @@ pub fn parse_workflow_job(body: &[u8]) -> Result<(String, JobUpdate), MalformedP
             labels: event.workflow_job.labels,
             status,
             runner_name: event.workflow_job.runner_name.filter(|n| !n.is_empty()),
+            workflow: event.workflow_job.workflow_name,
             created_at: event
                 .workflow_job
                 .created_at

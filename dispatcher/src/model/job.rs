@@ -69,6 +69,8 @@ pub struct JobUpdate {
     pub labels: Vec<String>,
     pub status: JobStatus,
     pub runner_name: Option<String>,
+    /// The workflow's name, when given (for accounting).
+    pub workflow: Option<String>,
     /// GitHub's `created_at` / `started_at`, epoch seconds, when given.
     pub created_at: Option<i64>,
     pub started_at: Option<i64>,

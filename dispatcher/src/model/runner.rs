@@ -80,6 +80,11 @@ pub struct RunnerRow {
     pub ticket_hash: Option<String>,
     pub ticket_expires_at: Option<i64>,
     pub ticket_redeemed_at: Option<i64>,
+    /// The runner scale set it belongs to (listener intake); `None`: registered through the
+    /// REST API (webhook intake).
+    pub scale_set_id: Option<u64>,
+    /// The GitHub job it ran (repository, workflow, run, job), once it took one.
+    pub ran_job: Option<String>,
 }
 
 impl RunnerRow {
@@ -157,6 +162,8 @@ impl RunnerRow {
             ticket_hash: None,
             ticket_expires_at: None,
             ticket_redeemed_at: None,
+            scale_set_id: None,
+            ran_job: None,
         }
     }
 

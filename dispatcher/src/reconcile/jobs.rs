@@ -1,11 +1,13 @@
-//! Jobs from GitHub: queued and running jobs of every target repository (conditional
-//! requests), plus a one-by-one refresh of queued jobs no list showed, so a missed webhook
-//! still creates demand and a missed cancellation or start stops counting as demand.
+//! Jobs from GitHub: queued and running jobs of every webhook target's repositories
+//! (conditional requests), plus a one-by-one refresh of queued jobs no list showed, so a
+//! missed webhook still creates demand and a missed cancellation or start stops counting as
+//! demand. Listener targets are not polled: their scale sets' sessions say what waits.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use super::{Reconciler, JOB_REFRESH_PER_PASS};
+use crate::config::Intake;
 use crate::model::{JobRow, JobStatus, JobUpdate};
 use crate::store;
 
@@ -15,7 +17,14 @@ impl Reconciler {
     pub(super) async fn sync_jobs_from_github(&self) {
         let mut complete = true;
         let mut seen = HashSet::new();
-        for target in &self.ctx.config.github.targets {
+        let webhook_targets = self
+            .ctx
+            .config
+            .github
+            .targets
+            .iter()
+            .filter(|t| t.intake == Intake::Webhook);
+        for target in webhook_targets {
             for repo in &target.repositories {
                 match self.ctx.github.active_jobs(&target.scope, repo).await {
                     Ok(jobs) => {
@@ -48,9 +57,13 @@ impl Reconciler {
             .collect();
         complete &= unseen.len() <= JOB_REFRESH_PER_PASS;
         for job in unseen.into_iter().take(JOB_REFRESH_PER_PASS) {
-            let Some(scope) = self.ctx.config.github.scope_for_repo(&job.repo) else {
+            let Some(target) = self.ctx.config.github.target_for_repo(&job.repo) else {
                 continue;
             };
+            if target.intake == Intake::Listener {
+                continue;
+            }
+            let scope = target.scope.clone();
             match self.ctx.github.job(&scope, &job.repo, job.job_id).await {
                 Ok(Some(update)) => refreshed.push(update),
                 // The job is gone on GitHub: it is no demand any more.
@@ -61,6 +74,7 @@ impl Reconciler {
                     labels: job.labels.clone(),
                     status: JobStatus::Completed,
                     runner_name: None,
+                    workflow: None,
                     created_at: None,
                     started_at: None,
                 }),

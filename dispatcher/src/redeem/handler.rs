@@ -228,6 +228,7 @@ impl checks::Facts for Live {
     async fn claim(&mut self, row: &RunnerRow, needed: NeededCheck) -> Result<RunnerRow, Refusal> {
         let config = self.state.config.clone();
         let name = row.name.clone();
+        let waiting = self.state.scale_sets.waiting();
         self.state
             .db
             .call(move |c| {
@@ -247,6 +248,7 @@ impl checks::Facts for Live {
                 let demand = demand(
                     &config,
                     &store::jobs_with_status(&tx, JobStatus::Queued)?,
+                    &waiting,
                     &store::live_runners(&tx)?,
                     &Mapping::new(store::repo_users(&tx)?),
                 );
@@ -311,12 +313,9 @@ async fn mint_and_seal(
     };
     let minted = tokio::time::timeout(
         GITHUB_BUDGET,
-        state.github.generate_jitconfig(
-            &scope,
-            &claimed.name,
-            &pool.labels,
-            state.config.github.runner_group_id,
-        ),
+        state
+            .registrations
+            .mint(&scope, &claimed.name, &pool.labels, claimed.scale_set_id),
     )
     .await;
     let failure = match minted {

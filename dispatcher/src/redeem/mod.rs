@@ -19,9 +19,10 @@ use std::sync::Arc;
 pub use handler::redeem;
 pub use ticket::{ticket_hash, Ticket};
 
-use crate::clients::github::GithubClient;
 use crate::clients::slurm::Slurm;
 use crate::config::Config;
+use crate::registrations::Registrations;
+use crate::scale_sets::ScaleSets;
 use crate::store::Db;
 use crate::telemetry::Metrics;
 
@@ -32,8 +33,10 @@ pub struct RedeemState {
     pub config: Arc<Config>,
     pub db: Db,
     pub metrics: Arc<Metrics>,
-    /// Mints JIT configs for claimed tickets.
-    pub github: Arc<GithubClient>,
+    /// Mints JIT configs for claimed tickets (REST, or the runner's scale set).
+    pub registrations: Registrations,
+    /// The listeners' scale sets, whose waiting jobs are demand too.
+    pub scale_sets: ScaleSets,
     /// Asks where the redeeming job runs.
     pub slurm: Slurm,
 }

@@ -24,9 +24,18 @@ pub struct RunnerInfo {
 /// Demand and supply of one pool in one registration scope.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScopeDemand {
-    /// Unassigned queued job ids, oldest first.
+    /// Unassigned queued job ids, oldest first (webhook intake: we know each job).
     pub queued_jobs: Vec<u64>,
+    /// Jobs waiting that we know only by count (listener intake: a scale set's statistics).
+    pub waiting_count: usize,
     pub runners: Vec<RunnerInfo>,
+}
+
+impl ScopeDemand {
+    /// Every job waiting for a runner, known by id or by count.
+    pub fn waiting(&self) -> usize {
+        self.queued_jobs.len() + self.waiting_count
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +47,8 @@ pub struct PoolDemand {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
-    /// New runners to create: (scope, the queued job each one is made for).
-    pub create: Vec<(String, u64)>,
+    /// New runners to create: (scope, the queued job each one is made for, if known by id).
+    pub create: Vec<(String, Option<u64>)>,
     /// Runners whose pending Slurm job should be cancelled.
     pub cancel: Vec<String>,
     /// Queued jobs that cannot get a runner now because the pool is full.
@@ -53,16 +62,23 @@ pub fn decide(pool: &PoolDemand) -> Decision {
 
     for (scope, demand) in &pool.scopes {
         let spare = demand.runners.iter().filter(|r| r.phase.is_spare()).count();
-        let queued = demand.queued_jobs.len();
+        let queued = demand.waiting();
         if queued > spare {
-            // The first `spare` queued jobs are covered by runners on their way.
-            let uncovered = &demand.queued_jobs[spare..];
-            let take = uncovered.len().min(room);
+            // The first `spare` waiting jobs are covered by runners on their way; jobs known
+            // by id come first (oldest first), those known by count after.
+            let uncovered = demand
+                .queued_jobs
+                .iter()
+                .map(|job| Some(*job))
+                .chain(std::iter::repeat_n(None, demand.waiting_count))
+                .skip(spare);
+            let want = queued - spare;
+            let take = want.min(room);
             room -= take;
-            decision.blocked_by_max += uncovered.len() - take;
+            decision.blocked_by_max += want - take;
             decision
                 .create
-                .extend(uncovered[..take].iter().map(|job| (scope.clone(), *job)));
+                .extend(uncovered.take(take).map(|job| (scope.clone(), job)));
         } else if spare > queued {
             let surplus = spare - queued;
             let mut pending: Vec<&RunnerInfo> = demand
@@ -106,6 +122,7 @@ mod tests {
                         s.to_string(),
                         ScopeDemand {
                             queued_jobs: q,
+                            waiting_count: 0,
                             runners: r,
                         },
                     )
@@ -128,9 +145,9 @@ mod tests {
         assert_eq!(
             d.create,
             vec![
-                ("org:a".into(), 1),
-                ("org:a".into(), 2),
-                ("org:a".into(), 3)
+                ("org:a".into(), Some(1)),
+                ("org:a".into(), Some(2)),
+                ("org:a".into(), Some(3))
             ]
         );
         assert!(d.cancel.is_empty());
@@ -148,7 +165,7 @@ mod tests {
                 10,
                 vec![("org:a", vec![1, 2], vec![runner("r", phase, 0)])],
             ));
-            assert_eq!(d.create, vec![("org:a".into(), 2)], "{phase:?}");
+            assert_eq!(d.create, vec![("org:a".into(), Some(2))], "{phase:?}");
         }
     }
 
@@ -159,7 +176,7 @@ mod tests {
             runner("b2", RunnerPhase::Busy, 0),
         ];
         let d = decide(&pool(3, vec![("org:a", vec![7, 8], busy)]));
-        assert_eq!(d.create, vec![("org:a".into(), 7)]);
+        assert_eq!(d.create, vec![("org:a".into(), Some(7))]);
         assert_eq!(d.blocked_by_max, 1);
     }
 
@@ -209,6 +226,41 @@ mod tests {
     }
 
     #[test]
+    fn jobs_known_by_count_need_runners_like_jobs_known_by_id() {
+        let demand = |count, runners| PoolDemand {
+            max_runners: 3,
+            scopes: [(
+                "org:a".to_string(),
+                ScopeDemand {
+                    queued_jobs: vec![9],
+                    waiting_count: count,
+                    runners,
+                },
+            )]
+            .into(),
+        };
+        let d = decide(&demand(4, vec![runner("s", RunnerPhase::Starting, 0)]));
+        // 5 waiting, 1 spare: 4 more wanted, 2 fit under max_runners 3.
+        assert_eq!(
+            d.create,
+            vec![("org:a".into(), None), ("org:a".into(), None)]
+        );
+        assert_eq!(d.blocked_by_max, 2);
+        let d = decide(&demand(0, vec![]));
+        assert_eq!(d.create, vec![("org:a".into(), Some(9))]);
+        let pending = vec![
+            runner("p1", RunnerPhase::SlurmPending, 1),
+            runner("p2", RunnerPhase::SlurmPending, 2),
+        ];
+        let d = decide(&demand(0, pending));
+        assert_eq!(
+            d.cancel,
+            vec!["p2".to_string()],
+            "the statistics fell: surplus cancelled"
+        );
+    }
+
+    #[test]
     fn never_cancels_a_runner_with_a_job() {
         let runners = vec![
             runner("busy", RunnerPhase::Busy, 9),
@@ -231,7 +283,7 @@ mod tests {
                 ("repo:b/c", vec![5], vec![]),
             ],
         ));
-        assert_eq!(d.create, vec![("repo:b/c".into(), 5)]);
+        assert_eq!(d.create, vec![("repo:b/c".into(), Some(5))]);
         assert_eq!(d.cancel, vec!["p".to_string()]);
     }
 

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use super::decide::{PoolDemand, RunnerInfo, ScopeDemand};
 use super::placement::{placement_key, Mapping};
 use super::pools;
-use crate::config::Config;
+use crate::config::{Config, Intake};
 use crate::model::{JobRow, Placement, RunnerRow};
+use crate::scale_sets::ScaleSetWaiting;
 use crate::telemetry::RefusedJob;
 
 /// Queued jobs and live runners, grouped by pool and placement.
@@ -22,6 +23,9 @@ pub struct Demand {
     pub placements: HashMap<String, Placement>,
     /// Queued jobs of ours that get no runner, and why.
     pub refused: Vec<RefusedJob>,
+    /// The scale set of each (pool, placement key) fed by a listener: its new runners are
+    /// that set's.
+    pub scale_sets: HashMap<(String, String), u64>,
 }
 
 /// Demand for a runner like one given (same pool and placement), as redemption checks it.
@@ -34,10 +38,18 @@ pub struct RunnerDemand {
     pub others_ready: usize,
 }
 
-/// Group unassigned queued jobs (by the pool their labels select and their placement) and
-/// live runners (by their pool and placement). Demand is grouped by placement (scope, user,
-/// account): a runner only serves jobs that would run as the same user.
-pub fn demand(config: &Config, queued: &[JobRow], live: &[RunnerRow], mapping: &Mapping) -> Demand {
+/// Group unassigned queued jobs (by the pool their labels select and their placement), the
+/// jobs waiting in listener scale sets (by their pool and the target's placement) and live
+/// runners (by their pool and placement). Demand is grouped by placement (scope, user,
+/// account): a runner only serves jobs that would run as the same user. A job of a listener
+/// target heard of by webhook is not counted: its scale set's statistics count it.
+pub fn demand(
+    config: &Config,
+    queued: &[JobRow],
+    scale_sets: &[ScaleSetWaiting],
+    live: &[RunnerRow],
+    mapping: &Mapping,
+) -> Demand {
     let mut pools: BTreeMap<String, PoolDemand> = config
         .pools
         .iter()
@@ -51,7 +63,16 @@ pub fn demand(config: &Config, queued: &[JobRow], live: &[RunnerRow], mapping: &
         .collect();
     let mut placements: HashMap<String, Placement> = HashMap::new();
     let mut refused = Vec::new();
-    for job in queued.iter().filter(|j| j.runner_name.is_none()) {
+    let by_listener = |repo: &str| {
+        config
+            .github
+            .target_for_repo(repo)
+            .is_some_and(|t| t.intake == Intake::Listener)
+    };
+    for job in queued
+        .iter()
+        .filter(|j| j.runner_name.is_none() && !by_listener(&j.repo))
+    {
         let Some(pool) = pools::select(&config.pools, &job.labels) else {
             continue;
         };
@@ -77,6 +98,37 @@ pub fn demand(config: &Config, queued: &[JobRow], live: &[RunnerRow], mapping: &
                 .push(job.job_id);
         }
     }
+    let mut set_ids = HashMap::new();
+    for set in scale_sets {
+        let Some(target) = config
+            .github
+            .targets
+            .iter()
+            .find(|t| t.scope.key() == set.scope)
+        else {
+            continue;
+        };
+        let placement = match mapping.place_listener(config, target) {
+            Ok(p) => p,
+            Err(refusal) => {
+                if set.waiting > 0 {
+                    // No job id in a scale set's count: the set's id stands for its jobs.
+                    refused.push(RefusedJob {
+                        job_id: set.scale_set_id,
+                        repo: set.scope.clone(),
+                        reason: refusal.reason().to_string(),
+                    });
+                }
+                continue;
+            }
+        };
+        let key = placement.key();
+        placements.entry(key.clone()).or_insert(placement);
+        if let Some(d) = pools.get_mut(&set.pool) {
+            d.scopes.entry(key.clone()).or_default().waiting_count += set.waiting;
+            set_ids.insert((set.pool.clone(), key), set.scale_set_id);
+        }
+    }
     for row in live {
         if let Some(d) = pools.get_mut(&row.pool) {
             d.scopes
@@ -95,6 +147,7 @@ pub fn demand(config: &Config, queued: &[JobRow], live: &[RunnerRow], mapping: &
         pools,
         placements,
         refused,
+        scale_sets: set_ids,
     }
 }
 
@@ -109,7 +162,7 @@ impl Demand {
             };
         };
         RunnerDemand {
-            queued: group.queued_jobs.len(),
+            queued: group.waiting(),
             others_ready: group
                 .runners
                 .iter()
@@ -239,11 +292,32 @@ max_runners = 10
             },
         ];
         assert_eq!(
-            demand(&config, &jobs, &live, &mapping).for_runner(&config, &me),
+            demand(&config, &jobs, &[], &live, &mapping).for_runner(&config, &me),
             RunnerDemand {
                 queued: 2,
                 others_ready: 2
             }
         );
+    }
+
+    #[test]
+    fn a_listener_target_counts_its_scale_set_and_not_its_webhooks() {
+        let mut config = config();
+        config.github.targets[0].intake = Intake::Listener;
+        let jobs = vec![queued(1, "acme/widgets", &["linux"])];
+        let waiting = vec![ScaleSetWaiting {
+            pool: "cpu".into(),
+            scope: "org:acme".into(),
+            scale_set_id: 7,
+            waiting: 3,
+        }];
+        let live = vec![row("r1")];
+        let d = demand(&config, &jobs, &waiting, &live, &Mapping::default());
+        let cpu = &d.pools["cpu"];
+        let key = Placement::key_of("org:acme", Some("svc"), None);
+        assert_eq!(cpu.scopes[&key].queued_jobs, Vec::<u64>::new());
+        assert_eq!(cpu.scopes[&key].waiting_count, 3);
+        assert_eq!(d.scale_sets[&("cpu".to_string(), key)], 7);
+        assert_eq!(d.for_runner(&config, &live[0]).queued, 3);
     }
 }

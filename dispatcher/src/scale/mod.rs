@@ -17,17 +17,29 @@ use std::sync::{Arc, Mutex};
 use crate::clients::slurm::Slurm;
 use crate::config::{Config, PoolConfig};
 use crate::model::{JobStatus, Placement, RunnerPhase, RunnerRow, RunnerState};
+use crate::scale_sets::ScaleSets;
 use crate::store::{self, Db};
 use crate::telemetry::{RefusedJob, Telemetry};
 use decide::PoolDemand;
 use demand::{demand, Demand};
 use placement::Mapping;
 
+/// A runner a scale pass wants created.
+#[derive(Debug, Clone)]
+pub struct NewRunner {
+    pub pool: PoolConfig,
+    pub placement: Placement,
+    /// The queued job it is made for, when known by id (webhook intake).
+    pub for_job: Option<u64>,
+    /// The scale set it joins (listener intake); `None`: registered through REST.
+    pub scale_set_id: Option<u64>,
+}
+
 /// What a scale pass leaves to submission.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// Runners to create: the pool, the placement and the queued job each is made for.
-    pub create: Vec<(PoolConfig, Placement, u64)>,
+    /// Runners to create.
+    pub create: Vec<NewRunner>,
     /// Some pool is at `max_runners` while jobs wait.
     pub saturated: bool,
 }
@@ -39,17 +51,25 @@ pub struct Scaler {
     db: Db,
     slurm: Slurm,
     telemetry: Telemetry,
+    scale_sets: ScaleSets,
     /// Jobs already counted in `jobs_refused_total`, so each is counted once.
     refused_counted: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl Scaler {
-    pub fn new(config: Arc<Config>, db: Db, slurm: Slurm, telemetry: Telemetry) -> Scaler {
+    pub fn new(
+        config: Arc<Config>,
+        db: Db,
+        slurm: Slurm,
+        telemetry: Telemetry,
+        scale_sets: ScaleSets,
+    ) -> Scaler {
         Scaler {
             config,
             db,
             slurm,
             telemetry,
+            scale_sets,
             refused_counted: Arc::new(Mutex::new(HashSet::new())),
         }
     }
@@ -78,7 +98,14 @@ impl Scaler {
             pools,
             placements,
             refused,
-        } = demand(&self.config, &queued, &runners, &Mapping::new(mapping));
+            scale_sets,
+        } = demand(
+            &self.config,
+            &queued,
+            &self.scale_sets.waiting(),
+            &runners,
+            &Mapping::new(mapping),
+        );
         self.publish_refused(refused);
         self.publish_gauges(&pools);
 
@@ -95,9 +122,14 @@ impl Scaler {
                 plan.saturated = true;
                 tracing::debug!(pool = %pool.name, waiting = decision.blocked_by_max, "pool at max_runners");
             }
-            for (key, job) in decision.create {
+            for (key, for_job) in decision.create {
                 if let Some(placement) = placements.get(&key) {
-                    plan.create.push((pool.clone(), placement.clone(), job));
+                    plan.create.push(NewRunner {
+                        pool: pool.clone(),
+                        placement: placement.clone(),
+                        for_job,
+                        scale_set_id: scale_sets.get(&(pool.name.clone(), key)).copied(),
+                    });
                 }
             }
         }
@@ -126,7 +158,7 @@ impl Scaler {
     fn publish_gauges(&self, demand: &BTreeMap<String, PoolDemand>) {
         let metrics = &self.telemetry.metrics;
         for (pool, d) in demand {
-            let queued: usize = d.scopes.values().map(|s| s.queued_jobs.len()).sum();
+            let queued: usize = d.scopes.values().map(|s| s.waiting()).sum();
             metrics.set_queued(pool, queued as i64);
             for phase in RunnerPhase::ALL {
                 let n = d

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{Config, UnmappedPolicy};
+use crate::config::{Config, Target, UnmappedPolicy};
 use crate::model::{Placement, RepoUser, RunnerRow, Scope};
 
 /// Why a job gets no runner although its repository and labels are ours.
@@ -14,12 +14,16 @@ use crate::model::{Placement, RepoUser, RunnerRow, Scope};
 pub enum Refusal {
     /// No mapping for the repository or its owner, and `slurm.unmapped = "refuse"`.
     Unmapped,
+    /// A listener organization whose repositories map to users of their own: its scale sets
+    /// take every repository's jobs, so no runner could be kept to one user's repositories.
+    SplitListener,
 }
 
 impl Refusal {
     pub fn reason(self) -> &'static str {
         match self {
             Refusal::Unmapped => "unmapped",
+            Refusal::SplitListener => "split_listener",
         }
     }
 }
@@ -73,6 +77,43 @@ impl Mapping {
         self.entries.keys().any(|k| k.starts_with(&prefix))
     }
 
+    /// Where the runners of a listener target's scale sets go: the target's scope, as the
+    /// target's key maps (a repository, or the organization as a whole). Refused for an
+    /// organization some of whose repositories map on their own (the API and the config
+    /// refuse to create that; a database from before may hold it).
+    pub fn place_listener(&self, config: &Config, target: &Target) -> Result<Placement, Refusal> {
+        let key = match &target.scope {
+            Scope::Org(org) => {
+                if self.has_repo_entries_under(org) {
+                    return Err(Refusal::SplitListener);
+                }
+                org.clone()
+            }
+            Scope::Repo { owner, name } => format!("{owner}/{name}"),
+        };
+        let (user, account) = self.user_for(config, &key)?;
+        Ok(Placement {
+            scope: target.scope.clone(),
+            user,
+            account,
+        })
+    }
+
+    /// The user (and account) of `key`'s jobs under the mapping and the unmapped policy.
+    fn user_for(
+        &self,
+        config: &Config,
+        key: &str,
+    ) -> Result<(Option<String>, Option<String>), Refusal> {
+        match self.lookup(key) {
+            Some(e) => Ok((Some(e.user.clone()), e.account.clone())),
+            None => match config.slurm.unmapped {
+                UnmappedPolicy::Refuse => Err(Refusal::Unmapped),
+                UnmappedPolicy::ServiceUser => Ok((config.slurm.user.clone(), None)),
+            },
+        }
+    }
+
     /// Where the runner for a job of `repo` goes, `Ok(None)` when the repository is not ours.
     ///
     /// Runners are not bound to jobs: an organization runner may take any job of the
@@ -83,13 +124,7 @@ impl Mapping {
         let Some(mut scope) = config.github.scope_for_repo(repo) else {
             return Ok(None);
         };
-        let (user, account) = match self.lookup(repo) {
-            Some(e) => (Some(e.user.clone()), e.account.clone()),
-            None => match config.slurm.unmapped {
-                UnmappedPolicy::Refuse => return Err(Refusal::Unmapped),
-                UnmappedPolicy::ServiceUser => (config.slurm.user.clone(), None),
-            },
-        };
+        let (user, account) = self.user_for(config, repo)?;
         if let (Scope::Org(org), Some((owner, name))) = (&scope, repo.split_once('/')) {
             if self.has_repo_entries_under(org) {
                 scope = Scope::Repo {
@@ -173,6 +208,25 @@ max_runners = 2
         let p = map.place(&cfg, "acme/widgets").unwrap().unwrap();
         assert_eq!(p.scope, Scope::Org("acme".into()));
         assert_eq!(p.user.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn a_listener_organization_runs_as_its_own_entry_and_refuses_a_split() {
+        let mut cfg = config("service-user");
+        cfg.github.targets[0].intake = crate::config::Intake::Listener;
+        let target = cfg.github.targets[0].clone();
+        let whole = Mapping::new(vec![row("acme", "alice", Some("proj"))]);
+        let p = whole.place_listener(&cfg, &target).unwrap();
+        assert_eq!(p.scope, Scope::Org("acme".into()));
+        assert_eq!(p.user.as_deref(), Some("alice"));
+        let split = Mapping::new(vec![row("acme", "alice", None), row("acme/w", "bob", None)]);
+        assert_eq!(
+            split.place_listener(&cfg, &target),
+            Err(Refusal::SplitListener)
+        );
+        let nobody = Mapping::default();
+        let p = nobody.place_listener(&cfg, &target).unwrap();
+        assert_eq!(p.user.as_deref(), Some("svc"), "unmapped: the service user");
     }
 
     #[test]

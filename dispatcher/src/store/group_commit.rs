@@ -145,6 +145,7 @@ mod tests {
                 labels: vec!["self-hosted".into()],
                 status: JobStatus::parse(action).unwrap(),
                 runner_name: None,
+                workflow: None,
                 created_at: None,
                 started_at: None,
             }),

@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::conversion;
-use crate::model::{now_millis, now_secs, JobRow, JobStatus, JobUpdate};
+use crate::model::{now_millis, JobRow, JobStatus, JobUpdate};
 
 /// What applying a job update changed, for metrics.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -72,12 +72,7 @@ pub fn apply_job_update(conn: &Connection, u: &JobUpdate) -> rusqlite::Result<Jo
             // A JIT runner takes one job and leaves: its slot is free now, not when a
             // reconcile pass sees its Slurm job gone. Only rows whose sbatch is recorded:
             // a `submitting` row is crash recovery's to adopt.
-            let finished = conn.execute(
-                "UPDATE runners SET state = 'finished', finished_at = COALESCE(finished_at, ?2)
-                 WHERE name = ?1 AND state IN ('submitted', 'cancelling')",
-                params![runner, now_secs()],
-            )?;
-            transition.runner_finished = finished > 0;
+            transition.runner_finished = super::runners::finish_runner_after_job(conn, runner)?;
         }
     }
     Ok(transition)

@@ -76,6 +76,22 @@ CREATE UNIQUE INDEX runners_by_ticket_hash ON runners(ticket_hash);
 ALTER TABLE deliveries ADD COLUMN body_sha256 TEXT;
 CREATE UNIQUE INDEX deliveries_by_body ON deliveries(body_sha256);
 "#,
+    r#"
+-- Runner scale sets (listener intake), one per pool and registration scope, and the last
+-- message of its session that was applied: a message at or below it is a redelivery.
+CREATE TABLE scale_sets (
+    pool            TEXT NOT NULL,
+    scope           TEXT NOT NULL,
+    scale_set_id    INTEGER NOT NULL,
+    name            TEXT NOT NULL,
+    last_message_id INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (pool, scope)
+);
+-- The scale set a runner was made for (NULL: registered through the REST API), and what
+-- GitHub job it ran (accounting; the text put in its Slurm job's comment).
+ALTER TABLE runners ADD COLUMN scale_set_id INTEGER;
+ALTER TABLE runners ADD COLUMN ran_job TEXT;
+"#,
 ];
 
 /// Applies the migrations `conn` has not seen yet, each in its own transaction.

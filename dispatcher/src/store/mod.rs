@@ -13,6 +13,7 @@ mod jobs;
 mod migrations;
 mod repo_users;
 mod runners;
+mod scale_sets;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ pub use deliveries::{record_delivery, record_delivery_in, Delivery, DeliveryOutc
 pub use jobs::{apply_job_update, job, jobs_with_status, JobTransition};
 pub use repo_users::{replace_repositories, repo_users, repositories_of, seed_repo_users};
 pub use runners::*;
+pub use scale_sets::{apply_message, scale_set, upsert_scale_set, ScaleSetRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -12,7 +12,7 @@ fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.map(|x| x as u64)
 }
 
-const RUNNER_COLUMNS: &str = "name, pool, scope, state, for_job_id, github_runner_id, slurm_job_id, slurm_state, online, ever_online, busy, assigned_job_id, last_error, created_at, submitted_at, slurm_started_at, finished_at, run_as, account, ticket_hash, ticket_expires_at, ticket_redeemed_at";
+const RUNNER_COLUMNS: &str = "name, pool, scope, state, for_job_id, github_runner_id, slurm_job_id, slurm_state, online, ever_online, busy, assigned_job_id, last_error, created_at, submitted_at, slurm_started_at, finished_at, run_as, account, ticket_hash, ticket_expires_at, ticket_redeemed_at, scale_set_id, ran_job";
 
 fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunnerRow> {
     let name: String = r.get(0)?;
@@ -46,6 +46,8 @@ fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunnerRow> {
         ticket_hash: r.get(19)?,
         ticket_expires_at: r.get(20)?,
         ticket_redeemed_at: r.get(21)?,
+        scale_set_id: opt_u64(r.get(22)?),
+        ran_job: r.get(23)?,
     })
 }
 
@@ -289,4 +291,49 @@ pub fn set_runners_github(
 
 fn in_runner(name: &str, e: UnknownState) -> String {
     format!("runner {name}: {e}")
+}
+
+/// The runner is one of scale set `scale_set_id`'s (its JIT config comes from the set).
+pub fn set_runner_scale_set(
+    conn: &Connection,
+    name: &str,
+    scale_set_id: u64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runners SET scale_set_id = ?2 WHERE name = ?1",
+        params![name, scale_set_id as i64],
+    )?;
+    Ok(())
+}
+
+/// The runner took a job (accounting): busy from now on, and what it ran. `None` when no
+/// runner of ours has that name; else its Slurm job, if recorded, for the comment.
+pub fn set_runner_ran(
+    conn: &Connection,
+    name: &str,
+    ran_job: &str,
+) -> rusqlite::Result<Option<Option<u64>>> {
+    let changed = conn.execute(
+        "UPDATE runners SET ran_job = ?2, busy = 1 WHERE name = ?1",
+        params![name, ran_job],
+    )?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT slurm_job_id FROM runners WHERE name = ?1",
+        params![name],
+        |r| Ok(Some(opt_u64(r.get(0)?))),
+    )
+}
+
+/// The runner's job ended (its JIT registration is spent): finished, its slot free now.
+/// Only rows whose sbatch is recorded; true when this call finished it.
+pub fn finish_runner_after_job(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    let finished = conn.execute(
+        "UPDATE runners SET state = 'finished', busy = 0, finished_at = COALESCE(finished_at, ?2)
+         WHERE name = ?1 AND state IN ('submitted', 'cancelling')",
+        params![name, now_secs()],
+    )?;
+    Ok(finished > 0)
 }

@@ -14,6 +14,7 @@ fn update(job_id: u64, status: &str, runner: Option<&str>) -> JobUpdate {
         labels: vec!["self-hosted".into(), "linux".into()],
         status: JobStatus::parse(status).unwrap(),
         runner_name: runner.map(str::to_string),
+        workflow: None,
         created_at: None,
         started_at: None,
     }

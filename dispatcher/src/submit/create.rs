@@ -11,9 +11,10 @@ use rand::Rng;
 use super::Submitter;
 use crate::clients::github::MintError;
 use crate::clients::slurm::RunnerCredential;
-use crate::config::{PoolConfig, RunnerCredentials};
-use crate::model::{now_secs, Placement, RunnerState};
+use crate::config::RunnerCredentials;
+use crate::model::{now_secs, RunnerState};
 use crate::redeem::Ticket;
+use crate::scale::NewRunner;
 use crate::store;
 
 /// A unique runner name of at most 64 characters: `<prefix>-<pool>-<16 hex>`.
@@ -25,34 +26,26 @@ pub fn runner_name(prefix: &str, pool: &str) -> String {
 }
 
 impl Submitter {
-    pub(super) async fn create_runner(
-        &self,
-        pool: &PoolConfig,
-        placement: &Placement,
-        for_job: u64,
-    ) {
-        let name = runner_name(&self.ctx.config.github.runner_name_prefix, &pool.name);
+    pub(super) async fn create_runner(&self, runner: &NewRunner) {
+        let name = runner_name(
+            &self.ctx.config.github.runner_name_prefix,
+            &runner.pool.name,
+        );
         match self.ctx.config.slurm.runner_credentials {
-            RunnerCredentials::Ticket => {
-                self.create_ticket_runner(pool, placement, for_job, name)
-                    .await
-            }
-            RunnerCredentials::Inline => {
-                self.create_inline_runner(pool, placement, for_job, name)
-                    .await
-            }
+            RunnerCredentials::Ticket => self.create_ticket_runner(runner, name).await,
+            RunnerCredentials::Inline => self.create_inline_runner(runner, name).await,
         }
     }
 
-    /// Inline mode: record `minting`, call generate-jitconfig, record the registration, then
+    /// Inline mode: record `minting`, mint the JIT config, record the registration, then
     /// sbatch with the config itself.
-    async fn create_inline_runner(
-        &self,
-        pool: &PoolConfig,
-        placement: &Placement,
-        for_job: u64,
-        name: String,
-    ) {
+    async fn create_inline_runner(&self, runner: &NewRunner, name: String) {
+        let NewRunner {
+            pool,
+            placement,
+            for_job,
+            scale_set_id,
+        } = runner.clone();
         let scope = placement.scope.clone();
         let (n, p, s) = (name.clone(), pool.name.clone(), scope.key());
         let (user, account) = (placement.user.clone(), placement.account.clone());
@@ -61,8 +54,11 @@ impl Submitter {
             .db
             .call(move |c| {
                 let tx = c.transaction()?;
-                store::insert_minting_runner(&tx, &n, &p, &s, Some(for_job))?;
+                store::insert_minting_runner(&tx, &n, &p, &s, for_job)?;
                 store::set_runner_identity(&tx, &n, user.as_deref(), account.as_deref())?;
+                if let Some(id) = scale_set_id {
+                    store::set_runner_scale_set(&tx, &n, id)?;
+                }
                 tx.commit()
             })
             .await
@@ -72,13 +68,8 @@ impl Submitter {
         }
         let minted = self
             .ctx
-            .github
-            .generate_jitconfig(
-                &scope,
-                &name,
-                &pool.labels,
-                self.ctx.config.github.runner_group_id,
-            )
+            .registrations
+            .mint(&scope, &name, &pool.labels, scale_set_id)
             .await;
         let minted = match minted {
             Ok(m) => m,
@@ -103,7 +94,7 @@ impl Submitter {
         let credential = RunnerCredential::JitConfig(minted.encoded_jit_config);
         self.credentials()
             .insert(name.clone(), (credential, Instant::now()));
-        tracing::info!(runner = %name, pool = %pool.name, scope = %scope.key(), job = for_job, "runner registered");
+        tracing::info!(runner = %name, pool = %pool.name, scope = %scope.key(), job = ?for_job, scale_set = ?scale_set_id, "runner registered");
         self.submit(&name).await;
     }
 
@@ -130,17 +121,17 @@ impl Submitter {
     /// `submitting` with the ticket's hash; the ticket itself lives only in memory (for sbatch
     /// retries) and on the sbatch command line. A crash before sbatch loses it, and crash
     /// recovery abandons the row (nothing registered, nothing to delete).
-    async fn create_ticket_runner(
-        &self,
-        pool: &PoolConfig,
-        placement: &Placement,
-        for_job: u64,
-        name: String,
-    ) {
+    async fn create_ticket_runner(&self, runner: &NewRunner, name: String) {
         let ticket = Ticket::issue();
         let expires_at = now_secs().saturating_add(
             i64::try_from(self.ctx.config.slurm.ticket_ttl_secs).unwrap_or(i64::MAX),
         );
+        let NewRunner {
+            pool,
+            placement,
+            for_job,
+            scale_set_id,
+        } = runner.clone();
         let (n, p, s) = (name.clone(), pool.name.clone(), placement.scope.key());
         let (user, account) = (placement.user.clone(), placement.account.clone());
         let hash = ticket.hash().to_string();
@@ -149,8 +140,11 @@ impl Submitter {
             .db
             .call(move |c| {
                 let tx = c.transaction()?;
-                store::insert_ticket_runner(&tx, &n, &p, &s, Some(for_job), &hash, expires_at)?;
+                store::insert_ticket_runner(&tx, &n, &p, &s, for_job, &hash, expires_at)?;
                 store::set_runner_identity(&tx, &n, user.as_deref(), account.as_deref())?;
+                if let Some(id) = scale_set_id {
+                    store::set_runner_scale_set(&tx, &n, id)?;
+                }
                 tx.commit()
             })
             .await
@@ -161,7 +155,7 @@ impl Submitter {
         let credential = RunnerCredential::Ticket(ticket.into_secret());
         self.credentials()
             .insert(name.clone(), (credential, Instant::now()));
-        tracing::info!(runner = %name, pool = %pool.name, scope = %placement.scope.key(), job = for_job, "ticket runner created");
+        tracing::info!(runner = %name, pool = %pool.name, scope = %placement.scope.key(), job = ?for_job, scale_set = ?scale_set_id, "ticket runner created");
         self.submit(&name).await;
     }
 }

@@ -18,8 +18,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::clients::slurm::RunnerCredential;
-use crate::config::PoolConfig;
-use crate::model::{Placement, RunnerState};
+use crate::model::RunnerState;
+use crate::scale::NewRunner;
 use crate::stage::StageContext;
 use backoff::Backoff;
 pub use create::runner_name;
@@ -76,15 +76,15 @@ impl Submitter {
     }
 
     /// Create the runners, `scaling.submit_concurrency` at a time.
-    pub async fn create_all(&self, runners: Vec<(PoolConfig, Placement, u64)>) {
+    pub async fn create_all(&self, runners: Vec<NewRunner>) {
         let limit = Arc::new(Semaphore::new(self.ctx.config.scaling.submit_concurrency));
         let mut tasks = JoinSet::new();
-        for (pool, placement, job) in runners {
+        for runner in runners {
             let this = self.clone();
             let limit = limit.clone();
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                this.create_runner(&pool, &placement, job).await;
+                this.create_runner(&runner).await;
             });
         }
         while tasks.join_next().await.is_some() {}

@@ -31,6 +31,12 @@ pub struct Metrics {
     pub reconcile_errors: Family<Labels, Counter>,
     pub ticket_redemptions: Family<Labels, Counter>,
     pub tickets_unredeemed: Counter,
+    pub actions_calls: Family<Labels, Counter>,
+    pub listener_polls: Counter,
+    pub listener_messages: Family<Labels, Counter>,
+    pub listener_session_conflicts: Counter,
+    pub listener_jobs_acquired: Counter,
+    pub jobs_accounted: Counter,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -65,10 +71,17 @@ impl Metrics {
             reconcile_errors: Family::default(),
             ticket_redemptions: Family::default(),
             tickets_unredeemed: Counter::default(),
+            actions_calls: Family::default(),
+            listener_polls: Counter::default(),
+            listener_messages: Family::default(),
+            listener_session_conflicts: Counter::default(),
+            listener_jobs_acquired: Counter::default(),
+            jobs_accounted: Counter::default(),
             registry: Registry::default(),
         };
         m.register_demand(&mut registry);
         m.register_outcomes(&mut registry);
+        m.register_listener(&mut registry);
         Metrics { registry, ..m }
     }
 
@@ -145,7 +158,7 @@ impl Metrics {
         );
         registry.register(
             "jobs_refused",
-            "Queued jobs of ours given no runner, by reason (unmapped: no user for the repository under slurself.unmapped = \"refuse\")",
+            "Queued jobs of ours given no runner, by reason (unmapped: no user for the repository under slurm.unmapped = \"refuse\")",
             self.jobs_refused.clone(),
         );
         registry.register(
@@ -163,6 +176,59 @@ impl Metrics {
             "Ticket runners whose Slurm job ended without redeeming its ticket (cancelled while pending, refused, failed before redemption)",
             self.tickets_unredeemed.clone(),
         );
+    }
+
+    /// The scale set listener's families (message-queue polls apart from other calls).
+    fn register_listener(&self, registry: &mut Registry) {
+        registry.register(
+            "actions_service_calls",
+            "Actions service calls (runner scale sets) by endpoint and status, message-queue polls included",
+            self.actions_calls.clone(),
+        );
+        registry.register(
+            "listener_polls",
+            "Message-queue long polls made by scale set listeners (not REST: no rate limit)",
+            self.listener_polls.clone(),
+        );
+        registry.register(
+            "listener_messages",
+            "Scale set job messages applied, by type (redeliveries not counted)",
+            self.listener_messages.clone(),
+        );
+        registry.register(
+            "listener_session_conflicts",
+            "Session creations refused because an earlier session is still active (409)",
+            self.listener_session_conflicts.clone(),
+        );
+        registry.register(
+            "listener_jobs_acquired",
+            "Jobs acquired for our scale sets",
+            self.listener_jobs_acquired.clone(),
+        );
+        registry.register(
+            "jobs_accounted",
+            "GitHub jobs recorded against the Slurm job of the runner that ran them",
+            self.jobs_accounted.clone(),
+        );
+    }
+
+    pub fn actions_call(&self, endpoint: &str, status: u16) {
+        self.actions_calls
+            .get_or_create(&vec![
+                ("endpoint".to_string(), endpoint.to_string()),
+                ("status".to_string(), status.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn listener_poll(&self) {
+        self.listener_polls.inc();
+    }
+
+    pub fn listener_message(&self, kind: &str) {
+        self.listener_messages
+            .get_or_create(&vec![("type".to_string(), kind.to_string())])
+            .inc();
     }
 
     pub fn webhook(&self, outcome: &str) {

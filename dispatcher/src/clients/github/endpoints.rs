@@ -1,4 +1,5 @@
-//! The REST endpoints an autoscaler uses: JIT configs, runners, queued and running jobs.
+//! The REST endpoints an autoscaler uses: JIT configs, runners, queued and running jobs,
+//! and the two that open the Actions service to a scale set listener.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -42,14 +43,53 @@ impl GithubClient {
                         runner_id,
                         encoded_jit_config: config.to_string(),
                     }),
-                    _ => Err(MintError::Other(decode_err(
-                        &endpoint,
-                        "missing runner.id or encoded_jit_config",
-                    ))),
+                    _ => Err(MintError::Other(
+                        decode_err(&endpoint, "missing runner.id or encoded_jit_config").into(),
+                    )),
                 }
             }
             Err(GithubError::Status { status: 409, .. }) => Err(MintError::NameTaken),
-            Err(e) => Err(MintError::Other(e)),
+            Err(e) => Err(MintError::Other(e.into())),
+        }
+    }
+
+    /// The Actions service's URL and an admin token for `scope`, as the runner scale set
+    /// protocol bootstraps: a registration token for the scope, then `POST
+    /// /actions/runner-registration` with it (`RemoteAuth`) and the scope's web URL.
+    pub async fn actions_admin_connection(
+        &self,
+        scope: &Scope,
+        config_url: &str,
+    ) -> Result<(String, String), GithubError> {
+        let endpoint = format!(
+            "POST {}",
+            Self::runners_endpoint(scope, "/registration-token")
+        );
+        let path = format!("{}/actions/runners/registration-token", scope.api_prefix());
+        let answer = self
+            .call(Method::POST, &endpoint, scope, &path, None, false)
+            .await?;
+        let registration = answer.body["token"]
+            .as_str()
+            .ok_or_else(|| decode_err(&endpoint, "no token"))?
+            .to_string();
+        let endpoint = "POST /actions/runner-registration";
+        let body = json!({ "url": config_url, "runner_event": "register" });
+        let answer = self
+            .send(
+                Method::POST,
+                endpoint,
+                "/actions/runner-registration",
+                &format!("RemoteAuth {registration}"),
+                Some(&body),
+                false,
+            )
+            .await?;
+        match (answer.body["url"].as_str(), answer.body["token"].as_str()) {
+            (Some(url), Some(token)) if !url.is_empty() && !token.is_empty() => {
+                Ok((url.to_string(), token.to_string()))
+            }
+            _ => Err(decode_err(endpoint, "missing url or token")),
         }
     }
 
@@ -218,6 +258,7 @@ fn job_update(repo: &str, job: &Value) -> Option<JobUpdate> {
             .as_str()
             .filter(|s| !s.is_empty())
             .map(str::to_string),
+        workflow: job["workflow_name"].as_str().map(str::to_string),
         created_at: job["created_at"].as_str().and_then(parse_timestamp),
         started_at: job["started_at"].as_str().and_then(parse_timestamp),
     })

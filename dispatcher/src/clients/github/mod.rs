@@ -131,7 +131,8 @@ pub struct MintedRunner {
 pub enum MintError {
     /// 409: a runner with that name already exists.
     NameTaken,
-    Other(GithubError),
+    /// The REST API's or the Actions service's error (never holding a secret).
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub struct GithubClient {
@@ -208,23 +209,7 @@ impl GithubClient {
         metrics: Arc<Metrics>,
         ca_pem: Option<&[u8]>,
     ) -> Result<GithubClient, GithubError> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .connect_timeout(Duration::from_secs(5))
-            .https_only(base.starts_with("https://"));
-        if let Some(pem) = ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| GithubError::Tls(format!("github.ca_file: {e}")))?;
-            if certs.is_empty() {
-                return Err(GithubError::Tls(
-                    "github.ca_file holds no PEM certificate".into(),
-                ));
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| GithubError::Tls(format!("cannot build the HTTPS client: {e}")))?;
+        let http = https_client(base.starts_with("https://"), ca_pem)?;
         Ok(GithubClient {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -248,6 +233,33 @@ impl GithubClient {
     pub fn blocked_for(&self) -> Option<Duration> {
         lock(&self.blocked_until).and_then(|until| until.checked_duration_since(Instant::now()))
     }
+}
+
+/// The HTTP client every GitHub call goes through: rustls trusting the system's authorities
+/// plus `ca_pem` (`github.ca_file`), the system proxy, and with `https_only` no plain-HTTP
+/// URL at all, redirects included. Calls time out after 20 s unless a request says longer
+/// (a message-queue long poll does).
+pub fn https_client(
+    https_only: bool,
+    ca_pem: Option<&[u8]>,
+) -> Result<reqwest::Client, GithubError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .connect_timeout(Duration::from_secs(5))
+        .https_only(https_only);
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| GithubError::Tls(format!("github.ca_file: {e}")))?;
+        if certs.is_empty() {
+            return Err(GithubError::Tls(
+                "github.ca_file holds no PEM certificate".into(),
+            ));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| GithubError::Tls(format!("cannot build the HTTPS client: {e}")))
 }
 
 fn decode_err(endpoint: &str, message: &str) -> GithubError {
@@ -289,7 +301,7 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
