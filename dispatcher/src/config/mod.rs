@@ -152,6 +152,56 @@ gres = "gpu:1"
 "#;
 
     #[test]
+    fn targets_choose_their_intake_and_a_listener_org_is_mapped_whole() {
+        let listener = GOOD.replace(
+            "{ repo = \"other/thing\" }",
+            "{ repo = \"other/thing\", intake = \"listener\" }, { org = \"labs\", intake = \"listener\" }",
+        );
+        let cfg = Config::parse(&listener).unwrap();
+        let intakes: Vec<Intake> = cfg.github.targets.iter().map(|t| t.intake).collect();
+        assert_eq!(
+            intakes,
+            [Intake::Webhook, Intake::Listener, Intake::Listener]
+        );
+        assert_eq!(cfg.github.listener_targets().count(), 2);
+        assert_eq!(
+            cfg.github.config_url(&Scope::Org("labs".into())),
+            "https://github.com/labs"
+        );
+        let split = listener.replace("\"acme\" = {", "\"labs/one\" = \"carol\", \"acme\" = {");
+        let Err(ConfigError::Invalid { issues }) = Config::parse(&split) else {
+            panic!("a repository of a listener organization mapped on its own was accepted")
+        };
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.message.contains("labs is a listener target")),
+            "{issues:?}"
+        );
+        let unknown = GOOD.replace(
+            "{ repo = \"other/thing\" }",
+            "{ repo = \"other/thing\", intake = \"poll\" }",
+        );
+        assert!(Config::parse(&unknown).is_err());
+    }
+
+    #[test]
+    fn the_enterprise_server_config_url_drops_the_api_path() {
+        let ghes = GOOD.replace(
+            "[github]",
+            "[github]\napi_url = \"https://ghe.example.edu/api/v3\"",
+        );
+        let cfg = Config::parse(&ghes).unwrap();
+        assert_eq!(
+            cfg.github.config_url(&Scope::Repo {
+                owner: "a".into(),
+                name: "b".into()
+            }),
+            "https://ghe.example.edu/a/b"
+        );
+    }
+
+    #[test]
     fn the_shipped_example_is_valid() {
         let cfg = Config::parse(include_str!("../../dispatcher.example.toml")).unwrap();
         assert_eq!(cfg.pools.len(), 2);
