@@ -63,7 +63,30 @@ pub struct Github {
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     pub org: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intake: Option<Intake>,
+}
+
+/// How a target's jobs reach the dispatcher (`intake`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Intake {
+    Webhook,
+    /// A runner scale set per pool, long-polled over outbound HTTPS.
+    Listener,
+}
+
+impl Target {
+    /// An organization whose jobs come through scale set listeners.
+    pub fn listener(org: &str) -> Target {
+        Target {
+            org: org.into(),
+            repositories: Vec::new(),
+            intake: Some(Intake::Listener),
+        }
+    }
 }
 
 /// `[slurm]`.
@@ -221,6 +244,7 @@ impl DispatcherConfig {
                 targets: vec![Target {
                     org: at.org.into(),
                     repositories: at.repositories.to_vec(),
+                    intake: None,
                 }],
             },
             slurm: Slurm {
@@ -279,6 +303,7 @@ mod tests {
                 targets: vec![Target {
                     org: "acme".into(),
                     repositories: vec!["acme/widgets".into()],
+                    intake: None,
                 }],
             },
             slurm: Slurm {

@@ -171,10 +171,11 @@ impl ListenedSet {
         let set = match self.client.find_scale_set(group, &name).await? {
             Some(set) => set,
             None => {
-                let created = self
-                    .client
-                    .create_scale_set(group, &name, &self.pool.labels)
-                    .await?;
+                // The pool's labels, and the set's name as one more: jobs may target the set
+                // either way (`runs-on: [self-hosted, linux, x64]` or `runs-on: slurm-cpu`).
+                let mut labels = self.pool.labels.clone();
+                labels.push(name.clone());
+                let created = self.client.create_scale_set(group, &name, &labels).await?;
                 tracing::info!(pool = %self.pool.name, scope = %self.scope, scale_set = created.id, name = %name, "runner scale set created");
                 created
             }
