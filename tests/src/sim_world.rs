@@ -31,12 +31,18 @@ impl SimWorld {
     /// owner) and the App installed on the organization. Webhooks are set later, once the
     /// receiver's address is known.
     pub async fn start(repos: &[&str]) -> Result<SimWorld> {
+        SimWorld::start_with(repos, SimConfig::default()).await
+    }
+
+    /// As [`SimWorld::start`], with the simulator's other settings from `config` (its TLS
+    /// identity is this world's).
+    pub async fn start_with(repos: &[&str], config: SimConfig) -> Result<SimWorld> {
         let identity = test_ca()?
             .issue(&github_sim::tls::LOOPBACK_NAMES)
             .context("issuing the simulator's certificate")?;
         let sim = Sim::start(SimConfig {
             tls: Some(identity),
-            ..SimConfig::default()
+            ..config
         })
         .await
         .context("starting the GitHub simulator")?;
@@ -63,6 +69,21 @@ impl SimWorld {
             repos: repos.iter().map(|r| format!("{ORG}/{r}")).collect(),
             webhook_secret: random_hex(24)?,
         })
+    }
+
+    /// Another organization `org` with `repos`, the App installed on it too.
+    pub fn add_org_with_app(&self, org: &str, repos: &[&str]) -> Result<u64> {
+        self.sim.add_org(org);
+        for repo in repos {
+            self.sim.add_repo(org, repo);
+        }
+        self.sim
+            .add_installation(InstallationSpec {
+                app_id: APP_ID,
+                account: org.into(),
+                permissions: None,
+            })
+            .with_context(|| format!("installing the App on {org}"))
     }
 
     /// Sends the App's webhooks to `url`, signed with this world's secret.
