@@ -34,6 +34,15 @@ pub struct SimConfig {
     /// Act as a GitHub Enterprise Server: the REST API under `/api/v3`, and webhooks carrying
     /// `X-GitHub-Enterprise-Host` and `X-GitHub-Enterprise-Version`.
     pub enterprise: Option<Enterprise>,
+    /// Lifetime of the Actions service admin token (`POST /actions/runner-registration`); the
+    /// service answers 401 after it.
+    pub actions_admin_token_ttl: Duration,
+    /// A scale set's message session not heard from (poll, acknowledge, acquire, refresh) this
+    /// long expires, as one abandoned by a crashed listener does. Keep it above
+    /// `message_poll_timeout`.
+    pub scaleset_session_ttl: Duration,
+    /// How long a message poll with nothing to deliver is held before answering 202.
+    pub message_poll_timeout: Duration,
 }
 
 /// What a GitHub Enterprise Server says about itself in its webhooks.
@@ -64,6 +73,9 @@ impl Default for SimConfig {
             secondary_points_per_minute: 900,
             tls: None,
             enterprise: None,
+            actions_admin_token_ttl: Duration::from_secs(3600),
+            scaleset_session_ttl: Duration::from_secs(120),
+            message_poll_timeout: Duration::from_secs(50),
         }
     }
 }

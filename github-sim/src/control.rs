@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::SimError;
-use crate::faults::Faults;
+use crate::faults::{Faults, ScaleSetFaults};
 use crate::model::*;
 use crate::scenario::Scenario;
 use crate::shared::Shared;
@@ -35,6 +35,10 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/_sim/deliveries", get(deliveries))
         .route("/_sim/deliveries/{id}/redeliver", post(redeliver))
         .route("/_sim/faults", get(get_faults).put(put_faults))
+        .route(
+            "/_sim/scaleset/faults",
+            get(get_scaleset_faults).put(put_scaleset_faults),
+        )
         .route("/_sim/scenario", post(scenario))
 }
 
@@ -157,6 +161,15 @@ async fn get_faults(State(s): S) -> Json<Faults> {
 
 async fn put_faults(State(s): S, Json(f): Json<Faults>) -> StatusCode {
     s.mutate(|w| w.faults = f);
+    StatusCode::NO_CONTENT
+}
+
+async fn get_scaleset_faults(State(s): S) -> Json<ScaleSetFaults> {
+    Json(s.lock().scale.faults.clone())
+}
+
+async fn put_scaleset_faults(State(s): S, Json(f): Json<ScaleSetFaults>) -> StatusCode {
+    s.mutate(|w| w.scale.faults = f);
     StatusCode::NO_CONTENT
 }
 

@@ -79,3 +79,31 @@ impl Faults {
         }
     }
 }
+
+/// Fault knobs of the runner scale set protocol (the Actions service and its message queue),
+/// apart from the REST ones: GitHub serves them from another host with other failure modes.
+/// "Next N" counters decrement each time the fault fires.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScaleSetFaults {
+    /// The next N session creations answer 409 `TaskAgentSessionConflictException`.
+    pub session_conflicts: u32,
+    /// The next N message-queue calls (poll, delete, acquire) find their token expired: 401,
+    /// and the session's token stays expired until the session is refreshed (PATCH).
+    pub expire_queue_tokens: u32,
+    /// The next N Actions-service calls (queue included) answer 503.
+    pub server_errors: u32,
+    /// Percentage (0–100) of Actions-service calls (queue included) that answer 503.
+    pub server_error_percent: u32,
+    /// Every message poll waits this long before looking at the queue.
+    pub poll_delay_ms: u64,
+    /// The next N polls deliver again the last message already acknowledged (same id).
+    pub redeliver_messages: u32,
+    /// The re-offer quirk: a `JobAvailable` not acquired within this many ms (0 = off) comes
+    /// back as `JobAssigned` then `JobCompleted` "canceled", and is offered again under a new
+    /// request id, up to three times per job.
+    pub reoffer_after_ms: u64,
+    /// The next N `acquirejobs` calls acquire one id fewer than asked (the last one), which is
+    /// offered again in the next message.
+    pub acquire_fewer: u32,
+}

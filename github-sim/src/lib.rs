@@ -15,6 +15,7 @@ pub mod render;
 pub mod rest;
 pub mod runner_api;
 pub mod runner_install;
+pub mod scaleset;
 pub mod scenario;
 pub mod shared;
 pub mod signature;
@@ -26,7 +27,7 @@ pub mod tls;
 pub mod webhooks;
 
 pub use config::SimConfig;
-pub use faults::Faults;
+pub use faults::{Faults, ScaleSetFaults};
 pub use model::{
     AppSpec, Counters, DeliveryRecord, EndpointCount, InstallationSpec, JobSpec, JobView,
     RunCreated, RunView, RunnerView, SimSnapshot, WebhookTarget, WorkflowSpec,

@@ -175,6 +175,56 @@ pub struct Counters {
     pub jit_configs_issued: u64,
     pub jit_configs_expired: u64,
     pub runner_sessions: u64,
+    /// The runner scale set protocol, counted apart from the REST calls above.
+    #[serde(default)]
+    pub scaleset: ScaleSetCounters,
+    /// Every workflow job a runner took: which runners (names, in order) and how many times it
+    /// was assigned to one. A job that ran once has exactly one entry and `assignments == 1`.
+    #[serde(default)]
+    pub job_runs: BTreeMap<u64, JobRun>,
+}
+
+/// Who ran one workflow job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobRun {
+    pub runner_names: Vec<String>,
+    pub assignments: u32,
+}
+
+/// Counters of the runner scale set protocol.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ScaleSetCounters {
+    /// Actions-service calls (admin token; `acquirejobs` too), keyed `"<METHOD> <route>"`
+    /// with the route relative to the service URL, e.g. `"POST _apis/runtime/runnerscalesets"`.
+    /// Message polls and acknowledgements are not in here.
+    pub actions: BTreeMap<String, EndpointCount>,
+    /// `GET {messageQueueUrl}` calls (any answer).
+    pub queue_polls: u64,
+    /// `DELETE {messageQueueUrl}/{id}` calls (any answer).
+    pub queue_deletes: u64,
+    /// `POST /actions/runner-registration` answered with an admin token.
+    pub admin_tokens_issued: u64,
+    pub scale_sets_created: u64,
+    pub scale_sets_deleted: u64,
+    pub sessions_created: u64,
+    pub sessions_deleted: u64,
+    pub sessions_expired: u64,
+    pub sessions_refreshed: u64,
+    /// Session creations refused with 409 (a live session, or the injected fault).
+    pub session_conflicts: u64,
+    /// Sessions open now.
+    pub sessions_active: u64,
+    /// Messages answered to a poll (redeliveries included) and acknowledged.
+    pub messages_delivered: u64,
+    pub messages_redelivered: u64,
+    pub messages_acked: u64,
+    pub jobs_offered: u64,
+    pub jobs_acquired: u64,
+    /// Offers that came back through the re-offer quirk.
+    pub jobs_reoffered: u64,
+    /// JIT configs issued per scale set id.
+    pub runners_per_set: BTreeMap<u64, u64>,
 }
 
 impl Counters {

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Enterprise, SimConfig};
 use crate::error::SimError;
-use crate::faults::Faults;
+use crate::faults::{Faults, ScaleSetFaults};
 use crate::model::*;
 use crate::shared::Shared;
 use crate::tls::ServerIdentity;
@@ -113,7 +113,8 @@ impl Sim {
         } else {
             Router::new().nest(prefix, api)
         }
-        .merge(crate::control::router());
+        .merge(crate::control::router())
+        .merge(crate::scaleset::router(shared.clone()));
         if runner.is_none() {
             app = app.merge(crate::runner_api::router());
         }
@@ -129,6 +130,7 @@ impl Sim {
         }
         tasks.push(tokio::spawn(crate::webhooks::worker(shared.clone(), rx)));
         tasks.push(sweeper(shared.clone()));
+        tasks.push(scaleset_sweeper(shared.clone()));
         Ok(Sim {
             shared,
             addr,
@@ -242,6 +244,24 @@ impl Sim {
         self.shared.lock().faults.clone()
     }
 
+    /// The scale set protocol's fault knobs (effective immediately).
+    pub fn set_scaleset_faults(&self, faults: ScaleSetFaults) {
+        self.shared.mutate(|w| w.scale.faults = faults);
+    }
+
+    pub fn scaleset_faults(&self) -> ScaleSetFaults {
+        self.shared.lock().scale.faults.clone()
+    }
+
+    /// A scale set's statistics as its messages carry them (`None`: no such set).
+    pub fn scale_set_statistics(&self, id: u64) -> Option<serde_json::Value> {
+        let w = self.shared.lock();
+        w.scale
+            .sets
+            .contains_key(&id)
+            .then(|| w.scale_set_statistics(id))
+    }
+
     /// Polls the state (`test_support::wait_until_async`) until `cond` holds or `timeout`
     /// passes; true if it held.
     pub async fn wait_for(&self, timeout: Duration, cond: impl Fn(&SimSnapshot) -> bool) -> bool {
@@ -301,6 +321,26 @@ fn sweeper(shared: Arc<Shared>) -> JoinHandle<()> {
                 w.reap_lost_runners(offline);
                 w.expire_queued(queue);
             });
+        }
+    })
+}
+
+/// The scale set protocol's clock: abandoned sessions expire, the re-offer quirk fires, and
+/// queued jobs are routed to their sets; long polls are woken when that made news.
+fn scaleset_sweeper(shared: Arc<Shared>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let ttl = shared.config.scaleset_session_ttl;
+        let tick = (ttl / 4).clamp(Duration::from_millis(20), Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(tick).await;
+            let news = shared.mutate_quiet(|w| {
+                let expired = w.expire_sessions(ttl);
+                let reoffered = w.reoffer_sweep();
+                expired || reoffered
+            });
+            if news {
+                shared.changed.notify_waiters();
+            }
         }
     })
 }

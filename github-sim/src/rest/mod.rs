@@ -79,6 +79,10 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
             post(apps::hook_redeliver),
         )
         .route("/rate_limit", get(apps::rate_limit))
+        .route(
+            "/actions/runner-registration",
+            post(crate::scaleset::bootstrap::runner_registration),
+        )
         .route_layer(middleware::from_fn_with_state(shared, layer::api_layer))
 }
 

@@ -14,10 +14,9 @@ use super::paging::{json_with_link, paginate, Paging};
 use super::scope::ScopePath;
 use super::{ok, ApiResult, S};
 use crate::error::ApiError;
-use crate::jit::{self, CredentialsFile, JitConfig, RunnerFile};
 use crate::render;
 use crate::shared::Shared;
-use crate::state::{random_token, IssuedJitConfig, Scope, World};
+use crate::state::{random_token, JitRegistration, Scope, World};
 use crate::time::iso;
 
 struct JitRequest {
@@ -104,39 +103,18 @@ fn generate_jit(s: &Shared, scope: Scope, git_hub_path: String, body: &Bytes) ->
         return Err(ApiError::not_found());
     }
     let (runner_json, encoded) = s.mutate(|w| -> Result<(Value, String), ApiError> {
-        let id = w
-            .register_runner(scope, &req.name, req.labels.clone(), true)
+        let reg = JitRegistration {
+            scope,
+            name: req.name,
+            labels: req.labels,
+            work_folder: req.work_folder,
+            git_hub_path,
+            scale_set: None,
+        };
+        let (id, encoded) = w
+            .issue_jit(reg, (&s.runner_base_url, &s.base_url))
             .map_err(|_| ApiError::new(409, "Already exists"))?;
-        w.counters.jit_configs_issued += 1;
-        let r = &w.runners[&id];
-        let cfg = JitConfig {
-            runner: RunnerFile {
-                agent_id: id,
-                agent_name: r.name.clone(),
-                pool_id: 1,
-                pool_name: "Default".into(),
-                server_url: format!("{}/_runner", s.runner_base_url),
-                git_hub_url: format!("{}/_html/{git_hub_path}", s.base_url),
-                work_folder: req.work_folder.clone(),
-                use_v2_flow: false,
-                disable_update: true,
-                ephemeral: true,
-            },
-            credentials: CredentialsFile {
-                scheme: "OAuthAccessToken".into(),
-                data: [("token".to_string(), r.secret.clone())].into(),
-            },
-            rsa_params: json!({"d": "", "dp": "", "dq": "", "exponent": "AQAB", "inverseQ": "", "modulus": "", "p": "", "q": ""}),
-        };
-        let encoded = jit::encode(&cfg);
-        let issued = IssuedJitConfig {
-            runner_name: r.name.clone(),
-            encoded_jit_config: encoded.clone(),
-            runner_secret: r.secret.clone(),
-        };
-        let runner_json = render::runner(w, r);
-        w.issued_jit_configs.push(issued);
-        Ok((runner_json, encoded))
+        Ok((render::runner(w, &w.runners[&id]), encoded))
     })?;
     Ok((
         StatusCode::CREATED,

@@ -84,6 +84,9 @@ pub struct Runner {
     pub job: Option<u64>,
     /// Last poll, heartbeat or result from the runner.
     pub last_seen: Instant,
+    /// The runner scale set whose `generatejitconfig` made it: it takes only jobs its set
+    /// acquired. `None`: a REST `generate-jitconfig` runner.
+    pub scale_set: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

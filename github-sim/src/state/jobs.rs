@@ -236,6 +236,7 @@ impl World {
                     if was_queued {
                         self.emit_job(id, "completed");
                     }
+                    self.scale_job_finished(id, "cancelled");
                 }
                 // The runner learns it from its next heartbeat and reports the job cancelled.
                 JobStatus::InProgress => job.cancel_requested = true,
@@ -262,6 +263,7 @@ impl World {
                 j.completed_at = Some(now_iso());
             }
             self.emit_job(job_id, "completed");
+            self.scale_job_finished(job_id, "cancelled");
             self.settle_run(run_id);
         }
     }
@@ -297,7 +299,9 @@ impl World {
         });
         job.completed_at = Some(now_iso());
         let run_id = job.run_id;
+        let conclusion = job.conclusion.unwrap_or("failure");
         self.emit_job(job_id, "completed");
+        self.scale_job_finished(job_id, conclusion);
         let remove = match self.runners.get_mut(&runner_id) {
             Some(r) => {
                 r.job = None;

@@ -7,6 +7,8 @@
 mod entities;
 mod jobs;
 mod runners;
+mod scale_jobs;
+mod scale_sets;
 mod views;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +19,11 @@ use jsonwebtoken::DecodingKey;
 use rand::distr::{Alphanumeric, SampleString};
 
 pub use entities::*;
+pub use runners::JitRegistration;
+pub use scale_sets::{
+    JobRequest, NewScaleSet, QueueMessage, RequestState, ScaleSet, ScaleSetError, ScaleSetWorld,
+    Session, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME,
+};
 
 use crate::error::SimError;
 use crate::faults::Faults;
@@ -46,6 +53,8 @@ pub struct World {
     pub deliveries: Vec<DeliveryRecord>,
     /// Every JIT config handed out, so tests can prove it never leaked anywhere else.
     pub issued_jit_configs: Vec<IssuedJitConfig>,
+    /// Runner scale sets, their sessions and job requests.
+    pub scale: ScaleSetWorld,
     /// Webhook-worthy changes since the last `take_events`.
     events: Vec<JobEvent>,
 }
@@ -62,7 +71,12 @@ pub fn random_token(prefix: &str) -> String {
 }
 impl World {
     pub fn new(base_url: String) -> Self {
+        let root_url = base_url
+            .strip_suffix(crate::config::Enterprise::API_PREFIX)
+            .unwrap_or(&base_url)
+            .to_string();
         Self {
+            scale: ScaleSetWorld::new(root_url),
             base_url,
             next_id: 1000,
             next_run_number: 1,
