@@ -461,6 +461,16 @@ async fn server_errors_and_acquire_answering_fewer_ids() {
         Some(ids[1]),
         "offered again"
     );
+    w.sim.set_scaleset_faults(ScaleSetFaults {
+        server_error_percent: 100,
+        ..Default::default()
+    });
+    let (status, _) = l.call("GET", "_apis/runtime/runnerscalesets", None).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a 100 % error rate"
+    );
     // Slow polls: a lower bound only (how fast the simulator is, is the benchmarks' business).
     w.sim.set_scaleset_faults(ScaleSetFaults {
         poll_delay_ms: 300,
@@ -470,7 +480,7 @@ async fn server_errors_and_acquire_answering_fewer_ids() {
     l.poll(None, 5).await;
     assert!(started.elapsed() >= Duration::from_millis(300));
     let c = w.sim.counters().scaleset;
-    assert_eq!(c.actions["GET _apis/runtime/runnerscalesets"].errors, 1);
+    assert_eq!(c.actions["GET _apis/runtime/runnerscalesets"].errors, 2);
     assert!(c.queue_polls >= 3 && c.queue_deletes >= 2, "{c:?}");
 }
 
