@@ -31,6 +31,12 @@ fn listing(values: Vec<Value>) -> Answer {
     ok(json!({"count": values.len(), "value": values}))
 }
 
+/// 200 with the scale set as the service shows it.
+fn set_answer(w: &World, tenant: u64, id: u64) -> Answer {
+    let url = w.scale.service_url(tenant);
+    ok(w.scale_set_json(w.scale_set(tenant, id)?, &url))
+}
+
 fn parse(body: &Bytes) -> Result<Value, ScaleSetError> {
     serde_json::from_slice(body).map_err(|e| ScaleSetError::Invalid(format!("invalid JSON: {e}")))
 }
@@ -113,16 +119,13 @@ pub(super) async fn create(State(s): S, admin: Admin, body: Bytes) -> Answer {
     };
     s.mutate(|w| {
         let id = w.create_scale_set(admin.tenant, spec)?;
-        let url = w.scale.service_url(admin.tenant);
-        ok(w.scale_set_json(w.scale_set(admin.tenant, id)?, &url))
+        set_answer(w, admin.tenant, id)
     })
 }
 
 /// `GET _apis/runtime/runnerscalesets/{id}`.
 pub(super) async fn get_one(State(s): S, admin: Admin, Path((_, id)): Path<(u64, u64)>) -> Answer {
-    let w = s.lock();
-    let url = w.scale.service_url(admin.tenant);
-    ok(w.scale_set_json(w.scale_set(admin.tenant, id)?, &url))
+    set_answer(&s.lock(), admin.tenant, id)
 }
 
 /// `PATCH _apis/runtime/runnerscalesets/{id}`: 200 with the updated set.
@@ -135,8 +138,7 @@ pub(super) async fn update(
     let v = parse(&body)?;
     s.mutate(|w| {
         w.update_scale_set(admin.tenant, id, &v)?;
-        let url = w.scale.service_url(admin.tenant);
-        ok(w.scale_set_json(w.scale_set(admin.tenant, id)?, &url))
+        set_answer(w, admin.tenant, id)
     })
 }
 
