@@ -16,6 +16,7 @@ use test_support::wait_until_async;
 
 use dispatcher_support::{base_config, cluster, secrets_dir, Daemon, SECRET};
 use e2e::dispatcher_config::{DispatcherConfig, Pool, Scaling, Target};
+use e2e::dispatcher_slot::DispatcherSlot;
 use e2e::sim_world::SimWorld;
 use github_sim::faults::ScaleSetFaults;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
@@ -36,12 +37,10 @@ fn sim_config() -> SimConfig {
 
 /// The simulator (`acme/widgets` and `labs/lab1`, the App on both) and a ticket-mode config
 /// with `acme` by webhook and `labs` by listener, one pool of `max` runners.
-async fn world_and_config(
-    prefix: &str,
-    dir: &Path,
-    max: u32,
-) -> (SimWorld, DispatcherConfig) {
-    let world = SimWorld::start_with(&["widgets"], sim_config()).await.unwrap();
+async fn world_and_config(prefix: &str, dir: &Path, max: u32) -> (SimWorld, DispatcherConfig) {
+    let world = SimWorld::start_with(&["widgets"], sim_config())
+        .await
+        .unwrap();
     world.add_org_with_app(LISTENED, &["lab1"]).unwrap();
     let mut config = base_config(dir, &world.sim.url(), prefix).with_tickets(cluster());
     config.github.targets.push(Target::listener(LISTENED));
@@ -69,8 +68,10 @@ fn enqueue(sim: &Sim, repo: &str, count: usize) -> Vec<u64> {
 }
 
 /// Every job completed with success on one of our runners, each taken by exactly one runner.
-async fn wait_succeeded_once(sim: &Sim, ids: &[u64], prefix: &str, timeout: Duration) {
-    wait_until_async("every job to complete", timeout, || {
+/// On failure the daemon's log (`log`, when it has one) is printed.
+async fn wait_succeeded_once(sim: &Sim, ids: &[u64], prefix: &str, log: Option<&Path>) {
+    let timeout = Duration::from_secs(120);
+    let done = wait_until_async("every job to complete", timeout, || {
         let pending: Vec<String> = ids
             .iter()
             .filter_map(|id| sim.job(*id))
@@ -85,8 +86,14 @@ async fn wait_succeeded_once(sim: &Sim, ids: &[u64], prefix: &str, timeout: Dura
             }
         }
     })
-    .await
-    .unwrap();
+    .await;
+    if let (Err(e), Some(log)) = (&done, log) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        eprintln!("daemon log, last lines first:\n{}", tail.join("\n"));
+        panic!("{e:?}");
+    }
+    done.unwrap();
     let runs = sim.counters().job_runs;
     for id in ids {
         let job = sim.job(*id).unwrap();
@@ -117,7 +124,9 @@ async fn wait_nothing_left(sim: &Sim, prefix: &str) {
     wait_until_async("nothing left", Duration::from_secs(90), || {
         let active: Vec<_> = dispatcher_support::slurm_jobs(prefix)
             .into_iter()
-            .filter(|j| !["COMPLETED", "CANCELLED", "FAILED", "TIMEOUT"].contains(&j.state.as_str()))
+            .filter(|j| {
+                !["COMPLETED", "CANCELLED", "FAILED", "TIMEOUT"].contains(&j.state.as_str())
+            })
             .collect();
         let registered: Vec<String> = sim
             .runners()
@@ -146,12 +155,14 @@ fn cancel_all(prefix: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn listener_and_webhook_targets_share_a_daemon_and_slurm_comments_name_what_ran() {
     let prefix = "e2e-listen";
+    // Runner jobs redeem their tickets at the cluster's one dispatcher address.
+    let slot = DispatcherSlot::acquire(cluster()).unwrap();
     let dir = secrets_dir();
     let (world, config) = world_and_config(prefix, dir.path(), 4).await;
     let sim = &world.sim;
     let config = gha_dispatcher::config::Config::parse(&config.to_toml().unwrap()).unwrap();
     let secrets = config.load_secrets().unwrap();
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = slot.listen().await.unwrap();
     let running = gha_dispatcher::app::start(config, secrets, Some(tcp))
         .await
         .unwrap();
@@ -163,7 +174,7 @@ async fn listener_and_webhook_targets_share_a_daemon_and_slurm_comments_name_wha
     let listened = enqueue(sim, LISTENED_REPO, 3);
     let webhooked = enqueue(sim, "acme/widgets", 2);
     let all: Vec<u64> = listened.iter().chain(&webhooked).copied().collect();
-    wait_succeeded_once(sim, &all, prefix, Duration::from_secs(120)).await;
+    wait_succeeded_once(sim, &all, prefix, None).await;
 
     let counters = sim.counters();
     let scale = &counters.scaleset;
@@ -186,7 +197,11 @@ async fn listener_and_webhook_targets_share_a_daemon_and_slurm_comments_name_wha
             .iter()
             .find(|(name, _)| *name == runner)
             .unwrap_or_else(|| panic!("no Slurm job named {runner}: {records:?}"));
-        let repo = if listened.contains(id) { LISTENED_REPO } else { "acme/widgets" };
+        let repo = if listened.contains(id) {
+            LISTENED_REPO
+        } else {
+            "acme/widgets"
+        };
         assert!(
             record.contains(&format!("ran repo={repo} ")),
             "job {id} on {runner}: {record}"
@@ -206,8 +221,13 @@ async fn listener_and_webhook_targets_share_a_daemon_and_slurm_comments_name_wha
     cancel_all(prefix);
 }
 
-/// A daemon process on `config` (written to `dir/config.toml`), logging to `dir/log`.
-fn spawn_daemon(config: &DispatcherConfig, dir: &Path) -> Daemon {
+/// A daemon process on `config` (written to `dir/config.toml`), logging to `dir/log`,
+/// listening on the dispatcher slot's address.
+async fn spawn_daemon(config: &DispatcherConfig, dir: &Path, slot: &DispatcherSlot) -> Daemon {
+    // The daemon binds the slot itself, once the previous holder's listener is gone.
+    drop(slot.listen().await.unwrap());
+    let mut config = config.clone();
+    config.server.listen = slot.addr().to_string();
     let path = dir.join("config.toml");
     std::fs::write(&path, config.to_toml().unwrap()).unwrap();
     Daemon::spawn(&path, &dir.join("log"))
@@ -233,15 +253,22 @@ async fn wait_counter(sim: &Sim, what: &str, cond: impl Fn(&github_sim::Counters
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_listener_waits_out_its_session_and_faults_never_run_a_job_twice() {
     let prefix = "e2e-lkill";
+    let slot = DispatcherSlot::acquire(cluster()).unwrap();
     let dir = secrets_dir();
     let (world, config) = world_and_config(prefix, dir.path(), 3).await;
     let sim = &world.sim;
-    let mut daemon = spawn_daemon(&config, dir.path());
+    let mut daemon = spawn_daemon(&config, dir.path(), &slot).await;
     wait_counter(sim, "a session", |c| c.scaleset.sessions_active == 1).await;
     let first = enqueue(sim, LISTENED_REPO, 3);
     wait_until_async("a runner submitted", Duration::from_secs(60), || {
         let n = dispatcher_support::slurm_jobs(prefix).len();
-        async move { if n > 0 { Ok(true) } else { Err("none".to_string()) } }
+        async move {
+            if n > 0 {
+                Ok(true)
+            } else {
+                Err("none".to_string())
+            }
+        }
     })
     .await
     .unwrap();
@@ -249,14 +276,17 @@ async fn a_killed_listener_waits_out_its_session_and_faults_never_run_a_job_twic
     // kill -9: the session stays active on GitHub's side until it expires.
     daemon.kill9();
     let conflicts_before = sim.counters().scaleset.session_conflicts;
-    let mut daemon = spawn_daemon(&config, dir.path());
+    let mut daemon = spawn_daemon(&config, dir.path(), &slot).await;
     wait_counter(sim, "the restarted daemon refused (409)", |c| {
         c.scaleset.session_conflicts > conflicts_before
     })
     .await;
-    wait_succeeded_once(sim, &first, prefix, Duration::from_secs(120)).await;
+    wait_succeeded_once(sim, &first, prefix, Some(&dir.path().join("log"))).await;
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
-    assert!(log.contains("still active (409)"), "the wait is visible in the log");
+    assert!(
+        log.contains("still active (409)"),
+        "the wait is visible in the log"
+    );
 
     // An expired queue token and redelivered messages: each job still runs once.
     sim.set_scaleset_faults(ScaleSetFaults {
@@ -265,7 +295,7 @@ async fn a_killed_listener_waits_out_its_session_and_faults_never_run_a_job_twic
         ..ScaleSetFaults::default()
     });
     let second = enqueue(sim, LISTENED_REPO, 2);
-    wait_succeeded_once(sim, &second, prefix, Duration::from_secs(120)).await;
+    wait_succeeded_once(sim, &second, prefix, Some(&dir.path().join("log"))).await;
     let scale = sim.counters().scaleset;
     assert!(scale.sessions_refreshed >= 1, "{scale:?}");
     assert!(scale.messages_redelivered >= 1, "{scale:?}");
@@ -282,6 +312,7 @@ async fn a_killed_listener_waits_out_its_session_and_faults_never_run_a_job_twic
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reoffer_quirk_leaks_no_runner_and_counts_no_job_twice() {
     let prefix = "e2e-lquirk";
+    let slot = DispatcherSlot::acquire(cluster()).unwrap();
     let dir = secrets_dir();
     let (world, config) = world_and_config(prefix, dir.path(), 3).await;
     let sim = &world.sim;
@@ -292,9 +323,9 @@ async fn the_reoffer_quirk_leaks_no_runner_and_counts_no_job_twice() {
         reoffer_after_ms: 300,
         ..ScaleSetFaults::default()
     });
-    let mut daemon = spawn_daemon(&config, dir.path());
+    let mut daemon = spawn_daemon(&config, dir.path(), &slot).await;
     let ids = enqueue(sim, LISTENED_REPO, 1);
-    wait_succeeded_once(sim, &ids, prefix, Duration::from_secs(120)).await;
+    wait_succeeded_once(sim, &ids, prefix, Some(&dir.path().join("log"))).await;
     let scale = sim.counters().scaleset;
     assert!(scale.jobs_reoffered >= 1, "the quirk happened: {scale:?}");
     let set_runners: u64 = scale.runners_per_set.values().sum();
