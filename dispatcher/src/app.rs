@@ -142,6 +142,7 @@ pub async fn start(
         admin_token: secrets.admin_token.clone().map(Arc::new),
         github: github.clone(),
         slurm: slurm.clone(),
+        console: Default::default(),
     };
     let listener = match listener {
         Some(l) => l,

@@ -38,6 +38,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// `GET/POST /repositories/{username}` and `POST /tickets/redeem`, each with its own limit
 /// on concurrent requests, and timeouts on bodies and whole requests.
 pub fn router(state: AppState) -> Router {
+    let console = super::console::routes(&state.config.console_dir);
     Router::new()
         .route(
             "/webhook",
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
                 MAX_CONCURRENT_REDEMPTIONS,
             ),
         )
+        .merge(console)
         .layer(DefaultBodyLimit::max(intake::MAX_BODY_BYTES))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::FromRef;
 use tokio::sync::Notify;
 
+use super::console::{ConsoleShared, ConsoleState};
 use super::repositories::RepositoriesState;
 use super::status::StatusState;
 use crate::clients::github::GithubClient;
@@ -29,6 +30,8 @@ pub struct AppState {
     /// Ticket redemption mints JIT configs and asks Slurm about the redeeming job.
     pub github: Arc<GithubClient>,
     pub slurm: Slurm,
+    /// The web console's sessions and streams.
+    pub console: ConsoleShared,
 }
 
 impl FromRef<AppState> for IntakeState {
@@ -73,6 +76,22 @@ impl FromRef<AppState> for StatusState {
             db: app.db.clone(),
             shared: app.shared.clone(),
             admin_token: app.admin_token.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for ConsoleState {
+    fn from_ref(app: &AppState) -> ConsoleState {
+        ConsoleState {
+            config: app.config.clone(),
+            db: app.db.clone(),
+            shared: app.shared.clone(),
+            admin_token: app.admin_token.clone(),
+            sessions: app.console.sessions.clone(),
+            repositories: RepositoriesState::from_ref(app),
+            slurm: app.slurm.clone(),
+            streams: app.console.streams.clone(),
+            nodes: app.console.nodes.clone(),
         }
     }
 }
