@@ -118,7 +118,11 @@ pub struct JobTimes {
 }
 
 /// Jobs changed since `since_ms` (epoch milliseconds), newest first, at most `limit`.
-pub fn jobs_since(conn: &Connection, since_ms: i64, limit: usize) -> rusqlite::Result<Vec<JobTimes>> {
+pub fn jobs_since(
+    conn: &Connection,
+    since_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<JobTimes>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {JOB_COLUMNS}, started_ms, updated_ms FROM jobs WHERE updated_ms >= ?1
          ORDER BY COALESCE(queued_ms, first_seen_ms) DESC, job_id DESC LIMIT ?2"

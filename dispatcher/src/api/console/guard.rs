@@ -22,7 +22,9 @@ pub fn session_cookie(id: &str, max_age_secs: i64) -> HeaderValue {
 
 /// `Set-Cookie` that removes the session cookie.
 pub fn cleared_cookie() -> HeaderValue {
-    HeaderValue::from_static("gha_console=; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
+    HeaderValue::from_static(
+        "gha_console=; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+    )
 }
 
 /// The session cookie's value, if the request carries one.
@@ -40,11 +42,13 @@ pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
 /// The live session behind the request's cookie: 401 without one (none sent, unknown,
 /// expired).
 pub fn session(sessions: &Sessions, headers: &HeaderMap) -> Result<(String, Session), ApiError> {
-    let id = cookie_value(headers)
-        .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "not logged in"))?;
-    let session = sessions
-        .get(&id)
-        .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "the session expired; log in again"))?;
+    let id = cookie_value(headers).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "not logged in"))?;
+    let session = sessions.get(&id).ok_or_else(|| {
+        err(
+            StatusCode::UNAUTHORIZED,
+            "the session expired; log in again",
+        )
+    })?;
     Ok((id, session))
 }
 
@@ -52,7 +56,11 @@ pub fn session(sessions: &Sessions, headers: &HeaderMap) -> Result<(String, Sess
 /// request was sent to, and `Sec-Fetch-Site` (when the browser sends it) says same-origin.
 pub fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     let refuse = |why: &str| Err(err(StatusCode::FORBIDDEN, why.to_string()));
-    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
         if site != "same-origin" {
             return refuse("cross-site request refused");
@@ -101,12 +109,38 @@ mod tests {
     fn the_cookie_is_found_among_others() {
         let h = headers(&[("cookie", "a=b; gha_console=xyz; c=d")]);
         assert_eq!(cookie_value(&h).as_deref(), Some("xyz"));
-        assert_eq!(cookie_value(&headers(&[("cookie", "gha_consolex=1")])), None);
+        assert_eq!(
+            cookie_value(&headers(&[("cookie", "gha_consolex=1")])),
+            None
+        );
         let set = session_cookie("abc", 60);
         let set = set.to_str().unwrap();
         for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Max-Age=60"] {
             assert!(set.contains(attribute), "{set}");
         }
+    }
+
+    #[test]
+    fn an_expired_or_unknown_session_is_refused() {
+        let sessions = Sessions::default();
+        let (id, _) = sessions.open(Role::Admin);
+        let with = |id: &str| headers(&[("cookie", &format!("{COOKIE}={id}"))]);
+        assert!(session(&sessions, &with(&id)).is_ok());
+        assert_eq!(
+            session(&sessions, &HeaderMap::new()).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            session(&sessions, &with("beef")).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        sessions.age(super::super::sessions::ADMIN_SESSION_SECS);
+        let expired = session(&sessions, &with(&id)).unwrap_err();
+        assert_eq!(
+            expired.0,
+            StatusCode::UNAUTHORIZED,
+            "an expired session was accepted"
+        );
     }
 
     #[test]
@@ -126,6 +160,9 @@ mod tests {
         assert!(check_write(&no_origin, &s).is_err(), "no Origin");
         let mut cross_site = with_token.clone();
         cross_site.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(check_write(&cross_site, &s).is_err(), "Sec-Fetch-Site cross-site");
+        assert!(
+            check_write(&cross_site, &s).is_err(),
+            "Sec-Fetch-Site cross-site"
+        );
     }
 }

@@ -170,9 +170,12 @@ impl Sessions {
 
     /// Test hook: move every session's and link's expiry `secs` into the past.
     #[cfg(test)]
-    fn age(&self, secs: i64) {
+    pub(super) fn age(&self, secs: i64) {
         let mut tables = self.tables();
-        tables.sessions.values_mut().for_each(|s| s.expires_at -= secs);
+        tables
+            .sessions
+            .values_mut()
+            .for_each(|s| s.expires_at -= secs);
         tables.links.values_mut().for_each(|l| l.expires_at -= secs);
     }
 }
@@ -190,7 +193,10 @@ mod tests {
         assert!(!s.csrf_matches("") && !s.csrf_matches(&id));
         assert!(sessions.get("not-a-session").is_none());
         sessions.age(ADMIN_SESSION_SECS);
-        assert!(sessions.get(&id).is_none(), "an expired session still opens");
+        assert!(
+            sessions.get(&id).is_none(),
+            "an expired session still opens"
+        );
         let (id, _) = sessions.open(Role::Viewer("gha-ci".into()));
         sessions.close(&id);
         assert!(sessions.get(&id).is_none());
@@ -207,7 +213,10 @@ mod tests {
         assert!(sessions.redeem_link(&code).is_none(), "a link opened twice");
         let late = sessions.issue_link("gha-ci");
         sessions.age(LINK_SECS);
-        assert!(sessions.redeem_link(&late).is_none(), "an expired link opened");
+        assert!(
+            sessions.redeem_link(&late).is_none(),
+            "an expired link opened"
+        );
     }
 
     #[test]

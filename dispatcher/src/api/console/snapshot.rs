@@ -127,8 +127,12 @@ fn runner_view(r: &RunnerRow, runs: &HashMap<u64, (String, u64)>, config: &Confi
         pool: r.pool.clone(),
         slurm_job_id: r.slurm_job_id,
         node: None,
-        user: Some(r.run_as.clone().unwrap_or_else(|| config.slurm.user.clone().unwrap_or_default()))
-            .filter(|u| !u.is_empty()),
+        user: Some(
+            r.run_as
+                .clone()
+                .unwrap_or_else(|| config.slurm.user.clone().unwrap_or_default()),
+        )
+        .filter(|u| !u.is_empty()),
         state: state.to_string(),
         since,
         job_id: r.assigned_job_id,
@@ -192,7 +196,12 @@ fn job_view(j: &JobTimes, runners: &HashMap<&str, &RunnerRow>, config: &Config) 
         submitted_ms: runner.and_then(|r| r.submitted_at).map(|s| s * 1000),
         started_ms: j.started_ms,
         finished_ms: finished,
-        url: job_url(&config.github.api_url, &j.job.repo, j.job.run_id, j.job.job_id),
+        url: job_url(
+            &config.github.api_url,
+            &j.job.repo,
+            j.job.run_id,
+            j.job.job_id,
+        ),
     }
 }
 
@@ -202,7 +211,10 @@ fn problems(shared: &SharedStatus) -> Vec<String> {
         out.push(format!("GitHub rate limited: calls resume in {secs} s"));
     }
     if let Some(secs) = shared.sbatch_retry_in_secs {
-        let why = shared.last_sbatch_error.as_deref().unwrap_or("unknown error");
+        let why = shared
+            .last_sbatch_error
+            .as_deref()
+            .unwrap_or("unknown error");
         out.push(format!("sbatch failing (retry in {secs} s): {why}"));
     }
     out
@@ -262,7 +274,9 @@ fn pool_views(
                 .iter()
                 .filter(|j| j.runner_name.is_none())
                 .filter(|j| config.github.scope_for_repo(&j.repo).is_some())
-                .filter(|j| pools::select(&config.pools, &j.labels).map(|q| &q.name) == Some(&p.name))
+                .filter(|j| {
+                    pools::select(&config.pools, &j.labels).map(|q| &q.name) == Some(&p.name)
+                })
                 .map(|j| WaitingJob {
                     job_id: j.job_id,
                     repo: j.repo.clone(),
