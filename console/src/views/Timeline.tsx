@@ -1,10 +1,11 @@
-// The last hour as a picture: one row per job, its queue wait (amber) then its run (blue),
+// The last hour as a picture (zoomed to the jobs in it): one row per job, its queue wait (amber) then its run (blue),
 // redrawn as time passes and as the stream brings changes.
 import { useEffect, useState } from "react";
 import type { Job } from "../api";
 import { duration } from "./format";
 
 const HOUR = 3600_000;
+const MIN_SPAN = 5 * 60_000;
 const ROW = 18;
 const LEFT = 90;
 const WIDTH = 1000;
@@ -12,19 +13,24 @@ const WIDTH = 1000;
 export function Timeline({ jobs }: { jobs: Job[] }) {
   const [now, setNow] = useState(Date.now());
   useEffect(() => { const t = setInterval(() => setNow(Date.now()), 5000); return () => clearInterval(t); }, []);
-  const start = now - HOUR;
   const shown = jobs.filter((j) => j.queued_ms !== null).slice().reverse();
   if (shown.length === 0) return <p className="empty">No jobs in the last hour.</p>;
-  const x = (ms: number) => LEFT + ((Math.max(ms, start) - start) / HOUR) * (WIDTH - LEFT - 10);
+  // The last hour, zoomed in to the oldest job shown (at least MIN_SPAN): a fresh burst is
+  // readable, not a sliver at the right edge.
+  const oldest = Math.min(...shown.map((j) => j.queued_ms ?? now));
+  const span = Math.min(HOUR, Math.max(MIN_SPAN, (now - oldest) * 1.1));
+  const start = now - span;
+  const x = (ms: number) => LEFT + ((Math.max(ms, start) - start) / span) * (WIDTH - LEFT - 10);
   const height = shown.length * ROW + 30;
   return (
     <figure className="timeline">
       <svg viewBox={`0 0 ${WIDTH} ${height}`} role="img" aria-labelledby="timeline-title" width="100%">
         <title id="timeline-title">Queue wait and run time of each job in the last hour</title>
-        {[0, 15, 30, 45, 60].map((m) => {
-          const at = x(start + m * 60_000);
-          return <g key={m}><line x1={at} x2={at} y1={0} y2={height - 20} className="grid" />
-            <text x={at} y={height - 6} className="axis" textAnchor="middle">{m === 60 ? "now" : `-${60 - m} min`}</text></g>;
+        {[0, 0.25, 0.5, 0.75, 1].map((f) => {
+          const at = x(start + f * span);
+          const ago = span * (1 - f);
+          return <g key={f}><line x1={at} x2={at} y1={0} y2={height - 20} className="grid" />
+            <text x={at} y={height - 6} className="axis" textAnchor="middle">{f === 1 ? "now" : `-${duration(ago)}`}</text></g>;
         })}
         {shown.map((j, i) => {
           const y = i * ROW + 4;
