@@ -76,6 +76,7 @@ impl Server {
             admin_token: None,
             github,
             slurm: Slurm::new(config.slurm.clone()),
+            console: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::sessions::Role;
 use super::ConsoleState;
 use crate::config::{Config, UnmappedPolicy};
-use crate::model::{now_millis, now_secs, JobStatus, RepoUser, RunnerPhase, RunnerRow};
+use crate::model::{now_millis, JobStatus, RepoUser, RunnerPhase, RunnerRow};
 use crate::scale::pools;
 use crate::store::{self, DbError, JobTimes};
 use crate::telemetry::SharedStatus;
@@ -341,9 +341,4 @@ pub fn for_role(mut snapshot: Snapshot, role: &Role) -> Snapshot {
         pool.waiting.retain(|w| is_mapped(&w.repo, &keys));
     }
     snapshot
-}
-
-/// Seconds since the epoch, for the document's clock.
-pub fn now() -> i64 {
-    now_secs()
 }
