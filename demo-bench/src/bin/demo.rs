@@ -38,6 +38,10 @@ struct Args {
     /// Dispatcher reconciliation interval in seconds (default: the dispatcher's own default).
     #[arg(long)]
     reconcile_interval_secs: Option<u64>,
+    /// Keep the simulator and dispatcher (and so the console) up after the summary, until
+    /// Ctrl-C.
+    #[arg(long)]
+    keep: bool,
 }
 
 fn main() -> ExitCode {
@@ -123,8 +127,16 @@ fn run(args: &Args) -> Result<bool> {
         interrupted.load(Ordering::SeqCst)
     })?;
     let metrics = dispatcher.metrics().unwrap_or_default();
-    let dispatcher_status = dispatcher.stop()?;
     let ok = summarize(args, &world, &workload, &followed, &leftovers, &metrics);
+    if args.keep && !interrupted.load(Ordering::SeqCst) {
+        println!(
+            "\n--keep: the simulator, the dispatcher and the console stay up; console {} (admin token in {}); Ctrl-C stops them",
+            dispatcher.console_url(),
+            dispatcher.admin_token_file().display()
+        );
+        runtime.block_on(wait_for_stop_signal());
+    }
+    let dispatcher_status = dispatcher.stop()?;
     if let Some(status) = dispatcher_status {
         println!(
             "  dispatcher:  stopped ({status}); log {}",
@@ -223,6 +235,11 @@ fn start_dispatcher(
         dispatcher.pid(),
         dispatcher.config_path().display(),
         dispatcher.log_path().display()
+    );
+    println!(
+        "  console:     {} (log in with the admin token in {})",
+        dispatcher.console_url(),
+        dispatcher.admin_token_file().display()
     );
     if docker_mode != "on-request" && docker_mode != "rootless" {
         println!(
