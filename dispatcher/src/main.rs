@@ -226,14 +226,14 @@ fn admin_authorization(cfg: Option<&Config>) -> anyhow::Result<String> {
     Ok(format!("MUNGE {credential}"))
 }
 
-fn repositories(
+/// The dispatcher's URL and munged's socket for a command run on a login node: as given, else
+/// from the config. A login node may have no readable config: it is only needed for what was
+/// not given.
+fn login_node_target(
     url: Option<String>,
     config: &std::path::Path,
     munge_socket: Option<PathBuf>,
-    json: bool,
-    user: Option<String>,
-) -> anyhow::Result<()> {
-    // A login node may have no readable config: it is only needed for what was not given.
+) -> anyhow::Result<(String, Option<PathBuf>)> {
     let cfg = if url.is_none() || munge_socket.is_none() {
         Config::load(config).ok()
     } else {
@@ -245,6 +245,17 @@ fn repositories(
         (None, None) => anyhow::bail!("give --url (cannot read {})", config.display()),
     };
     let socket = munge_socket.or_else(|| cfg.as_ref().and_then(|c| c.munge_socket.clone()));
+    Ok((url, socket))
+}
+
+fn repositories(
+    url: Option<String>,
+    config: &std::path::Path,
+    munge_socket: Option<PathBuf>,
+    json: bool,
+    user: Option<String>,
+) -> anyhow::Result<()> {
+    let (url, socket) = login_node_target(url, config, munge_socket)?;
     let user = match user {
         Some(u) => u,
         None => {
@@ -293,17 +304,7 @@ fn console_link(
     config: &std::path::Path,
     munge_socket: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let cfg = if url.is_none() || munge_socket.is_none() {
-        Config::load(config).ok()
-    } else {
-        None
-    };
-    let url = match (url, &cfg) {
-        (Some(u), _) => u,
-        (None, Some(cfg)) => format!("http://{}", cfg.listen),
-        (None, None) => anyhow::bail!("give --url (cannot read {})", config.display()),
-    };
-    let socket = munge_socket.or_else(|| cfg.as_ref().and_then(|c| c.munge_socket.clone()));
+    let (url, socket) = login_node_target(url, config, munge_socket)?;
     let credential = gha_dispatcher::clients::munge::encode(socket.as_deref())?;
     let base = url.trim_end_matches('/').to_string();
     let body: serde_json::Value = tokio::runtime::Runtime::new()?.block_on(async {

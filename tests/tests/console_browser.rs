@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use dispatcher_support::{
-    base_config, cluster, munge_socket, secrets_dir, start_sim, Daemon, SECRET,
+    base_config, cluster, free_port, healthy, munge_socket, secrets_dir, start_sim, Daemon, SECRET,
 };
 use e2e::dispatcher_config::Pool;
 use github_sim::model::WebhookTarget;
@@ -50,43 +50,6 @@ fn console_dir() -> PathBuf {
         "{CHROMIUM} is missing: apt-get install chromium (ci/test does)"
     );
     console
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn healthy(url: &str) {
-    let url = format!("{url}/healthz");
-    wait_until_async(
-        "the dispatcher to answer /healthz",
-        Duration::from_secs(30),
-        || async {
-            reqwest::get(&url)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        },
-    )
-    .await
-    .unwrap();
-}
-
-/// A directory every job user may write its marker into.
-fn markers() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("gha-console-markers")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-    )
-    .unwrap();
-    dir
 }
 
 /// `gha-dispatcher console-link` run as `user`: the link it prints.
@@ -154,7 +117,7 @@ async fn the_console_in_a_real_browser() {
         url: format!("{url}/webhook"),
         secret: SECRET.into(),
     });
-    let markers = markers();
+    let markers = dispatcher_support::markers_dir("gha-console-markers");
     let marker = markers.path().join("whoami");
     let shots = repo_root().join("target/console-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
