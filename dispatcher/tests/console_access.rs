@@ -140,6 +140,9 @@ async fn without_a_session_nothing_opens_and_a_wrong_token_is_refused() {
     let (running, console) = Console::start(dir.path()).await;
     let page = console.get("/", None).await;
     assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     assert!(page.text().await.unwrap().contains("id=root"));
     let deep = console.get("/some/view", None).await;
     assert!(

@@ -16,10 +16,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use axum::http::{header, HeaderValue};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::repositories::RepositoriesState;
 use crate::clients::slurm::Slurm;
@@ -28,6 +30,11 @@ use crate::store::Db;
 use crate::telemetry::SharedStatus;
 
 pub use sessions::Sessions;
+
+/// The console's pages load only their own scripts and styles, are never framed (no
+/// clickjacking of the mapping editor) and send no Referer (a login link never leaks).
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Most event streams open at once (each holds a connection and reads the database).
 pub const MAX_STREAMS: usize = 32;
@@ -88,4 +95,16 @@ where
             post(handlers::replace_mapping),
         )
         .nest_service("/console", assets)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
 }
