@@ -342,3 +342,109 @@ pub fn for_role(mut snapshot: Snapshot, role: &Role) -> Snapshot {
     }
     snapshot
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::repositories::MappedRepository;
+
+    fn job(job_id: u64, repo: &str) -> JobView {
+        JobView {
+            job_id,
+            repo: repo.into(),
+            status: "queued".into(),
+            runner: None,
+            queued_ms: Some(1),
+            submitted_ms: None,
+            started_ms: None,
+            finished_ms: None,
+            url: job_url("https://api.github.com", repo, 1, job_id),
+        }
+    }
+
+    fn runner(name: &str, user: &str) -> RunnerView {
+        RunnerView {
+            name: name.into(),
+            pool: "cpu".into(),
+            slurm_job_id: Some(1),
+            node: None,
+            user: Some(user.into()),
+            state: "busy".into(),
+            since: 0,
+            job_id: None,
+            job_url: None,
+        }
+    }
+
+    fn mapped(user: &str, repository: &str) -> MappingView {
+        MappingView {
+            user: user.into(),
+            repositories: vec![MappedRepository {
+                repository: repository.into(),
+                account: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_viewer_sees_only_their_own_repositories_runners_and_mapping() {
+        let everything = Snapshot {
+            role: "admin",
+            user: None,
+            pools: vec![PoolView {
+                name: "cpu".into(),
+                labels: vec![],
+                max_runners: 2,
+                pending: 0,
+                starting: 0,
+                idle: 0,
+                busy: 2,
+                waiting: vec![WaitingJob {
+                    job_id: 3,
+                    repo: "other/secret".into(),
+                    reason: "pool full".into(),
+                }],
+            }],
+            runners: vec![runner("a", "alice"), runner("b", "bob")],
+            jobs: vec![
+                job(1, "acme/widgets"),
+                job(2, "ACME/Tools"),
+                job(3, "other/secret"),
+            ],
+            mapping: vec![mapped("alice", "acme"), mapped("bob", "other/secret")],
+            problems: vec![],
+        };
+        let admin = for_role(everything.clone(), &Role::Admin);
+        assert_eq!(admin, everything);
+        let alice = for_role(everything, &Role::Viewer("alice".into()));
+        assert_eq!(
+            (alice.role, alice.user.as_deref()),
+            ("viewer", Some("alice"))
+        );
+        let jobs: Vec<u64> = alice.jobs.iter().map(|j| j.job_id).collect();
+        assert_eq!(
+            jobs,
+            [1, 2],
+            "an organization key covers its repositories, no more"
+        );
+        assert_eq!(alice.runners.len(), 1);
+        assert_eq!(alice.runners[0].name, "a");
+        assert_eq!(alice.mapping, vec![mapped("alice", "acme")]);
+        assert!(
+            alice.pools[0].waiting.is_empty(),
+            "another user's waiting job shown"
+        );
+    }
+
+    #[test]
+    fn job_links_point_at_the_web_host() {
+        assert_eq!(
+            job_url("https://api.github.com", "acme/w", 7, 9),
+            "https://github.com/acme/w/actions/runs/7/job/9"
+        );
+        assert_eq!(
+            job_url("https://ghes.example/api/v3/", "acme/w", 7, 9),
+            "https://ghes.example/acme/w/actions/runs/7/job/9"
+        );
+    }
+}
