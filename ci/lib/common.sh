@@ -32,11 +32,25 @@ ensure_packages() {
 # Every Debian package the cluster, the plugin's build (bindgen over Slurm's headers) and the
 # tests need. One list: ci/test, ci/slurm-up, ci/demo and ci/bench all install from it.
 GHA_DEBIAN_PACKAGES=(slurmctld slurmd slurm-client munge libslurm-dev libclang-dev clang
-    docker.io rootlesskit uidmap slirp4netns busybox-static systemd)
+    docker.io rootlesskit uidmap slirp4netns busybox-static systemd
+    chromium)
 
 # Installs everything the ci/ scripts need (a fresh machine has none of it).
 ensure_project_packages() {
     ensure_packages "${GHA_DEBIAN_PACKAGES[@]}"
+}
+
+# The web console's assets (console/dist, what server.console_dir names in tests and the demo),
+# built from the pinned lockfile; npm ci only when the lockfile changed since the last install.
+build_console() {
+    local dir="$REPO_ROOT/console"
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+        [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        log "npm ci (console)"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    log "npm run build (console)"
+    (cd "$dir" && npm run --silent build >/dev/null)
 }
 
 # Are munged, slurmctld and slurmd of the test cluster all running?

@@ -166,6 +166,7 @@ pub async fn start(
         registrations: registrations.clone(),
         slurm: slurm.clone(),
         scale_sets: scale_sets.clone(),
+        console: Default::default(),
     };
     let listener = match listener {
         Some(l) => l,

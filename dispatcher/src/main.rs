@@ -1,4 +1,5 @@
-//! `gha-dispatcher` command line: `serve`, `check-config`, `status`, `repositories`.
+//! `gha-dispatcher` command line: `serve`, `check-config`, `status`, `repositories`,
+//! `console-link`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,19 @@ enum Command {
         /// The Unix user; default: the one running this command.
         user: Option<String>,
     },
+    /// Print a short-lived, one-use link to your read-only view of the web console, proving
+    /// who you are with a MUNGE credential (run it on a login node of the cluster).
+    ConsoleLink {
+        /// Base URL of the dispatcher as your browser reaches it; default: from the config's
+        /// `server.listen`.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, short, env = "GHA_DISPATCHER_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// munged's socket; default: the config's `server.munge_socket`, else munge's own.
+        #[arg(long)]
+        munge_socket: Option<PathBuf>,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -85,6 +99,17 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("gha-dispatcher repositories: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::ConsoleLink {
+            url,
+            config,
+            munge_socket,
+        } => match console_link(url, &config, munge_socket) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gha-dispatcher console-link: {e:#}");
                 ExitCode::FAILURE
             }
         },
@@ -201,14 +226,14 @@ fn admin_authorization(cfg: Option<&Config>) -> anyhow::Result<String> {
     Ok(format!("MUNGE {credential}"))
 }
 
-fn repositories(
+/// The dispatcher's URL and munged's socket for a command run on a login node: as given, else
+/// from the config. A login node may have no readable config: it is only needed for what was
+/// not given.
+fn login_node_target(
     url: Option<String>,
     config: &std::path::Path,
     munge_socket: Option<PathBuf>,
-    json: bool,
-    user: Option<String>,
-) -> anyhow::Result<()> {
-    // A login node may have no readable config: it is only needed for what was not given.
+) -> anyhow::Result<(String, Option<PathBuf>)> {
     let cfg = if url.is_none() || munge_socket.is_none() {
         Config::load(config).ok()
     } else {
@@ -220,6 +245,17 @@ fn repositories(
         (None, None) => anyhow::bail!("give --url (cannot read {})", config.display()),
     };
     let socket = munge_socket.or_else(|| cfg.as_ref().and_then(|c| c.munge_socket.clone()));
+    Ok((url, socket))
+}
+
+fn repositories(
+    url: Option<String>,
+    config: &std::path::Path,
+    munge_socket: Option<PathBuf>,
+    json: bool,
+    user: Option<String>,
+) -> anyhow::Result<()> {
+    let (url, socket) = login_node_target(url, config, munge_socket)?;
     let user = match user {
         Some(u) => u,
         None => {
@@ -259,6 +295,36 @@ fn repositories(
             None => println!("{repository}"),
         }
     }
+    Ok(())
+}
+
+/// `POST /console/api/links` with this user's MUNGE credential; prints the link.
+fn console_link(
+    url: Option<String>,
+    config: &std::path::Path,
+    munge_socket: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let (url, socket) = login_node_target(url, config, munge_socket)?;
+    let credential = gha_dispatcher::clients::munge::encode(socket.as_deref())?;
+    let base = url.trim_end_matches('/').to_string();
+    let body: serde_json::Value = tokio::runtime::Runtime::new()?.block_on(async {
+        let response = local_client()?
+            .post(format!("{base}/console/api/links"))
+            .header("Authorization", format!("MUNGE {credential}"))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let message = body["error"].as_str().unwrap_or("no message").to_string();
+            anyhow::bail!("{base} answered {status}: {message}");
+        }
+        Ok(body)
+    })?;
+    let path = body["path"].as_str().unwrap_or_default();
+    let minutes = body["expires_in_secs"].as_i64().unwrap_or(0) / 60;
+    println!("{base}{path}");
+    eprintln!("(opens once, within {minutes} minutes; read-only)");
     Ok(())
 }
 

@@ -87,6 +87,7 @@ impl Server {
             registrations,
             slurm: Slurm::new(config.slurm.clone()),
             scale_sets: ScaleSets::default(),
+            console: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

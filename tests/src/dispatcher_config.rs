@@ -32,6 +32,9 @@ pub struct Server {
     pub admin_token_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub munge_socket: Option<PathBuf>,
+    /// The web console's built assets; `None`: the dispatcher's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_dir: Option<PathBuf>,
 }
 
 /// `[state]`.
@@ -229,6 +232,7 @@ impl DispatcherConfig {
                 admin_token_file: None,
                 // `/status` takes root's credential from the cluster's munged.
                 munge_socket: Some(cluster.munge_socket()),
+                console_dir: None,
             },
             state: State {
                 db_path: at.db_path.into(),
@@ -288,6 +292,7 @@ mod tests {
                 webhook_secret_file: "/d/webhook-secret".into(),
                 admin_token_file: None,
                 munge_socket: Some("/m/munge.socket".into()),
+                console_dir: None,
             },
             state: State {
                 db_path: "/d/state.db".into(),

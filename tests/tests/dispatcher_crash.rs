@@ -10,21 +10,15 @@ mod dispatcher_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dispatcher_support::{base_config, cluster, secrets_dir, start_sim, Daemon, SECRET};
+use dispatcher_support::{
+    base_config, cluster, free_port, healthy, markers_dir, secrets_dir, start_sim, Daemon, SECRET,
+};
 use e2e::dispatcher_config::{Pool, Scaling};
 use e2e::Cluster;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
 use test_support::wait_until_async;
 
 const PREFIX: &str = "e2e-crash";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn our_slurm_jobs(cluster: &Cluster) -> Vec<String> {
     let out = cluster
@@ -39,18 +33,6 @@ fn our_slurm_jobs(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
-async fn healthy(url: &str) {
-    let url = format!("{url}/healthz");
-    let what = format!("the dispatcher to answer {url}");
-    wait_until_async(&what, Duration::from_secs(30), || async {
-        reqwest::get(&url)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_a_burst_then_restart_runs_every_job_exactly_once() {
     let burst: usize = std::env::var("GHA_E2E_BURST")
@@ -61,17 +43,8 @@ async fn kill_9_during_a_burst_then_restart_runs_every_job_exactly_once() {
     let sim = start_sim().await;
     let dir = secrets_dir();
     let d = dir.path();
-    // Where each job records that it ran: our own directory (not the cluster's, which a
-    // concurrent `ci/slurm-up` may recreate), writable by the job user.
-    let markers = tempfile::Builder::new()
-        .prefix("gha-crash-markers")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(
-        markers.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-    )
-    .unwrap();
+    // Where each job records that it ran, writable by the job user.
+    let markers = markers_dir("gha-crash-markers");
     let ran = markers.path().join("ran");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");

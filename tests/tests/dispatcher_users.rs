@@ -160,19 +160,6 @@ impl Drop for Harness {
     }
 }
 
-fn markers(prefix: &str) -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(
-        d.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-    )
-    .unwrap();
-    d
-}
-
 fn identity_line(user: &str) -> String {
     let home = nix::unistd::User::from_name(user).unwrap().unwrap().dir;
     format!("{user} HOME={} USER={user} LOGNAME={user}", home.display())
@@ -186,7 +173,7 @@ fn credential_of(user: Option<&str>) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn mapped_repository_runs_as_its_user_and_unmapped_as_the_service_user() {
     let h = Harness::start("e2e-users", "service-user").await;
-    let markers = markers("e2e-users");
+    let markers = dispatcher_support::markers_dir("e2e-users");
     let (widgets_job, widgets_marker) = h.enqueue_whoami("acme/widgets", markers.path());
     let (gadgets_job, gadgets_marker) = h.enqueue_whoami("acme/gadgets", markers.path());
     h.wait_succeeded(widgets_job).await;
@@ -308,7 +295,7 @@ async fn mapped_repository_runs_as_its_user_and_unmapped_as_the_service_user() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unmapped_repository_is_refused_visibly_under_refuse() {
     let h = Harness::start("e2e-refuse", "refuse").await;
-    let markers = markers("e2e-refuse");
+    let markers = dispatcher_support::markers_dir("e2e-refuse");
     let (gadgets_job, _) = h.enqueue_whoami("acme/gadgets", markers.path());
     let (widgets_job, widgets_marker) = h.enqueue_whoami("acme/widgets", markers.path());
     h.wait_succeeded(widgets_job).await;

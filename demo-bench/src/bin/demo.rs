@@ -38,6 +38,10 @@ struct Args {
     /// Dispatcher reconciliation interval in seconds (default: the dispatcher's own default).
     #[arg(long)]
     reconcile_interval_secs: Option<u64>,
+    /// Keep the simulator and dispatcher (and so the console) up after the summary, until
+    /// Ctrl-C.
+    #[arg(long)]
+    keep: bool,
 }
 
 fn main() -> ExitCode {
@@ -78,11 +82,7 @@ fn run(args: &Args) -> Result<bool> {
     let started = Instant::now();
     let cluster = Cluster::shared();
     cluster.assert_node_healthy()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = demo_runtime()?;
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
@@ -123,8 +123,9 @@ fn run(args: &Args) -> Result<bool> {
         interrupted.load(Ordering::SeqCst)
     })?;
     let metrics = dispatcher.metrics().unwrap_or_default();
-    let dispatcher_status = dispatcher.stop()?;
     let ok = summarize(args, &world, &workload, &followed, &leftovers, &metrics);
+    keep_up(args, &interrupted, &runtime, &dispatcher);
+    let dispatcher_status = dispatcher.stop()?;
     if let Some(status) = dispatcher_status {
         println!(
             "  dispatcher:  stopped ({status}); log {}",
@@ -153,6 +154,14 @@ fn run(args: &Args) -> Result<bool> {
     }
     println!("{}", if ok { "demo OK" } else { "demo FAILED" });
     Ok(ok)
+}
+
+fn demo_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// What the run left: after a finished workload, waits (up to `--cleanup-secs`) for the
@@ -223,6 +232,11 @@ fn start_dispatcher(
         dispatcher.pid(),
         dispatcher.config_path().display(),
         dispatcher.log_path().display()
+    );
+    println!(
+        "  console:     {} (log in with the admin token in {})",
+        dispatcher.console_url(),
+        dispatcher.admin_token_file().display()
     );
     if docker_mode != "on-request" && docker_mode != "rootless" {
         println!(
@@ -496,6 +510,25 @@ fn print_api_calls(counters: &Counters, jobs: usize) {
 }
 
 /// Ctrl-C or SIGTERM.
+/// `--keep` (unless interrupted already): say where the console is, and wait for Ctrl-C (or
+/// SIGTERM).
+fn keep_up(
+    args: &Args,
+    interrupted: &AtomicBool,
+    runtime: &tokio::runtime::Runtime,
+    dispatcher: &Dispatcher,
+) {
+    if !args.keep || interrupted.load(Ordering::SeqCst) {
+        return;
+    }
+    println!(
+        "\n--keep: the simulator, the dispatcher and the console stay up; console {} (admin token in {}); Ctrl-C stops them",
+        dispatcher.console_url(),
+        dispatcher.admin_token_file().display()
+    );
+    runtime.block_on(wait_for_stop_signal());
+}
+
 async fn wait_for_stop_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,

@@ -40,6 +40,8 @@ pub struct Dispatcher {
     config: PathBuf,
     /// The cluster's munged: `/status` is for the admin, who proves it with root's credential.
     munge_socket: PathBuf,
+    /// The console's admin token (0600, root's), when the console is built.
+    admin_token_file: PathBuf,
     /// Held while a ticket-mode dispatcher runs (released after it stopped: fields drop
     /// after `Drop::drop`).
     _slot: Option<DispatcherSlot>,
@@ -127,6 +129,7 @@ impl Dispatcher {
             log,
             config,
             munge_socket: cluster.munge_socket(),
+            admin_token_file: dir.join("admin-token"),
             _slot: slot,
         };
         dispatcher.wait_healthy(Duration::from_secs(30))?;
@@ -172,6 +175,17 @@ impl Dispatcher {
     /// `http://127.0.0.1:PORT`; webhooks go to `<url>/webhook`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The web console, as a browser on this machine opens it (localhost: a secure context,
+    /// so its Secure session cookie works over plain HTTP).
+    pub fn console_url(&self) -> String {
+        self.url.replace("127.0.0.1", "localhost") + "/console/"
+    }
+
+    /// The file holding the admin token the console's login asks for.
+    pub fn admin_token_file(&self) -> &Path {
+        &self.admin_token_file
     }
 
     pub fn webhook_url(&self) -> String {
@@ -302,6 +316,11 @@ fn config_toml(
         script.display()
     );
     config.server.listen = format!("127.0.0.1:{port}");
+    let token_file = dir.join("admin-token");
+    write_private(&token_file, random_hex(16)?.as_bytes())?;
+    config.server.admin_token_file = Some(token_file);
+    // The console's assets as `ci/demo` builds them (console/dist).
+    config.server.console_dir = Some(cluster.repo_root().join("console/dist"));
     config.github.installation_id = Some(world.installation_id);
     let jobs = cluster.jobs_dir();
     config.slurm.output = Some(format!(

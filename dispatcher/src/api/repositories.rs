@@ -189,8 +189,17 @@ pub async fn post(
             ))
         }
     }
-    check_user(&app, &username)?;
-    let mut list = parse_list(&body)?;
+    Ok(Json(replace(&app, &username, &body).await?))
+}
+
+/// Replace `username`'s whole list with the posted one (the caller is an admin); the new list.
+pub async fn replace(
+    app: &RepositoriesState,
+    username: &str,
+    body: &[u8],
+) -> Result<Vec<MappedRepository>, ApiError> {
+    check_user(app, username)?;
+    let mut list = parse_list(body)?;
     let split: Vec<String> = list
         .iter()
         .filter_map(|e| split_listener_problem(&app.config.github, &e.repo_key))
@@ -202,9 +211,9 @@ pub async fn post(
         ));
     }
     for e in &mut list {
-        e.unix_user = username.clone();
+        e.unix_user = username.to_string();
     }
-    let user = username.clone();
+    let user = username.to_string();
     let outcome = app
         .db
         .call(move |c| store::replace_repositories(c, &user, &list))
@@ -225,7 +234,7 @@ pub async fn post(
     }
     tracing::info!(user = %username, "repository mapping replaced");
     app.wake.notify_one();
-    Ok(Json(list_of(&app, &username).await?))
+    list_of(app, username).await
 }
 
 #[cfg(test)]

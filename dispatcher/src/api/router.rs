@@ -28,6 +28,9 @@ pub const MAX_CONCURRENT_WEBHOOKS: usize = 64;
 pub const MAX_CONCURRENT_REDEMPTIONS: usize = 32;
 pub const MAX_CONCURRENT_REPOSITORIES: usize = 8;
 pub const MAX_CONCURRENT_READS: usize = 8;
+/// The console's requests together (assets, login, edits; an event stream counts only while
+/// it opens, then [`super::console::MAX_STREAMS`] bounds it).
+pub const MAX_CONCURRENT_CONSOLE: usize = 32;
 /// A body must arrive within this (idle between its parts, and in total with the handler's
 /// work within [`REQUEST_TIMEOUT`]).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,9 +38,15 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `POST /webhook`, `GET /healthz`, `GET /metrics`, `GET /status`,
-/// `GET/POST /repositories/{username}` and `POST /tickets/redeem`, each with its own limit
+/// `GET/POST /repositories/{username}`, `POST /tickets/redeem` and the console's `/console/`, each with its own limit
 /// on concurrent requests, and timeouts on bodies and whole requests.
 pub fn router(state: AppState) -> Router {
+    let console = super::console::routes(&state.config.console_dir).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(overloaded))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_CONSOLE)),
+    );
     Router::new()
         .route(
             "/webhook",
@@ -62,6 +71,7 @@ pub fn router(state: AppState) -> Router {
                 MAX_CONCURRENT_REDEMPTIONS,
             ),
         )
+        .merge(console)
         .layer(DefaultBodyLimit::max(intake::MAX_BODY_BYTES))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(

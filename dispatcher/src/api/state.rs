@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::FromRef;
 use tokio::sync::Notify;
 
+use super::console::{ConsoleShared, ConsoleState};
 use super::repositories::RepositoriesState;
 use super::status::StatusState;
 use crate::clients::slurm::Slurm;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub slurm: Slurm,
     /// The listeners' scale sets (demand, status).
     pub scale_sets: ScaleSets,
+    /// The web console's sessions and streams.
+    pub console: ConsoleShared,
 }
 
 impl FromRef<AppState> for IntakeState {
@@ -79,6 +82,22 @@ impl FromRef<AppState> for StatusState {
             shared: app.shared.clone(),
             admin_token: app.admin_token.clone(),
             scale_sets: app.scale_sets.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for ConsoleState {
+    fn from_ref(app: &AppState) -> ConsoleState {
+        ConsoleState {
+            config: app.config.clone(),
+            db: app.db.clone(),
+            shared: app.shared.clone(),
+            admin_token: app.admin_token.clone(),
+            sessions: app.console.sessions.clone(),
+            repositories: RepositoriesState::from_ref(app),
+            slurm: app.slurm.clone(),
+            streams: app.console.streams.clone(),
+            nodes: app.console.nodes.clone(),
         }
     }
 }

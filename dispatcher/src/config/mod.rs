@@ -27,6 +27,8 @@ pub use secrets::{GithubSecret, Secrets};
 pub use slurm::{SlurmConfig, MIN_TICKET_TTL_SECS};
 
 pub const DEFAULT_DB_PATH: &str = "/var/lib/gha-dispatcher/state.db";
+/// Where the packaged console assets are installed (`server.console_dir`).
+pub const DEFAULT_CONSOLE_DIR: &str = "/usr/share/gha-dispatcher/console";
 
 /// One problem found in the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,8 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// munged's socket for `unmunge`; `None`: munge's compiled-in default.
     pub munge_socket: Option<PathBuf>,
+    /// The web console's built assets (`console/`'s `npm run build`), served under `/console/`.
+    pub console_dir: PathBuf,
     pub db_path: PathBuf,
     pub github: GithubConfig,
     pub slurm: SlurmConfig,
@@ -103,6 +107,10 @@ impl Config {
                 webhook_secret_file: raw.server.webhook_secret_file.into_inner(),
                 admin_token_file: raw.server.admin_token_file,
                 munge_socket: raw.server.munge_socket,
+                console_dir: raw
+                    .server
+                    .console_dir
+                    .unwrap_or_else(|| DEFAULT_CONSOLE_DIR.into()),
                 db_path: raw.state.db_path.unwrap_or_else(|| DEFAULT_DB_PATH.into()),
                 github,
                 slurm,

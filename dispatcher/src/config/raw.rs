@@ -30,6 +30,7 @@ pub(super) struct RawServer {
     pub(super) webhook_secret_file: Spanned<PathBuf>,
     pub(super) admin_token_file: Option<PathBuf>,
     pub(super) munge_socket: Option<PathBuf>,
+    pub(super) console_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

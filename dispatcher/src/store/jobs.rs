@@ -102,6 +102,36 @@ pub fn jobs_with_status(conn: &Connection, status: JobStatus) -> rusqlite::Resul
     rows.collect()
 }
 
+/// A job with its times, for the console's jobs view and timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobTimes {
+    pub job: JobRow,
+    /// When we first saw it in progress, epoch milliseconds.
+    pub started_ms: Option<i64>,
+    /// Its last change, epoch milliseconds (when it finished, for a completed job).
+    pub updated_ms: i64,
+}
+
+/// Jobs changed since `since_ms` (epoch milliseconds), newest first, at most `limit`.
+pub fn jobs_since(
+    conn: &Connection,
+    since_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<JobTimes>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {JOB_COLUMNS}, started_ms, updated_ms FROM jobs WHERE updated_ms >= ?1
+         ORDER BY COALESCE(queued_ms, first_seen_ms) DESC, job_id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![since_ms, limit as i64], |r| {
+        Ok(JobTimes {
+            job: job_from_row(r)?,
+            started_ms: r.get(7)?,
+            updated_ms: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
 pub fn job(conn: &Connection, job_id: u64) -> rusqlite::Result<Option<JobRow>> {
     conn.query_row(
         &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?1"),

@@ -188,6 +188,43 @@ impl Drop for Daemon {
     }
 }
 
+/// A loopback port that was free a moment ago (a dispatcher binary binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until the dispatcher at `url` answers `/healthz`.
+pub async fn healthy(url: &str) {
+    let url = format!("{url}/healthz");
+    let what = format!("the dispatcher to answer {url}");
+    test_support::wait_until_async(&what, Duration::from_secs(30), || async {
+        reqwest::get(&url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await
+    .unwrap();
+}
+
+/// A directory in /tmp that every job user may write a marker file into (mode 1777; not the
+/// cluster's, which a concurrent `ci/slurm-up` may recreate).
+pub fn markers_dir(prefix: &str) -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    d
+}
+
 /// A MUNGE credential carrying `payload`, made by `user` (root when `None`) through `socket`.
 pub fn munge_credential(user: Option<&str>, socket: &Path, payload: &str) -> String {
     e2e::munge::munge_credential(user, socket, payload).unwrap()
