@@ -92,7 +92,8 @@ fn run(args: &Args) -> Result<bool> {
         });
     }
 
-    let world = runtime.block_on(SimWorld::start(&["widgets", "gadgets"]))?;
+    let world = runtime.block_on(SimWorld::start(&["widgets"]))?;
+    world.add_org_with_app(workflow::LISTENED_ORG, &["gadgets"])?;
     let prefix = format!("demo-{}", random_hex(3)?);
     let state_dir = tempfile::Builder::new()
         .prefix("spank-gha-demo-")
@@ -214,6 +215,7 @@ fn start_dispatcher(
         reconcile_interval_secs: args.reconcile_interval_secs,
         sbatch: None,
         credentials: RunnerCredentials::Ticket,
+        listener_orgs: vec![workflow::LISTENED_ORG.to_string()],
     };
     println!("spank-gha demo");
     println!(
@@ -221,7 +223,7 @@ fn start_dispatcher(
         cluster.conf().display()
     );
     println!(
-        "  GitHub sim:  {} (org acme, repos widgets and gadgets, App {})",
+        "  GitHub sim:  {} (org acme with widgets by webhook, org labs with gadgets by scale set listener, App {})",
         world.sim.url(),
         demo_bench::demo::stack::APP_ID
     );
@@ -451,6 +453,7 @@ fn summarize(
         None => println!("  queue → runner start: no job was taken by a runner"),
     }
     print_api_calls(&counters, total_jobs);
+    print_intakes(world, &counters);
     println!(
         "  webhooks:    {} sent, {} failed",
         counters.deliveries_sent, counters.deliveries_failed
@@ -458,6 +461,34 @@ fn summarize(
     println!("  tickets:     {}", ticket_summary(metrics));
     println!("  leftovers:   {leftovers}");
     ok
+}
+
+/// Each intake's jobs, and what the listener's protocol cost.
+fn print_intakes(world: &SimWorld, counters: &github_sim::Counters) {
+    let jobs = world.sim.jobs();
+    for (org, intake) in [
+        (demo_bench::demo::stack::ORG, "webhook"),
+        (workflow::LISTENED_ORG, "listener"),
+    ] {
+        let ours: Vec<_> = jobs
+            .iter()
+            .filter(|j| j.repo.starts_with(&format!("{org}/")))
+            .collect();
+        let succeeded = ours
+            .iter()
+            .filter(|j| j.conclusion.as_deref() == Some("success"))
+            .count();
+        println!(
+            "  {intake:<9}    org {org}: {succeeded} of {} jobs succeeded",
+            ours.len()
+        );
+    }
+    let s = &counters.scaleset;
+    let actions: u64 = s.actions.values().map(|c| c.calls).sum();
+    println!(
+        "  scale sets:  {} created, {} sessions, {} message polls and {} acknowledgements, {} other Actions-service calls, {} jobs acquired",
+        s.scale_sets_created, s.sessions_created, s.queue_polls, s.queue_deletes, actions, s.jobs_acquired
+    );
 }
 
 /// The jobs that ended other than succeeded, cancelled or skipped.

@@ -12,7 +12,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::dispatcher_config::{Coordinates, DispatcherConfig, Pool, RunnerCredentials, Scaling};
+use e2e::dispatcher_config::{
+    Coordinates, DispatcherConfig, Pool, RunnerCredentials, Scaling, Target,
+};
 use e2e::{Cluster, DispatcherSlot};
 use test_support::wait_until;
 
@@ -29,6 +31,9 @@ pub struct DispatcherSpec {
     /// An `sbatch` to use instead of the one on PATH (the bench's timing wrapper).
     pub sbatch: Option<PathBuf>,
     pub credentials: RunnerCredentials,
+    /// Organizations (besides `ORG`, the webhook target) whose jobs come through scale set
+    /// listeners; the App must be installed on each.
+    pub listener_orgs: Vec<String>,
 }
 
 /// A running `gha-dispatcher serve`, stopped (TERM, then KILL) when dropped.
@@ -321,7 +326,12 @@ fn config_toml(
     config.server.admin_token_file = Some(token_file);
     // The console's assets as `ci/demo` builds them (console/dist).
     config.server.console_dir = Some(cluster.repo_root().join("console/dist"));
-    config.github.installation_id = Some(world.installation_id);
+    if spec.listener_orgs.is_empty() {
+        config.github.installation_id = Some(world.installation_id);
+    }
+    for org in &spec.listener_orgs {
+        config.github.targets.push(Target::listener(org));
+    }
     let jobs = cluster.jobs_dir();
     config.slurm.output = Some(format!(
         "{}/{}-%j.out",

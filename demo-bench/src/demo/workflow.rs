@@ -1,12 +1,16 @@
 //! The demo's workload, shaped like a busy repository's day: a 50-job CI run with a build
 //! matrix, tests that need builds, integration tests on bigger runners and one Docker step; a
-//! second repository's 14-job run; and a 6-job preview run superseded (cancelled) right after
-//! it was queued. 70 jobs over three label sets.
+//! second repository's 14-job run, in another organization whose jobs come through a scale set
+//! listener ([`LISTENED_ORG`]); and a 6-job preview run superseded (cancelled) right after it
+//! was queued. 70 jobs over three label sets and both intakes.
 
 use github_sim::{JobSpec, WorkflowSpec};
 
 use crate::demo::stack::ORG;
 use e2e::dispatcher_config::Pool;
+
+/// The organization the dispatcher hears of through runner scale sets (no webhook).
+pub const LISTENED_ORG: &str = "labs";
 
 /// Labels of the three label sets (besides `self-hosted`).
 pub const CPU: &[&str] = &["self-hosted", "linux", "x64"];
@@ -111,7 +115,7 @@ pub fn runs() -> Vec<DemoRun> {
         },
         DemoRun {
             spec: WorkflowSpec {
-                repo: format!("{ORG}/gadgets"),
+                repo: format!("{LISTENED_ORG}/gadgets"),
                 name: "ci".into(),
                 jobs: gadgets,
                 delay_ms: 0,

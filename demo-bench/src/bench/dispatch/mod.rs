@@ -83,6 +83,7 @@ impl<'a> Stack<'a> {
             reconcile_interval_secs: None,
             sbatch: Some(timing.wrapper.clone()),
             credentials,
+            listener_orgs: Vec::new(),
         };
         let dispatcher = Dispatcher::start(cluster, &world, &spec, state_dir.path())?;
         relay.set_target(&dispatcher.webhook_url());
