@@ -12,12 +12,14 @@
 //! `max_runners`) and no pending job is surplus.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gha_dispatcher::clients::github::Credentials;
 use gha_dispatcher::control::Controller;
 use gha_dispatcher::model::{JobStatus, JobUpdate};
 use gha_dispatcher::store::{Db, Delivery};
+use gha_dispatcher::telemetry::Metrics;
 use github_sim::model::{JobSpec, WorkflowSpec};
 use github_sim::Sim;
 use proptest::prelude::*;
@@ -222,11 +224,13 @@ impl World {
 }
 
 fn stages(config: &gha_dispatcher::config::Config) -> Controller {
+    stages_and_metrics(config).0
+}
+
+fn stages_and_metrics(config: &gha_dispatcher::config::Config) -> (Controller, Arc<Metrics>) {
     let db = Db::open(&config.db_path).expect("the database");
     let credentials = Credentials::Token(support::TOKEN.into());
-    gha_dispatcher::app::stages_only(config.clone(), db, credentials)
-        .expect("the stages")
-        .0
+    gha_dispatcher::app::stages_only(config.clone(), db, credentials).expect("the stages")
 }
 
 impl World {
@@ -316,7 +320,7 @@ impl World {
     fn check_step(&self, step: &Step) -> Result<(), TestCaseError> {
         let violations = self.file("violations");
         prop_assert!(violations.is_empty(), "after {step:?}: {violations}");
-        let live = self.slurm_jobs().len();
+        let live = self.count_in_slurm("PENDING") + self.count_in_slurm("RUNNING");
         prop_assert!(
             live <= MAX_RUNNERS as usize,
             "after {step:?}: {live} Slurm jobs, max_runners {MAX_RUNNERS}"
@@ -372,4 +376,35 @@ proptest! {
             world.check_settled().await
         })?;
     }
+}
+
+/// A runner's node is lost mid-job (its Slurm job ends `NODE_FAIL`): the runner is finished
+/// and counted, and, the job still being queued on GitHub, a new runner is submitted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_job_lost_with_its_node_is_counted_and_replaced() {
+    let mut world = World::new().await;
+    let (controller, metrics) = stages_and_metrics(&world.config);
+    world.controller = controller;
+    world.queue(1, 1).await;
+    world.controller.full_pass().await;
+    assert_eq!(world.count_in_slurm("PENDING"), 1, "{}", world.file("jobs"));
+    world.move_slurm_job(0, "PENDING", Some("RUNNING"));
+    world.controller.full_pass().await;
+    world.move_slurm_job(0, "RUNNING", Some("NODE_FAIL"));
+    world.controller.full_pass().await;
+
+    assert_eq!(metrics.runner_jobs_node_failed.get(), 1);
+    assert_eq!(
+        (
+            world.count_in_slurm("NODE_FAIL"),
+            world.count_in_slurm("PENDING")
+        ),
+        (1, 1),
+        "the lost runner's job and its replacement: {}",
+        world.file("jobs")
+    );
+    assert_eq!(world.file("names").lines().count(), 2);
+    // Seen again in later passes, the lost job is not counted again.
+    world.controller.full_pass().await;
+    assert_eq!(metrics.runner_jobs_node_failed.get(), 1);
 }

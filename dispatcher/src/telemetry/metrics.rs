@@ -31,6 +31,7 @@ pub struct Metrics {
     pub reconcile_errors: Family<Labels, Counter>,
     pub ticket_redemptions: Family<Labels, Counter>,
     pub tickets_unredeemed: Counter,
+    pub runner_jobs_node_failed: Counter,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -65,6 +66,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             ticket_redemptions: Family::default(),
             tickets_unredeemed: Counter::default(),
+            runner_jobs_node_failed: Counter::default(),
             registry: Registry::default(),
         };
         m.register_demand(&mut registry);
@@ -162,6 +164,11 @@ impl Metrics {
             "tickets_unredeemed",
             "Ticket runners whose Slurm job ended without redeeming its ticket (cancelled while pending, refused, failed before redemption)",
             self.tickets_unredeemed.clone(),
+        );
+        registry.register(
+            "runner_jobs_node_failed",
+            "Runner Slurm jobs that ended NODE_FAIL (their node was lost mid-job)",
+            self.runner_jobs_node_failed.clone(),
         );
     }
 
