@@ -31,12 +31,18 @@ impl SimWorld {
     /// owner) and the App installed on the organization. Webhooks are set later, once the
     /// receiver's address is known.
     pub async fn start(repos: &[&str]) -> Result<SimWorld> {
+        SimWorld::start_with(repos, SimConfig::default()).await
+    }
+
+    /// [`SimWorld::start`] with the simulator's timings from `config` (its TLS identity is
+    /// this module's test CA's, whatever `config` says).
+    pub async fn start_with(repos: &[&str], config: SimConfig) -> Result<SimWorld> {
         let identity = test_ca()?
             .issue(&github_sim::tls::LOOPBACK_NAMES)
             .context("issuing the simulator's certificate")?;
         let sim = Sim::start(SimConfig {
             tls: Some(identity),
-            ..SimConfig::default()
+            ..config
         })
         .await
         .context("starting the GitHub simulator")?;

@@ -17,6 +17,7 @@ use jsonwebtoken::DecodingKey;
 use rand::distr::{Alphanumeric, SampleString};
 
 pub use entities::*;
+pub use runners::lost_communication;
 
 use crate::error::SimError;
 use crate::faults::Faults;
