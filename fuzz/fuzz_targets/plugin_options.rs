@@ -22,10 +22,16 @@ fuzz_target!(|data: &[u8]| {
             RunnerValueError::BadTicket,
         ]
         .map(|e| e.to_string());
-        assert!(fixed.contains(&refusal.to_string()), "a refusal made of the value");
+        assert!(
+            fixed.contains(&refusal.to_string()),
+            "a refusal made of the value"
+        );
     }
     let _ = validate_image_name(value);
     let name = option_env_name(value);
     assert!(name.is_ascii(), "an environment name that is not ASCII");
-    assert!(is_option_env_var(&name), "the option's own variable is not recognised");
+    assert!(
+        is_option_env_var(&name),
+        "the option's own variable is not recognised"
+    );
 });

@@ -9,14 +9,28 @@ use redeem_contract::{is_valid_ticket, RedeemRequest, RefusalBody, RefusalCode, 
 fuzz_target!(|data: &[u8]| {
     if let Some(request) = RedeemRequest::parse(data) {
         assert!(is_valid_ticket(&request.ticket));
-        assert!(!format!("{request:?}").contains(&request.ticket));
-        assert_eq!(RedeemRequest::parse(request.to_json().as_bytes()), Some(request));
+        // Debug shows nothing of the ticket: the same with any other ticket.
+        let other = RedeemRequest {
+            ticket: "A".repeat(43),
+            ..request.clone()
+        };
+        assert_eq!(format!("{request:?}"), format!("{other:?}"));
+        assert_eq!(
+            RedeemRequest::parse(request.to_json().as_bytes()),
+            Some(request)
+        );
     }
     if let Some(answer) = SealedAnswer::parse(data) {
-        if answer.jit_config.len() >= 8 {
-            assert!(!format!("{answer:?}").contains(&answer.jit_config));
-        }
-        assert_eq!(SealedAnswer::parse(answer.to_json().as_bytes()), Some(answer));
+        // Debug shows nothing of the JIT config: the same with any other config.
+        let other = SealedAnswer {
+            jit_config: "eA==".into(),
+            ..answer.clone()
+        };
+        assert_eq!(format!("{answer:?}"), format!("{other:?}"));
+        assert_eq!(
+            SealedAnswer::parse(answer.to_json().as_bytes()),
+            Some(answer)
+        );
     }
     if let Some(refusal) = RefusalBody::parse(data) {
         let _ = refusal.code();
