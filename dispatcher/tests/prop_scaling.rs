@@ -14,15 +14,6 @@ use gha_dispatcher::model::RunnerPhase;
 use gha_dispatcher::scale::decide::{decide, PoolDemand, RunnerInfo, ScopeDemand};
 use proptest::prelude::*;
 
-const PHASES: [RunnerPhase; 6] = [
-    RunnerPhase::InFlight,
-    RunnerPhase::SlurmPending,
-    RunnerPhase::Starting,
-    RunnerPhase::Idle,
-    RunnerPhase::Busy,
-    RunnerPhase::Cancelling,
-];
-
 // The struct update keeps this building when the decision's input grows a field (a second
 // intake's job count): the properties are about the fields set here.
 #[allow(clippy::needless_update)]
@@ -39,7 +30,10 @@ fn scope_demand(queued: Vec<u64>, runners: Vec<RunnerInfo>) -> ScopeDemand {
 fn pool_strategy() -> impl Strategy<Value = PoolDemand> {
     let scope = (
         0usize..8,
-        proptest::collection::vec((0usize..PHASES.len(), 0i64..100, any::<bool>()), 0..8),
+        proptest::collection::vec(
+            (0usize..RunnerPhase::ALL.len(), 0i64..100, any::<bool>()),
+            0..8,
+        ),
     );
     (0u32..12, proptest::collection::vec(scope, 1..4)).prop_map(|(max, scopes)| {
         let mut next_job = 1u64;
@@ -54,7 +48,7 @@ fn pool_strategy() -> impl Strategy<Value = PoolDemand> {
                     next_runner += 1;
                     RunnerInfo {
                         name: format!("r{next_runner}"),
-                        phase: PHASES[phase],
+                        phase: RunnerPhase::ALL[phase],
                         created_at,
                         registered,
                     }
