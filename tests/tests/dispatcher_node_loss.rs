@@ -64,14 +64,20 @@ fn kill9(pid: i32) {
 }
 
 /// Brings the node back when dropped, whatever happened: slurmd started again if it is not
-/// running, the node resumed, and waited for until it is usable.
+/// running, the node resumed, and waited for until it is usable. The lost job's work dir goes,
+/// as with the reboot of a lost machine (its epilog never ran): later tests count work dirs.
 struct NodeBack<'a> {
     cluster: &'a Cluster,
     node: String,
+    lost_job: u64,
 }
 
 impl NodeBack<'_> {
     fn restore(&self) -> Result<(), String> {
+        let parent = Path::new("/tmp").join(spank_gha::workdir::PARENT);
+        let dir = parent.join(format!("gha-{}", self.lost_job));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(parent.join(format!("gha-{}.made", self.lost_job)));
         if slurmd_pid(self.cluster).is_none() {
             let conf = self.cluster.conf().to_path_buf();
             let started = self.cluster.command("slurmd").arg("-f").arg(&conf).status();
@@ -246,6 +252,7 @@ async fn a_lost_node_fails_the_github_job_and_the_dispatcher_counts_and_replaces
     let back = NodeBack {
         cluster,
         node: node.clone(),
+        lost_job: lost_slurm_job,
     };
     lose_the_node(cluster, &node, lost_slurm_job);
     wait_until(
