@@ -126,6 +126,10 @@ fn stop_started() {
         Ok(started) => started.values().cloned().collect(),
         Err(_) => return,
     };
+    if started.is_empty() {
+        // Nothing to stop; and asking for the cluster now could start one.
+        return;
+    }
     for dispatcher in &started {
         stop_process(dispatcher.pid);
     }
