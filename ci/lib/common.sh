@@ -30,10 +30,11 @@ ensure_packages() {
 }
 
 # Every Debian package the cluster, the plugin's build (bindgen over Slurm's headers) and the
-# tests need. One list: ci/test, ci/slurm-up, ci/demo and ci/bench all install from it.
+# tests need (tmux: the demo's hangup test closes a terminal as a user would). One list:
+# ci/test, ci/slurm-up, ci/demo and ci/bench all install from it.
 GHA_DEBIAN_PACKAGES=(slurmctld slurmd slurm-client munge libslurm-dev libclang-dev clang
     docker.io rootlesskit uidmap slirp4netns busybox-static systemd
-    chromium)
+    chromium tmux)
 
 # Installs everything the ci/ scripts need (a fresh machine has none of it).
 ensure_project_packages() {
@@ -84,4 +85,29 @@ hold_cluster_lock() {
     exec 9>"$GHA_CLUSTER_DIR.lock"
     flock --timeout 600 9 || die "another slurm-up/slurm-down held $GHA_CLUSTER_DIR.lock for 10 minutes"
     export GHA_CLUSTER_LOCK_HELD=1
+}
+
+# Runs a driver (demo, bench) so that it and this script stop in order however the run ends.
+# The driver runs in the background and this script waits for it with `wait`, which a trapped
+# signal interrupts at once (bash runs traps only after a foreground child exits, and would
+# never pass a hangup on when it leads the session itself). Ctrl-C and SIGTERM reach the driver
+# as SIGTERM; a hangup (closed terminal, dropped SSH session) as SIGHUP, after which this
+# script's own output goes to $GHA_HANGUP_LOG, since writes to a hung-up terminal fail. Returns
+# the driver's exit status; the caller's EXIT trap then stops what the script started.
+run_driver() {
+    export GHA_HANGUP_LOG="${GHA_HANGUP_LOG:-$CARGO_TARGET_DIR/$(basename "$1")-hangup.log}"
+    "$@" &
+    GHA_DRIVER_PID=$!
+    trap 'kill -TERM "$GHA_DRIVER_PID" 2>/dev/null || true' INT TERM
+    trap 'exec </dev/null >>"$GHA_HANGUP_LOG" 2>&1; log "hangup: stopping the driver"; kill -HUP "$GHA_DRIVER_PID" 2>/dev/null || true' HUP
+    local rc
+    while :; do
+        rc=0
+        wait "$GHA_DRIVER_PID" || rc=$?
+        # Above 128 with the driver still there: a signal ended the wait, not the driver.
+        if [ "$rc" -gt 128 ] && kill -0 "$GHA_DRIVER_PID" 2>/dev/null; then
+            continue
+        fi
+        return "$rc"
+    done
 }

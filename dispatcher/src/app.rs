@@ -270,3 +270,43 @@ fn controller(ctx: StageContext, scale_sets: ScaleSets, wake: Arc<Notify>) -> Co
     let submit = Submitter::new(ctx);
     Controller::new(reconcile, scale, submit, github, wake, period)
 }
+
+/// The control loop's stages over `config` and `db`, without the HTTP server and without
+/// running the loop: for tests that run passes one at a time, and crash between any two
+/// steps by dropping a pass (dispatcher/tests/prop_reconcile.rs). Its metrics come back too.
+pub fn stages_only(
+    config: Config,
+    db: Db,
+    credentials: Credentials,
+) -> anyhow::Result<(Controller, Arc<Metrics>)> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let github = Arc::new(GithubClient::new(
+        &config.github.api_url,
+        credentials,
+        metrics.clone(),
+    )?);
+    let slurm = Slurm::new(config.slurm.clone());
+    let telemetry = Telemetry::new(
+        metrics.clone(),
+        Arc::new(Mutex::new(SharedStatus::default())),
+    );
+    let wake = Arc::new(Notify::new());
+    let scale_sets = ScaleSets::default();
+    let registrations = Registrations::new(
+        db.clone(),
+        github.clone(),
+        telemetry.clone(),
+        scale_sets.clone(),
+        config.github.runner_group_id,
+    );
+    let stages = StageContext {
+        config,
+        db,
+        github,
+        slurm,
+        telemetry,
+        registrations,
+    };
+    Ok((controller(stages, scale_sets, wake), metrics))
+}

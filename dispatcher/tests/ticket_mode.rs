@@ -75,16 +75,7 @@ async fn start() -> (Sim, tempfile::TempDir, gha_dispatcher::app::Running) {
     let d = dir.path();
     fake_slurm(d);
     let cfg = support::ConfigBuilder::new(d)
-        .token(support::TOKEN)
-        .set("github", "api_url", &format!("{:?}", sim.url()))
-        .set(
-            "github",
-            "targets",
-            r#"[{ org = "acme", repositories = ["acme/widgets"] }]"#,
-        )
-        .set_path("slurm", "sbatch", "sbatch")
-        .set_path("slurm", "squeue", "squeue")
-        .set_path("slurm", "scancel", "scancel")
+        .widgets_on_fake_slurm(&sim)
         .set("scaling", "reconcile_interval_secs", "1")
         .build();
     assert_eq!(cfg.db_path, dir.path().join("state.db"));

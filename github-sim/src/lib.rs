@@ -33,4 +33,5 @@ pub use model::{
     RunCreated, RunView, RunnerView, SimSnapshot, WebhookTarget, WorkflowSpec,
 };
 pub use sim::Sim;
+pub use state::lost_communication;
 pub use tls::{ServerIdentity, TestCa};

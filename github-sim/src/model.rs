@@ -116,6 +116,10 @@ pub struct JobView {
     pub created_at: String,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
+    /// GitHub's own reason for a failure it decided (the job's annotation), e.g. a runner
+    /// that lost communication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -467,6 +467,13 @@ async fn a_runner_that_dies_goes_offline_and_its_job_fails() {
                 == Some("failure"))
             .await
     );
+    // With GitHub's words, naming the runner.
+    let failed = w.sim.snapshot().job(run.job_ids[0]).unwrap().clone();
+    assert_eq!(
+        failed.annotation.as_deref(),
+        Some(github_sim::lost_communication("dies-busy").as_str()),
+        "{failed:?}"
+    );
     assert!(
         w.sim
             .wait_for(T, |s| s

@@ -34,8 +34,8 @@ impl SimWorld {
         SimWorld::start_with(repos, SimConfig::default()).await
     }
 
-    /// As [`SimWorld::start`], with the simulator's other settings from `config` (its TLS
-    /// identity is this world's).
+    /// [`SimWorld::start`] with the simulator's timings from `config` (its TLS identity is
+    /// this module's test CA's, whatever `config` says).
     pub async fn start_with(repos: &[&str], config: SimConfig) -> Result<SimWorld> {
         let identity = test_ca()?
             .issue(&github_sim::tls::LOOPBACK_NAMES)

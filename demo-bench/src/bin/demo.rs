@@ -8,8 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +17,7 @@ use demo_bench::demo::progress::{Board, Frame};
 use demo_bench::demo::slurm::{self, CancelOnDrop};
 use demo_bench::demo::stack::{random_hex, Dispatcher, DispatcherSpec, SimWorld};
 use demo_bench::demo::stats::Summary;
+use demo_bench::demo::stopping::{self, OnStop, Stop};
 use demo_bench::demo::tracker::Tracker;
 use demo_bench::demo::workflow;
 use e2e::dispatcher_config::RunnerCredentials;
@@ -80,17 +79,11 @@ struct Followed {
 
 fn run(args: &Args) -> Result<bool> {
     let started = Instant::now();
+    // First: from here on Ctrl-C, SIGTERM and SIGHUP stop the demo in order.
+    let stop = stopping::watch(OnStop::Record).context("watching for stop signals")?;
     let cluster = Cluster::shared();
     cluster.assert_node_healthy()?;
     let runtime = demo_runtime()?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        runtime.spawn(async move {
-            wait_for_stop_signal().await;
-            flag.store(true, Ordering::SeqCst);
-        });
-    }
 
     let world = runtime.block_on(SimWorld::start(&["widgets"]))?;
     world.add_org_with_app(workflow::LISTENED_ORG, &["gadgets"])?;
@@ -117,15 +110,14 @@ fn run(args: &Args) -> Result<bool> {
         &mut dispatcher,
         &mut slurm_guard,
         &mut workload,
-        &interrupted,
+        &stop,
         Duration::from_secs(args.timeout_secs),
     )?;
-    let leftovers = look_for_leftovers(args, &world, &slurm_guard, &followed, &|| {
-        interrupted.load(Ordering::SeqCst)
-    })?;
+    let leftovers =
+        look_for_leftovers(args, &world, &slurm_guard, &followed, &|| stop.requested())?;
     let metrics = dispatcher.metrics().unwrap_or_default();
     let ok = summarize(args, &world, &workload, &followed, &leftovers, &metrics);
-    keep_up(args, &interrupted, &runtime, &dispatcher);
+    keep_up(args, &stop, &dispatcher);
     let dispatcher_status = dispatcher.stop()?;
     if let Some(status) = dispatcher_status {
         println!(
@@ -350,7 +342,7 @@ fn follow(
     dispatcher: &mut Dispatcher,
     guard: &mut CancelOnDrop<'_>,
     workload: &mut Workload,
-    interrupted: &AtomicBool,
+    stop: &Stop,
     timeout: Duration,
 ) -> Result<Followed> {
     let workload_start = Instant::now();
@@ -359,7 +351,7 @@ fn follow(
     let mut frame = Frame::default();
     let mut slurm_view = SlurmView::default();
     let ending = loop {
-        if interrupted.load(Ordering::SeqCst) {
+        if stop.requested() {
             break Ending::Interrupted;
         }
         if !dispatcher.is_running() {
@@ -540,16 +532,10 @@ fn print_api_calls(counters: &Counters, jobs: usize) {
     }
 }
 
-/// Ctrl-C or SIGTERM.
-/// `--keep` (unless interrupted already): say where the console is, and wait for Ctrl-C (or
-/// SIGTERM).
-fn keep_up(
-    args: &Args,
-    interrupted: &AtomicBool,
-    runtime: &tokio::runtime::Runtime,
-    dispatcher: &Dispatcher,
-) {
-    if !args.keep || interrupted.load(Ordering::SeqCst) {
+/// `--keep` (unless stopped already): say where the console is, and wait for Ctrl-C (or
+/// SIGTERM, or the terminal closing).
+fn keep_up(args: &Args, stop: &Stop, dispatcher: &Dispatcher) {
+    if !args.keep || stop.requested() {
         return;
     }
     println!(
@@ -557,20 +543,8 @@ fn keep_up(
         dispatcher.console_url(),
         dispatcher.admin_token_file().display()
     );
-    runtime.block_on(wait_for_stop_signal());
-}
-
-async fn wait_for_stop_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    while !stop.requested() {
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -6,5 +6,6 @@ pub mod progress;
 pub mod slurm;
 pub mod stack;
 pub mod stats;
+pub mod stopping;
 pub mod tracker;
 pub mod workflow;

@@ -137,6 +137,7 @@ impl Dispatcher {
             admin_token_file: dir.join("admin-token"),
             _slot: slot,
         };
+        super::stopping::register_dispatcher(dispatcher.pid, &spec.runner_name_prefix);
         dispatcher.wait_healthy(Duration::from_secs(30))?;
         Ok(dispatcher)
     }
@@ -263,6 +264,14 @@ impl Dispatcher {
         let Some(mut child) = self.child.take() else {
             return Ok(None);
         };
+        let status = self.stop_child(&mut child);
+        if status.is_ok() {
+            super::stopping::forget_dispatcher(self.pid);
+        }
+        status
+    }
+
+    fn stop_child(&mut self, child: &mut Child) -> Result<Option<ExitStatus>> {
         if let Some(status) = child.try_wait().context("checking the dispatcher")? {
             return Ok(Some(status));
         }

@@ -168,6 +168,7 @@ mod tests {
             created_at: String::new(),
             started_at: None,
             completed_at: None,
+            annotation: None,
         }
     }
 

@@ -201,6 +201,10 @@ impl Slurm {
             "--parsable".to_string(),
             format!("--job-name={}", req.runner_name),
             format!("--comment={}", req.comment),
+            // A runner job runs once: requeued after its node failed (Slurm's default for
+            // batch jobs), it would start again with a credential already used, as a job
+            // the dispatcher had counted finished.
+            "--no-requeue".to_string(),
         ];
         let mut opt = |flag: &str, value: Option<String>| {
             if let Some(v) = value {
@@ -618,6 +622,7 @@ mod tests {
                 "--parsable",
                 "--job-name=slurm-cpu-1",
                 "--comment=gha runner=slurm-cpu-1",
+                "--no-requeue",
                 "--partition=debug",
                 "--cpus-per-task=2",
                 "--mem=1G",

@@ -37,19 +37,29 @@ impl Reconciler {
             let Some(job_id) = row.slurm_job_id else {
                 continue;
             };
-            let active = queue.iter().any(|j| j.job_id == job_id && j.is_active());
-            if !active {
+            let job = queue.iter().find(|j| j.job_id == job_id);
+            if !job.is_some_and(QueuedJob::is_active) {
                 tracing::info!(runner = %row.name, slurm_job = job_id, "Slurm job ended");
-                self.finish(&row.name).await;
+                self.finish_as(&row.name, job.map(|j| j.state)).await;
                 any = true;
             }
         }
         any
     }
 
+    /// [`Self::finish`], knowing how the job ended (when squeue still lists it): a job whose
+    /// node was lost (`NODE_FAIL`) is counted once, by whichever pass finishes the runner.
+    async fn finish_as(&self, name: &str, ended: Option<SlurmState>) {
+        if self.finish(name).await && ended == Some(SlurmState::NodeFail) {
+            self.ctx.telemetry.metrics.runner_jobs_node_failed.inc();
+            tracing::warn!(runner = %name, "the runner's node was lost (Slurm job NODE_FAIL)");
+        }
+    }
+
     /// The runner's Slurm job ended: it is finished. A ticket runner that never redeemed its
-    /// ticket is counted (the scaler provisions again while the demand remains).
-    async fn finish(&self, name: &str) {
+    /// ticket is counted (the scaler provisions again while the demand remains). True when
+    /// this call finished it (it was not final before).
+    async fn finish(&self, name: &str) -> bool {
         let n = name.to_string();
         let result = self
             .ctx
@@ -57,12 +67,18 @@ impl Reconciler {
             .call(move |c| store::swap_runner_state(c, &n, RunnerState::Finished))
             .await;
         match result {
-            Ok(Some(before)) if !before.state.is_final() && before.never_registered() => {
-                self.ctx.telemetry.metrics.tickets_unredeemed.inc();
-                tracing::info!(runner = %name, slurm_job = ?before.slurm_job_id, "Slurm job ended without redeeming its ticket");
+            Ok(Some(before)) if !before.state.is_final() => {
+                if before.never_registered() {
+                    self.ctx.telemetry.metrics.tickets_unredeemed.inc();
+                    tracing::info!(runner = %name, slurm_job = ?before.slurm_job_id, "Slurm job ended without redeeming its ticket");
+                }
+                true
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "cannot record runner state"),
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record runner state");
+                false
+            }
         }
     }
 
@@ -176,7 +192,7 @@ impl Reconciler {
             .await;
         tracing::info!(runner = %row.name, slurm_job = id, "adopted Slurm job after restart");
         if !job.is_active() {
-            self.finish(&row.name).await;
+            self.finish_as(&row.name, Some(job.state)).await;
             self.after_slurm_job_ended(row, listed).await;
         }
     }
@@ -190,7 +206,7 @@ impl Reconciler {
         listed: Option<&Listed>,
     ) {
         let Some(job) = in_queue.filter(|j| j.is_active()) else {
-            self.finish(&row.name).await;
+            self.finish_as(&row.name, in_queue.map(|j| j.state)).await;
             self.after_slurm_job_ended(row, listed).await;
             return;
         };

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub listener_session_conflicts: Counter,
     pub listener_jobs_acquired: Counter,
     pub jobs_accounted: Counter,
+    pub runner_jobs_node_failed: Counter,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -77,6 +78,7 @@ impl Metrics {
             listener_session_conflicts: Counter::default(),
             listener_jobs_acquired: Counter::default(),
             jobs_accounted: Counter::default(),
+            runner_jobs_node_failed: Counter::default(),
             registry: Registry::default(),
         };
         m.register_demand(&mut registry);
@@ -175,6 +177,11 @@ impl Metrics {
             "tickets_unredeemed",
             "Ticket runners whose Slurm job ended without redeeming its ticket (cancelled while pending, refused, failed before redemption)",
             self.tickets_unredeemed.clone(),
+        );
+        registry.register(
+            "runner_jobs_node_failed",
+            "Runner Slurm jobs that ended NODE_FAIL (their node was lost mid-job)",
+            self.runner_jobs_node_failed.clone(),
         );
     }
 

@@ -134,6 +134,21 @@ impl ConfigBuilder {
         self
     }
 
+    /// The simulator's `acme/widgets` as the only target, with the token the simulator
+    /// accepts, and the fake `sbatch`, `squeue` and `scancel` in the test's directory.
+    pub fn widgets_on_fake_slurm(self, sim: &Sim) -> ConfigBuilder {
+        self.token(TOKEN)
+            .set("github", "api_url", &format!("{:?}", sim.url()))
+            .set(
+                "github",
+                "targets",
+                r#"[{ org = "acme", repositories = ["acme/widgets"] }]"#,
+            )
+            .set_path("slurm", "sbatch", "sbatch")
+            .set_path("slurm", "squeue", "squeue")
+            .set_path("slurm", "scancel", "scancel")
+    }
+
     /// The content of the webhook secret file.
     pub fn webhook_secret(mut self, secret: &str) -> ConfigBuilder {
         self.webhook_secret = secret.into();

@@ -141,6 +141,8 @@ pub struct Job {
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
     pub cancel_requested: bool,
+    /// Why it failed, when GitHub says so itself (a runner that lost communication).
+    pub annotation: Option<String>,
     /// When the job entered the queue (for GitHub's 24-hour queue timeout).
     pub queued_at: Option<Instant>,
 }

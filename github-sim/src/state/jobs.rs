@@ -45,6 +45,7 @@ fn new_job(j: &JobSpec, id: u64, run_id: u64, repo_key: &str, needs: Vec<u64>) -
         started_at: None,
         completed_at: None,
         cancel_requested: false,
+        annotation: None,
         queued_at: None,
     }
 }

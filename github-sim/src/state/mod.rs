@@ -24,6 +24,7 @@ pub use scale_sets::{
     JobRequest, NewScaleSet, QueueMessage, RequestState, ScaleSet, ScaleSetError, ScaleSetWorld,
     Session, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME,
 };
+pub use runners::lost_communication;
 
 use crate::error::SimError;
 use crate::faults::Faults;

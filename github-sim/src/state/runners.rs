@@ -79,22 +79,25 @@ impl World {
         }
     }
 
-    /// Runners not heard from within `after` go offline; a job one was running fails, as GitHub
-    /// fails it when a runner loses communication. Ephemeral runners that lost a job are removed.
+    /// Runners not heard from within `after` (`SimConfig::runner_offline_after`) go offline; a
+    /// job one was running fails with GitHub's annotation for a runner that lost communication.
+    /// Ephemeral runners that lost a job are removed.
     pub fn reap_lost_runners(&mut self, after: Duration) {
-        let lost: Vec<(u64, Option<u64>)> = self
+        let lost: Vec<(u64, String, Option<u64>)> = self
             .runners
             .values()
             .filter(|r| r.session.is_some() && r.last_seen.elapsed() >= after)
-            .map(|r| (r.id, r.job))
+            .map(|r| (r.id, r.name.clone(), r.job))
             .collect();
-        for (runner_id, job) in lost {
+        for (runner_id, name, job) in lost {
             if let Some(r) = self.runners.get_mut(&runner_id) {
                 r.session = None;
             }
-            if let Some(job_id) = job {
-                self.complete_job(runner_id, job_id, "failure");
+            let Some(job_id) = job else { continue };
+            if let Some(j) = self.jobs.get_mut(&job_id) {
+                j.annotation = Some(lost_communication(&name));
             }
+            self.complete_job(runner_id, job_id, "failure");
         }
     }
 
@@ -221,4 +224,14 @@ impl World {
             labels: j.labels.clone(),
         }
     }
+}
+
+/// GitHub's annotation on a job whose self-hosted runner stopped talking to it.
+pub fn lost_communication(runner_name: &str) -> String {
+    format!(
+        "The self-hosted runner: {runner_name} lost communication with the server. Verify the \
+         machine is running and has a healthy network connection. Anything in your workflow that \
+         terminates the runner process, starves it for CPU/Memory, or blocks its network access \
+         can cause this error."
+    )
 }

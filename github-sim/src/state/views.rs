@@ -24,6 +24,7 @@ impl World {
             created_at: j.created_at.clone(),
             started_at: j.started_at.clone(),
             completed_at: j.completed_at.clone(),
+            annotation: j.annotation.clone(),
         }
     }
 

@@ -18,6 +18,7 @@ use demo_bench::bench::dispatch::{
 };
 use demo_bench::bench::report::{utc_now, Machine, Report};
 use demo_bench::demo::stats::Summary;
+use demo_bench::demo::stopping::{self, OnStop};
 use e2e::dispatcher_config::RunnerCredentials;
 use e2e::Cluster;
 use serde_json::json;
@@ -69,6 +70,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Ctrl-C, SIGTERM or SIGHUP: the dispatchers started so far are stopped and their Slurm
+    // jobs cancelled before the bench exits (ci/bench then stops the cluster).
+    if let Err(error) = stopping::watch(OnStop::StopStartedAndExit) {
+        eprintln!("bench failed: watching for stop signals: {error}");
+        return ExitCode::from(2);
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
