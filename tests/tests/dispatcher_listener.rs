@@ -26,10 +26,10 @@ const LISTENED: &str = "labs";
 const LISTENED_REPO: &str = "labs/lab1";
 const RUNS_ON: &[&str] = &["self-hosted", "linux", "x64"];
 
-/// Short protocol timers: an abandoned session expires in 8 s, an empty poll ends in 2 s.
+/// Short protocol timers: an abandoned session expires in 15 s, an empty poll ends in 2 s.
 fn sim_config() -> SimConfig {
     SimConfig {
-        scaleset_session_ttl: Duration::from_secs(8),
+        scaleset_session_ttl: Duration::from_secs(15),
         message_poll_timeout: Duration::from_secs(2),
         ..SimConfig::default()
     }
@@ -88,10 +88,7 @@ async fn wait_succeeded_once(sim: &Sim, ids: &[u64], prefix: &str, log: Option<&
     })
     .await;
     if let (Err(e), Some(log)) = (&done, log) {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(60).collect();
-        eprintln!("daemon log, last lines first:\n{}", tail.join("\n"));
-        panic!("{e:?}");
+        panic!("{e:?}\n{}", log_tail(log));
     }
     done.unwrap();
     let runs = sim.counters().job_runs;
@@ -102,6 +99,13 @@ async fn wait_succeeded_once(sim: &Sim, ids: &[u64], prefix: &str, log: Option<&
         assert!(runner.starts_with(prefix), "{job:?}");
         assert_eq!(runs[id].assignments, 1, "job {id} ran {:?}", runs[id]);
     }
+}
+
+/// The daemon's log, its last lines first.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(80).collect();
+    format!("daemon log, last lines first:\n{}", tail.join("\n"))
 }
 
 /// Our Slurm jobs (any state) as `scontrol show job -o` prints them, by job name.
@@ -160,21 +164,17 @@ async fn listener_and_webhook_targets_share_a_daemon_and_slurm_comments_name_wha
     let dir = secrets_dir();
     let (world, config) = world_and_config(prefix, dir.path(), 4).await;
     let sim = &world.sim;
-    let config = gha_dispatcher::config::Config::parse(&config.to_toml().unwrap()).unwrap();
-    let secrets = config.load_secrets().unwrap();
-    let tcp = slot.listen().await.unwrap();
-    let running = gha_dispatcher::app::start(config, secrets, Some(tcp))
-        .await
-        .unwrap();
+    let mut daemon = spawn_daemon(&config, dir.path(), &slot).await;
     // Webhooks reach the dispatcher for both organizations; `labs` is the listener's alone.
     sim.set_webhook(WebhookTarget {
-        url: format!("http://{}/webhook", running.local_addr),
+        url: format!("http://{}/webhook", slot.addr()),
         secret: SECRET.into(),
     });
+    let log = dir.path().join("log");
     let listened = enqueue(sim, LISTENED_REPO, 3);
     let webhooked = enqueue(sim, "acme/widgets", 2);
     let all: Vec<u64> = listened.iter().chain(&webhooked).copied().collect();
-    wait_succeeded_once(sim, &all, prefix, None).await;
+    wait_succeeded_once(sim, &all, prefix, Some(&log)).await;
 
     let counters = sim.counters();
     let scale = &counters.scaleset;
@@ -204,7 +204,8 @@ async fn listener_and_webhook_targets_share_a_daemon_and_slurm_comments_name_wha
         };
         assert!(
             record.contains(&format!("ran repo={repo} ")),
-            "job {id} on {runner}: {record}"
+            "job {id} on {runner}: {record}\n{}",
+            log_tail(&log)
         );
         assert!(record.contains(&format!("run={}", job.run_id)), "{record}");
         if webhooked.contains(id) {
@@ -212,8 +213,9 @@ async fn listener_and_webhook_targets_share_a_daemon_and_slurm_comments_name_wha
         }
     }
 
-    // A clean stop deletes the session: the next start need not wait for it.
-    running.shutdown().await;
+    // A clean stop (SIGTERM, as systemd stops it) deletes the session: the next start need
+    // not wait for it.
+    assert!(daemon.terminate().success());
     let scale = sim.counters().scaleset;
     assert_eq!(scale.sessions_active, 0, "{scale:?}");
     assert!(scale.sessions_deleted >= 1, "{scale:?}");
@@ -274,6 +276,7 @@ async fn a_killed_listener_waits_out_its_session_and_faults_never_run_a_job_twic
     .unwrap();
 
     // kill -9: the session stays active on GitHub's side until it expires.
+    dispatcher_support::dispatcher_binary();
     daemon.kill9();
     let conflicts_before = sim.counters().scaleset.session_conflicts;
     let mut daemon = spawn_daemon(&config, dir.path(), &slot).await;
@@ -316,14 +319,16 @@ async fn the_reoffer_quirk_leaks_no_runner_and_counts_no_job_twice() {
     let dir = secrets_dir();
     let (world, config) = world_and_config(prefix, dir.path(), 3).await;
     let sim = &world.sim;
-    // The first acquisitions come back short, so the offer is not taken in time: GitHub
-    // answers with JobAssigned then JobCompleted "canceled" and offers the job again.
+    let mut daemon = spawn_daemon(&config, dir.path(), &slot).await;
+    wait_counter(sim, "a session", |c| c.scaleset.sessions_active == 1).await;
+    // The Actions service fails for a while after the offer, so the job is not acquired in
+    // time: GitHub answers with JobAssigned then JobCompleted "canceled" and offers the job
+    // again (at most three times).
     sim.set_scaleset_faults(ScaleSetFaults {
-        acquire_fewer: 3,
-        reoffer_after_ms: 300,
+        server_errors: 8,
+        reoffer_after_ms: 500,
         ..ScaleSetFaults::default()
     });
-    let mut daemon = spawn_daemon(&config, dir.path(), &slot).await;
     let ids = enqueue(sim, LISTENED_REPO, 1);
     wait_succeeded_once(sim, &ids, prefix, Some(&dir.path().join("log"))).await;
     let scale = sim.counters().scaleset;

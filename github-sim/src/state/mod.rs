@@ -19,12 +19,12 @@ use jsonwebtoken::DecodingKey;
 use rand::distr::{Alphanumeric, SampleString};
 
 pub use entities::*;
+pub use runners::lost_communication;
 pub use runners::JitRegistration;
 pub use scale_sets::{
     JobRequest, NewScaleSet, QueueMessage, RequestState, ScaleSet, ScaleSetError, ScaleSetWorld,
     Session, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME,
 };
-pub use runners::lost_communication;
 
 use crate::error::SimError;
 use crate::faults::Faults;

@@ -29,9 +29,10 @@ impl ListenedSet {
         self.ctx
             .scale_sets
             .set_statistics(&self.pool.name, &self.scope, Some(message.statistics));
-        self.ack(set_id, session, message.id).await?;
-        // Acquiring is idempotent: a redelivered offer is acquired (again) too.
-        self.acquire(set_id, session, &message).await?;
+        // Scaling may act on the statistics while the acknowledgement travels.
+        self.ctx.wake.notify_one();
+        // Before the acknowledgement: a redelivery (this message failing to be acknowledged)
+        // applies nothing again, so this is the only chance.
         for (runner, ran, slurm_job) in started.unwrap_or_default() {
             self.ctx.metrics.jobs_accounted.inc();
             if let Some(slurm_job) = slurm_job {
@@ -39,7 +40,9 @@ impl ListenedSet {
                 accounting::comment(&self.ctx.slurm, &runner, slurm_job, &text, &ran).await;
             }
         }
-        self.ctx.wake.notify_one();
+        self.ack(set_id, session, message.id).await?;
+        // Acquiring is idempotent: a redelivered offer is acquired (again) too.
+        self.acquire(set_id, session, &message).await?;
         Ok(())
     }
 
