@@ -130,13 +130,7 @@ pub async fn start(
     })?;
     seed_mapping(&db, &config).await?;
     let metrics = Arc::new(Metrics::new());
-    let ca_pem =
-        match &config.github.ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                anyhow::anyhow!("github.ca_file: cannot read {}: {e}", path.display())
-            })?),
-            None => None,
-        };
+    let ca_pem = read_ca(&config)?;
     let github = Arc::new(GithubClient::with_ca(
         &config.github.api_url,
         github_credentials(&config, &secrets)?,
@@ -168,18 +162,8 @@ pub async fn start(
         scale_sets: scale_sets.clone(),
         console: Default::default(),
     };
-    let listener = match listener {
-        Some(l) => l,
-        None => TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?,
-    };
-    let local_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
-    let router = api::router(state);
-    let server_stop = stopped(stop_rx.clone());
-    let server =
-        tokio::spawn(async move { api::serve::serve(listener, router, server_stop).await });
+    let (local_addr, server) = serve(state, listener, &config, stop_rx.clone()).await?;
     let listeners = listener::spawn(
         ListenerContext {
             config: config.clone(),
@@ -209,6 +193,39 @@ pub async fn start(
         control,
         listeners,
     })
+}
+
+/// The certificate authorities `github.ca_file` adds, if it is set.
+fn read_ca(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
+    config
+        .github
+        .ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("github.ca_file: cannot read {}: {e}", path.display()))
+        })
+        .transpose()
+}
+
+/// Serve the API on `listener` (or `config.listen`) until `stop` turns true.
+async fn serve(
+    state: AppState,
+    listener: Option<TcpListener>,
+    config: &Config,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?,
+    };
+    let local_addr = listener.local_addr()?;
+    let router = api::router(state);
+    let server =
+        tokio::spawn(async move { api::serve::serve(listener, router, stopped(stop)).await });
+    Ok((local_addr, server))
 }
 
 /// The GitHub credentials the configured authentication and its secret make.

@@ -152,6 +152,27 @@ pub async fn build(app: &StatusState) -> Result<Status, DbError> {
     })
 }
 
+/// One line per listener scale set: its session and what it holds.
+fn render_scale_sets(out: &mut String, sets: &[ScaleSetStatus]) {
+    for set in sets {
+        let session = serde_json::to_value(&set.session)
+            .ok()
+            .and_then(|v| v["state"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "scale set {} ({} in {}): session {session}, assigned {}, running {}",
+            set.scale_set_id
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "-".into()),
+            set.pool,
+            set.scope,
+            set.statistics.map(|s| s.total_assigned_jobs).unwrap_or(0),
+            set.statistics.map(|s| s.total_running_jobs).unwrap_or(0),
+        );
+    }
+}
+
 /// Human-readable tables of pools and runners.
 pub fn render_table(status: &Status) -> String {
     let mut out = String::new();
@@ -196,23 +217,7 @@ pub fn render_table(status: &Status) -> String {
             r.ticket.as_deref().unwrap_or("-"),
         );
     }
-    for set in &status.scale_sets {
-        let session = serde_json::to_value(&set.session)
-            .ok()
-            .and_then(|v| v["state"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "scale set {} ({} in {}): session {session}, assigned {}, running {}",
-            set.scale_set_id
-                .map(|i| i.to_string())
-                .unwrap_or_else(|| "-".into()),
-            set.pool,
-            set.scope,
-            set.statistics.map(|s| s.total_assigned_jobs).unwrap_or(0),
-            set.statistics.map(|s| s.total_running_jobs).unwrap_or(0),
-        );
-    }
+    render_scale_sets(&mut out, &status.scale_sets);
     if status.jobs_queued_not_ours > 0 {
         let _ = writeln!(
             out,

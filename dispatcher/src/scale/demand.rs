@@ -50,108 +50,121 @@ pub fn demand(
     live: &[RunnerRow],
     mapping: &Mapping,
 ) -> Demand {
-    let mut pools: BTreeMap<String, PoolDemand> = config
-        .pools
-        .iter()
-        .map(|p| {
-            let empty = PoolDemand {
-                max_runners: p.max_runners,
-                scopes: BTreeMap::new(),
-            };
-            (p.name.clone(), empty)
-        })
-        .collect();
-    let mut placements: HashMap<String, Placement> = HashMap::new();
-    let mut refused = Vec::new();
-    let by_listener = |repo: &str| {
-        config
-            .github
-            .target_for_repo(repo)
-            .is_some_and(|t| t.intake == Intake::Listener)
-    };
-    for job in queued
-        .iter()
-        .filter(|j| j.runner_name.is_none() && !by_listener(&j.repo))
-    {
-        let Some(pool) = pools::select(&config.pools, &job.labels) else {
-            continue;
-        };
-        let placement = match mapping.place(config, &job.repo) {
-            Ok(Some(p)) => p,
-            Ok(None) => continue,
-            Err(refusal) => {
-                refused.push(RefusedJob {
-                    job_id: job.job_id,
-                    repo: job.repo.clone(),
-                    reason: refusal.reason().to_string(),
-                });
-                continue;
-            }
-        };
-        let key = placement.key();
-        placements.entry(key.clone()).or_insert(placement);
-        if let Some(d) = pools.get_mut(&pool.name) {
-            d.scopes
-                .entry(key)
-                .or_default()
-                .queued_jobs
-                .push(job.job_id);
-        }
-    }
-    let mut set_ids = HashMap::new();
-    for set in scale_sets {
-        let Some(target) = config
-            .github
-            .targets
+    let mut demand = Demand {
+        pools: config
+            .pools
             .iter()
-            .find(|t| t.scope.key() == set.scope)
-        else {
-            continue;
-        };
-        let placement = match mapping.place_listener(config, target) {
-            Ok(p) => p,
-            Err(refusal) => {
-                if set.waiting > 0 {
-                    // No job id in a scale set's count: the set's id stands for its jobs.
-                    refused.push(RefusedJob {
-                        job_id: set.scale_set_id,
-                        repo: set.scope.clone(),
-                        reason: refusal.reason().to_string(),
-                    });
-                }
-                continue;
-            }
-        };
-        let key = placement.key();
-        placements.entry(key.clone()).or_insert(placement);
-        if let Some(d) = pools.get_mut(&set.pool) {
-            d.scopes.entry(key.clone()).or_default().waiting_count += set.waiting;
-            set_ids.insert((set.pool.clone(), key), set.scale_set_id);
-        }
-    }
-    for row in live {
-        if let Some(d) = pools.get_mut(&row.pool) {
-            d.scopes
-                .entry(placement_key(config, row))
-                .or_insert_with(ScopeDemand::default)
-                .runners
-                .push(RunnerInfo {
-                    name: row.name.clone(),
-                    phase: row.phase(),
-                    created_at: row.created_at,
-                    registered: row.has_registration(),
-                });
-        }
-    }
-    Demand {
-        pools,
-        placements,
-        refused,
-        scale_sets: set_ids,
-    }
+            .map(|p| {
+                let empty = PoolDemand {
+                    max_runners: p.max_runners,
+                    scopes: BTreeMap::new(),
+                };
+                (p.name.clone(), empty)
+            })
+            .collect(),
+        placements: HashMap::new(),
+        refused: Vec::new(),
+        scale_sets: HashMap::new(),
+    };
+    demand.add_jobs(config, queued, mapping);
+    demand.add_scale_sets(config, scale_sets, mapping);
+    demand.add_runners(config, live);
+    demand
 }
 
 impl Demand {
+    /// Unassigned queued jobs of webhook targets, each by id.
+    fn add_jobs(&mut self, config: &Config, queued: &[JobRow], mapping: &Mapping) {
+        let by_listener = |repo: &str| {
+            config
+                .github
+                .target_for_repo(repo)
+                .is_some_and(|t| t.intake == Intake::Listener)
+        };
+        for job in queued
+            .iter()
+            .filter(|j| j.runner_name.is_none() && !by_listener(&j.repo))
+        {
+            let Some(pool) = pools::select(&config.pools, &job.labels) else {
+                continue;
+            };
+            let placement = match mapping.place(config, &job.repo) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(refusal) => {
+                    self.refuse(job.job_id, &job.repo, refusal);
+                    continue;
+                }
+            };
+            if let Some(group) = self.group(&pool.name, placement) {
+                group.queued_jobs.push(job.job_id);
+            }
+        }
+    }
+
+    /// The jobs waiting in each listener scale set, by count, with the set's placement.
+    fn add_scale_sets(&mut self, config: &Config, sets: &[ScaleSetWaiting], mapping: &Mapping) {
+        for set in sets {
+            let Some(target) = config
+                .github
+                .targets
+                .iter()
+                .find(|t| t.scope.key() == set.scope)
+            else {
+                continue;
+            };
+            let placement = match mapping.place_listener(config, target) {
+                Ok(p) => p,
+                Err(refusal) => {
+                    if set.waiting > 0 {
+                        // No job id in a scale set's count: the set's id stands for its jobs.
+                        self.refuse(set.scale_set_id, &set.scope, refusal);
+                    }
+                    continue;
+                }
+            };
+            let key = placement.key();
+            if let Some(group) = self.group(&set.pool, placement) {
+                group.waiting_count += set.waiting;
+                self.scale_sets
+                    .insert((set.pool.clone(), key), set.scale_set_id);
+            }
+        }
+    }
+
+    /// Live runners, by their pool and placement.
+    fn add_runners(&mut self, config: &Config, live: &[RunnerRow]) {
+        for row in live {
+            if let Some(d) = self.pools.get_mut(&row.pool) {
+                d.scopes
+                    .entry(placement_key(config, row))
+                    .or_insert_with(ScopeDemand::default)
+                    .runners
+                    .push(RunnerInfo {
+                        name: row.name.clone(),
+                        phase: row.phase(),
+                        created_at: row.created_at,
+                        registered: row.has_registration(),
+                    });
+            }
+        }
+    }
+
+    /// The group of `pool` and `placement` (remembering the placement behind its key).
+    fn group(&mut self, pool: &str, placement: Placement) -> Option<&mut ScopeDemand> {
+        let key = placement.key();
+        self.placements.entry(key.clone()).or_insert(placement);
+        Some(self.pools.get_mut(pool)?.scopes.entry(key).or_default())
+    }
+
+    fn refuse(&mut self, job_id: u64, repo: &str, refusal: super::placement::Refusal) {
+        self.refused.push(RefusedJob {
+            job_id,
+            repo: repo.to_string(),
+            reason: refusal.reason().to_string(),
+        });
+    }
+
     /// The demand `row` would serve, and the other runners already able to serve it.
     pub fn for_runner(&self, config: &Config, row: &RunnerRow) -> RunnerDemand {
         let key = placement_key(config, row);
