@@ -1,4 +1,5 @@
-//! `gha-dispatcher` command line: `serve`, `check-config`, `status`, `repositories`.
+//! `gha-dispatcher` command line: `serve`, `check-config`, `status`, `repositories`, `init`
+//! (its own module, `gha_dispatcher::init`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,8 @@ enum Command {
         /// The Unix user; default: the one running this command.
         user: Option<String>,
     },
+    /// Write a starting config and its secret files; create the GitHub App from a manifest.
+    Init(gha_dispatcher::init::InitArgs),
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -75,6 +78,13 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve { config } => serve_command(&config),
         Command::Status { url, config, json } => status(url, &config, json),
+        Command::Init(args) => match gha_dispatcher::init::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gha-dispatcher init: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Repositories {
             url,
             config,

@@ -46,6 +46,8 @@ pub struct World {
     pub deliveries: Vec<DeliveryRecord>,
     /// Every JIT config handed out, so tests can prove it never leaked anywhere else.
     pub issued_jit_configs: Vec<IssuedJitConfig>,
+    /// App manifests submitted and not yet converted, by one-time code (`rest::manifests`).
+    pub manifest_codes: HashMap<String, crate::rest::manifests::PendingManifest>,
     /// Webhook-worthy changes since the last `take_events`.
     events: Vec<JobEvent>,
 }
@@ -83,6 +85,7 @@ impl World {
             points: HashMap::new(),
             deliveries: Vec::new(),
             issued_jit_configs: Vec::new(),
+            manifest_codes: HashMap::new(),
             events: Vec::new(),
         }
     }
