@@ -32,7 +32,7 @@ ensure_packages() {
 # Every Debian package the cluster, the plugin's build (bindgen over Slurm's headers) and the
 # tests need. One list: ci/test, ci/slurm-up, ci/demo and ci/bench all install from it.
 GHA_DEBIAN_PACKAGES=(slurmctld slurmd slurm-client munge libslurm-dev libclang-dev clang
-    docker.io rootlesskit uidmap slirp4netns busybox-static systemd)
+    docker.io rootlesskit uidmap slirp4netns busybox-static systemd prometheus)
 
 # Installs everything the ci/ scripts need (a fresh machine has none of it).
 ensure_project_packages() {

@@ -116,6 +116,12 @@ pub async fn start(
     })?;
     seed_mapping(&db, &config).await?;
     let metrics = Arc::new(Metrics::new());
+    let pools: Vec<(&str, u32)> = config
+        .pools
+        .iter()
+        .map(|p| (p.name.as_str(), p.max_runners))
+        .collect();
+    metrics.zero_known_series(&pools);
     let ca_pem =
         match &config.github.ca_file {
             Some(path) => Some(std::fs::read(path).map_err(|e| {
