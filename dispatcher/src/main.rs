@@ -62,7 +62,7 @@ enum Command {
         user: Option<String>,
     },
     /// Write a starting config and its secret files; create the GitHub App from a manifest.
-    Init(gha_dispatcher::init::InitArgs),
+    Init(Box<gha_dispatcher::init::InitArgs>),
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve { config } => serve_command(&config),
         Command::Status { url, config, json } => status(url, &config, json),
-        Command::Init(args) => match gha_dispatcher::init::run(args) {
+        Command::Init(args) => match gha_dispatcher::init::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("gha-dispatcher init: {e:#}");

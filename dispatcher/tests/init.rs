@@ -123,7 +123,7 @@ async fn init_creates_the_app_from_its_manifest_and_check_config_passes() {
     assert!(!again.status.success());
     assert!(text(&again).contains("404"), "{}", text(&again));
 
-    assert_app_key_works(&sim, &config, &pem, &ca.cert_pem()).await;
+    assert_app_key_works(&sim, &config, &pem, ca.cert_pem()).await;
 }
 
 /// The App the simulator minted accepts JWTs signed with the key `init` wrote.

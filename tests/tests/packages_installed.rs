@@ -163,7 +163,13 @@ async fn installed_packages_run_a_github_job_and_purge_leaves_nothing() {
     })
     .unwrap();
 
-    run_a_job_to_success(&world).await;
+    if let Err(why) = run_a_job_to_success(&world).await {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!(
+            "{why}\nthe dispatcher's log:\n{log}\n{}",
+            job_outputs(cluster)
+        );
+    }
     stop_daemon(&mut restore);
     purge_and_check_leftovers(&files);
     // `restore` now brings back the usual cluster for the tests after this one.
@@ -172,14 +178,12 @@ async fn installed_packages_run_a_github_job_and_purge_leaves_nothing() {
 /// The node package depends on exactly the Slurm release the plugin was built for.
 fn assert_slurm_dependency() {
     let header = std::fs::read_to_string("/usr/include/slurm/slurm_version.h").unwrap();
-    let field = |name: &str| -> u32 {
-        header
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("#define {name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name}"))
-    };
-    let (major, minor) = (field("SLURM_VERSION_MAJOR"), field("SLURM_VERSION_MINOR"));
+    let number = header
+        .lines()
+        .find_map(|l| l.strip_prefix("#define SLURM_VERSION_NUMBER 0x"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 16).ok())
+        .expect("SLURM_VERSION_NUMBER in slurm_version.h");
+    let (major, minor) = ((number >> 16) & 0xff, (number >> 8) & 0xff);
     let depends = run(Command::new("dpkg-query").args(["-W", "-f=${Depends}", "spank-gha"]));
     let expected = format!(
         "slurm-wlm-basic-plugins (>= {major}.{minor:02}), slurm-wlm-basic-plugins (<< {major}.{:02}~)",
@@ -289,7 +293,21 @@ fn adapt_config_to_the_test_cluster(cluster: &Cluster) {
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
 }
 
-async fn run_a_job_to_success(world: &SimWorld) {
+/// The runner jobs' output files, for a failure message.
+fn job_outputs(cluster: &Cluster) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(cluster.jobs_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let body = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        text.push_str(&format!("== {}\n{body}\n", entry.path().display()));
+    }
+    text
+}
+
+async fn run_a_job_to_success(world: &SimWorld) -> Result<(), String> {
     let run = world
         .sim
         .enqueue_workflow(WorkflowSpec {
@@ -300,23 +318,22 @@ async fn run_a_job_to_success(world: &SimWorld) {
         })
         .unwrap();
     let job_id = run.job_ids[0];
-    wait_until_async(
-        "the GitHub job to succeed on an installed runner",
-        WAIT,
-        || async {
-            let job = world
-                .sim
-                .job(job_id)
-                .ok_or_else(|| "no such job".to_string())?;
-            match (job.status.as_str(), job.conclusion.as_deref()) {
-                ("completed", Some("success")) => Ok(Some(())),
-                ("completed", other) => panic!("GitHub job {job_id} ended {other:?}"),
-                (status, _) => Err(format!("job {job_id} is {status}")),
-            }
-        },
-    )
+    let ended = wait_until_async("the GitHub job to end", WAIT, || async {
+        let job = world
+            .sim
+            .job(job_id)
+            .ok_or_else(|| "no such job".to_string())?;
+        match job.status.as_str() {
+            "completed" => Ok(Some(job.conclusion)),
+            status => Err(format!("job {job_id} is {status}")),
+        }
+    })
     .await
-    .unwrap();
+    .map_err(|e| e.to_string())?;
+    match ended.as_deref() {
+        Some("success") => Ok(()),
+        other => Err(format!("GitHub job {job_id} ended {other:?}")),
+    }
 }
 
 fn stop_daemon(restore: &mut Restore) {

@@ -19,18 +19,11 @@ use serde_json::{json, Value};
 use super::{ApiResult, S};
 use crate::error::{ApiError, SimError};
 use crate::model::{AppSpec, WebhookTarget};
-use crate::state::{random_token, World};
+use crate::state::{random_token, PendingManifest, World};
 use crate::time::now_iso;
 
 /// GitHub: "You must complete this step within one hour".
 const CODE_LIFETIME: Duration = Duration::from_secs(3600);
-
-/// A manifest the "admin" submitted, waiting for its code to be converted (once).
-pub struct PendingManifest {
-    pub owner: String,
-    pub manifest: Value,
-    pub created: Instant,
-}
 
 /// The browser step: `owner` (an organization or user) creates an App from `manifest`.
 /// Returns the one-time code GitHub would append to the manifest's `redirect_url`.

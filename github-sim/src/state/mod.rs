@@ -47,7 +47,7 @@ pub struct World {
     /// Every JIT config handed out, so tests can prove it never leaked anywhere else.
     pub issued_jit_configs: Vec<IssuedJitConfig>,
     /// App manifests submitted and not yet converted, by one-time code (`rest::manifests`).
-    pub manifest_codes: HashMap<String, crate::rest::manifests::PendingManifest>,
+    pub manifest_codes: HashMap<String, PendingManifest>,
     /// Webhook-worthy changes since the last `take_events`.
     events: Vec<JobEvent>,
 }
