@@ -33,7 +33,7 @@ ensure_packages() {
 # tests need (tmux: the demo's hangup test closes a terminal as a user would). One list:
 # ci/test, ci/slurm-up, ci/demo and ci/bench all install from it.
 GHA_DEBIAN_PACKAGES=(slurmctld slurmd slurm-client munge libslurm-dev libclang-dev clang
-    docker.io rootlesskit uidmap slirp4netns busybox-static systemd
+    docker.io rootlesskit uidmap slirp4netns busybox-static systemd prometheus
     chromium tmux)
 
 # Installs everything the ci/ scripts need (a fresh machine has none of it).

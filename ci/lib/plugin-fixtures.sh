@@ -11,7 +11,7 @@ plugin_args() {
         "image_root=$GHA_CLUSTER_DIR/cvmfs/unpacked.cern.ch docker=on-request idle_timeout=30" \
         "stop_grace=3 docker_timeout=60 image_check_timeout=10" \
         "dispatcher_url=http://127.0.0.1:$GHA_DISPATCHER_PORT" \
-        "redeem_helper=$GHA_CLUSTER_DIR/libexec/gha-redeem" \
+        "redeem_helper=${GHA_REDEEM_HELPER:-$GHA_CLUSTER_DIR/libexec/gha-redeem}" \
         "munge_socket=$GHA_CLUSTER_DIR/munge/run/munge.socket redeem_timeout=20 dispatcher_uid=0"
 }
 

@@ -130,6 +130,12 @@ pub async fn start(
     })?;
     seed_mapping(&db, &config).await?;
     let metrics = Arc::new(Metrics::new());
+    let pools: Vec<(&str, u32)> = config
+        .pools
+        .iter()
+        .map(|p| (p.name.as_str(), p.max_runners))
+        .collect();
+    metrics.zero_known_series(&pools);
     let ca_pem = read_ca(&config)?;
     let github = Arc::new(GithubClient::with_ca(
         &config.github.api_url,

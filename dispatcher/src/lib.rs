@@ -4,7 +4,8 @@
 //! Layers, each depending only on those before it: `model` (states and rules) → `config`,
 //! `telemetry` → `store` (all SQL), `clients` (GitHub, Slurm, MUNGE, passwd) → the stages
 //! `scale`, `intake`, `registrations` (+ `stage`), `reconcile`, `redeem`, `submit` → `api`,
-//! `control` (the loop that sequences the stages) → `app` (wiring).
+//! `control` (the loop that sequences the stages) → `app` (wiring). `init` (the setup command:
+//! starting config, secrets, the GitHub App manifest flow) stands apart; only main.rs uses it.
 
 pub mod accounting;
 pub mod api;
@@ -12,6 +13,7 @@ pub mod app;
 pub mod clients;
 pub mod config;
 pub mod control;
+pub mod init;
 pub mod intake;
 pub mod model;
 pub mod reconcile;

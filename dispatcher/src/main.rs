@@ -1,5 +1,5 @@
 //! `gha-dispatcher` command line: `serve`, `check-config`, `status`, `repositories`,
-//! `console-link`.
+//! `console-link`, `init` (its own module, `gha_dispatcher::init`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +74,8 @@ enum Command {
         #[arg(long)]
         munge_socket: Option<PathBuf>,
     },
+    /// Write a starting config and its secret files; create the GitHub App from a manifest.
+    Init(Box<gha_dispatcher::init::InitArgs>),
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -89,6 +91,13 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve { config } => serve_command(&config),
         Command::Status { url, config, json } => status(url, &config, json),
+        Command::Init(args) => match gha_dispatcher::init::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gha-dispatcher init: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Repositories {
             url,
             config,

@@ -25,6 +25,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/_sim/repos", post(add_repo))
         .route("/_sim/apps", post(add_app))
         .route("/_sim/installations", post(add_installation))
+        .route("/_sim/app-manifests", post(submit_manifest))
         .route("/_sim/pats", post(add_pat))
         .route("/_sim/webhook", put(set_webhook))
         .route("/_sim/workflows", post(enqueue))
@@ -81,6 +82,20 @@ async fn add_app(State(s): S, Json(b): Json<AppSpec>) -> Response {
 async fn add_installation(State(s): S, Json(b): Json<InstallationSpec>) -> Response {
     match s.mutate(|w| w.add_installation(&b)) {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ManifestBody {
+    owner: String,
+    manifest: serde_json::Value,
+}
+
+/// The browser step of the App manifest flow: `{code}` for `POST /app-manifests/{code}/conversions`.
+async fn submit_manifest(State(s): S, Json(b): Json<ManifestBody>) -> Response {
+    match s.mutate(|w| crate::rest::manifests::submit(w, &b.owner, b.manifest)) {
+        Ok(code) => (StatusCode::CREATED, Json(json!({"code": code}))).into_response(),
         Err(e) => bad(e),
     }
 }

@@ -29,6 +29,8 @@ pub enum SimError {
     InvalidWorkflow(String),
     #[error("invalid App public key: {0}")]
     BadPublicKey(String),
+    #[error("invalid App manifest: {0}")]
+    BadManifest(String),
     #[error("scenario {path}: {message}")]
     Scenario { path: String, message: String },
     #[error("TLS: {0}")]

@@ -174,6 +174,17 @@ impl Sim {
         self.shared.mutate(|w| w.add_installation(&spec))
     }
 
+    /// The browser step of GitHub's App manifest flow: `owner` creates an App from `manifest`;
+    /// the code to convert at `POST /app-manifests/{code}/conversions`.
+    pub fn submit_app_manifest(
+        &self,
+        owner: &str,
+        manifest: serde_json::Value,
+    ) -> Result<String, SimError> {
+        self.shared
+            .mutate(|w| crate::rest::manifests::submit(w, owner, manifest))
+    }
+
     pub fn add_pat(&self, token: &str, scopes: &[&str]) {
         let scopes = scopes.iter().map(|s| s.to_string()).collect();
         self.shared

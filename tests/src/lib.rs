@@ -2,7 +2,7 @@
 //! with the real spank-gha plugin loaded (`cluster`, `procfs`), the cluster's one dispatcher
 //! address (`dispatcher_slot`), the dispatcher's config file typed (`dispatcher_config`), the
 //! GitHub simulator set up as the dispatcher expects it (`sim_world`) and MUNGE credentials
-//! (`munge`). The tests in `tests/` and the demo and benchmark drivers (crate `demo-bench`)
+//! (`munge`), and a systemd unit run as systemd would (`systemd_unit`). The tests in `tests/` and the demo and benchmark drivers (crate `demo-bench`)
 //! use it. Waiting is `test_support::wait_until` (never fixed sleeps).
 
 pub mod cluster;
@@ -11,6 +11,7 @@ pub mod dispatcher_slot;
 pub mod munge;
 pub mod procfs;
 pub mod sim_world;
+pub mod systemd_unit;
 
 pub use cluster::{Cluster, JobInfo, Submitted};
 pub use dispatcher_slot::DispatcherSlot;

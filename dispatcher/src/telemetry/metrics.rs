@@ -19,6 +19,7 @@ pub struct Metrics {
     pub queue_to_runner_start: Histogram,
     pub runners: Family<Labels, Gauge>,
     pub queued_jobs: Family<Labels, Gauge>,
+    pub pool_max_runners: Family<Labels, Gauge>,
     pub api_calls: Family<Labels, Counter>,
     pub rate_limit_remaining: Gauge,
     pub rate_limit_limit: Gauge,
@@ -60,6 +61,7 @@ impl Metrics {
             queue_to_runner_start: Histogram::new(seconds_buckets()),
             runners: Family::default(),
             queued_jobs: Family::default(),
+            pool_max_runners: Family::default(),
             api_calls: Family::default(),
             rate_limit_remaining: Gauge::default(),
             rate_limit_limit: Gauge::default(),
@@ -113,6 +115,11 @@ impl Metrics {
             "queued_jobs",
             "Unassigned queued jobs per pool",
             self.queued_jobs.clone(),
+        );
+        registry.register(
+            "pool_max_runners",
+            "Each pool's max_runners (alerts compare the runners of a pool with it)",
+            self.pool_max_runners.clone(),
         );
         registry.register(
             "github_api_calls",
@@ -290,6 +297,55 @@ impl Metrics {
         self.queued_jobs
             .get_or_create(&vec![("pool".to_string(), pool.to_string())])
             .set(count);
+    }
+
+    /// Every series the shipped dashboard and alert rules read, at zero (and each pool's
+    /// `max_runners`) from the start: a labelled family is not rendered until it has a series,
+    /// and `increase()` in an alert misses the first event of a series that did not exist before.
+    pub fn zero_known_series(&self, pools: &[(&str, u32)]) {
+        let one = |key: &str, value: &str| vec![(key.to_string(), value.to_string())];
+        for outcome in [
+            "accepted",
+            "duplicate",
+            "bad_signature",
+            "malformed",
+            "db_error",
+            "timeout",
+        ] {
+            self.webhook_deliveries
+                .get_or_create(&one("outcome", outcome))
+                .inc_by(0);
+        }
+        for reason in ["boot_deadline", "ticket_expired", "orphan_slurm_job"] {
+            self.runners_reaped
+                .get_or_create(&one("reason", reason))
+                .inc_by(0);
+        }
+        for reason in ["unmapped", "split_listener"] {
+            self.jobs_refused
+                .get_or_create(&one("reason", reason))
+                .inc_by(0);
+        }
+        for kind in ["JobAvailable", "JobAssigned", "JobStarted", "JobCompleted"] {
+            self.listener_messages
+                .get_or_create(&one("type", kind))
+                .inc_by(0);
+        }
+        self.reconcile_errors
+            .get_or_create(&one("step", "squeue"))
+            .inc_by(0);
+        self.ticket_redemptions
+            .get_or_create(&one("result", "ok"))
+            .inc_by(0);
+        for (pool, max_runners) in pools {
+            self.pool_max_runners
+                .get_or_create(&one("pool", pool))
+                .set(i64::from(*max_runners));
+            self.set_queued(pool, 0);
+            for phase in RunnerPhase::ALL {
+                self.set_runners(pool, phase, 0);
+            }
+        }
     }
 
     pub fn render(&self) -> String {

@@ -1,10 +1,11 @@
 //! GitHub's REST endpoints an autoscaler uses, with GitHub's paths, status codes and bodies.
 //! `layer` is what every call goes through (faults, latency, rate limits, ETag/304, counters);
 //! `scope` reads whose runners a call is about from its path; `runners`, `runs` and `apps` hold
-//! the handlers; `paging` is GitHub's list paging.
+//! the handlers; `manifests` is the App manifest flow; `paging` is GitHub's list paging.
 
 mod apps;
 mod layer;
+pub mod manifests;
 mod paging;
 mod runners;
 mod runs;
@@ -82,6 +83,10 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route(
             "/actions/runner-registration",
             post(crate::scaleset::bootstrap::runner_registration),
+        )
+        .route(
+            "/app-manifests/{code}/conversions",
+            post(manifests::conversion),
         )
         .route_layer(middleware::from_fn_with_state(shared, layer::api_layer))
 }

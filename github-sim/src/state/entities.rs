@@ -182,3 +182,11 @@ pub struct JobEvent {
     pub action: String,
     pub job: Job,
 }
+
+/// An App manifest the "admin" submitted, waiting for its code to be converted (once; see
+/// `rest::manifests`).
+pub struct PendingManifest {
+    pub owner: String,
+    pub manifest: serde_json::Value,
+    pub created: std::time::Instant,
+}

@@ -56,6 +56,8 @@ pub struct World {
     pub issued_jit_configs: Vec<IssuedJitConfig>,
     /// Runner scale sets, their sessions and job requests.
     pub scale: ScaleSetWorld,
+    /// App manifests submitted and not yet converted, by one-time code (`rest::manifests`).
+    pub manifest_codes: HashMap<String, PendingManifest>,
     /// Webhook-worthy changes since the last `take_events`.
     events: Vec<JobEvent>,
 }
@@ -98,6 +100,7 @@ impl World {
             points: HashMap::new(),
             deliveries: Vec::new(),
             issued_jit_configs: Vec::new(),
+            manifest_codes: HashMap::new(),
             events: Vec::new(),
         }
     }
