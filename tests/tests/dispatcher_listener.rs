@@ -53,9 +53,15 @@ async fn world_and_config(prefix: &str, dir: &Path, max: u32) -> (SimWorld, Disp
     (world, config)
 }
 
+/// `count` jobs of 3 s each (a job that ends within milliseconds of starting may be over
+/// before its Slurm job's comment can be changed: see `accounting`).
 fn enqueue(sim: &Sim, repo: &str, count: usize) -> Vec<u64> {
     let jobs = (0..count)
-        .map(|i| JobSpec::new(format!("job-{i}"), RUNS_ON))
+        .map(|i| {
+            let mut job = JobSpec::new(format!("job-{i}"), RUNS_ON);
+            job.duration_ms = 3000;
+            job
+        })
         .collect();
     sim.enqueue_workflow(WorkflowSpec {
         repo: repo.into(),

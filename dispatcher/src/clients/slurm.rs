@@ -313,6 +313,9 @@ impl Slurm {
     }
 
     /// Replace job `job_id`'s comment (`scontrol update`; needs root or a Slurm operator).
+    /// slurmctld refuses it once the job finished (a CI job of a second can): then the
+    /// accounting database's record is changed instead (`sacctmgr modify job`, beside
+    /// `scontrol`; it works where slurmdbd keeps job comments, `AccountingStoreFlags=job_comment`).
     /// `comment` is put in one argument, never through a shell.
     pub async fn set_comment(&self, job_id: u64, comment: &str) -> Result<(), SlurmError> {
         let args = [
@@ -320,7 +323,22 @@ impl Slurm {
             format!("JobId={job_id}"),
             format!("Comment={comment}"),
         ];
-        run(&self.config.scontrol, &args, &[]).await.map(drop)
+        match run(&self.config.scontrol, &args, &[]).await {
+            Err(SlurmError::Failed { message, .. }) if message.contains("already finished") => {
+                let sacctmgr = self.config.scontrol.with_file_name("sacctmgr");
+                let args = [
+                    "--immediate".to_string(),
+                    "modify".into(),
+                    "job".into(),
+                    "where".into(),
+                    format!("JobID={job_id}"),
+                    "set".into(),
+                    format!("Comment={comment}"),
+                ];
+                run(&sacctmgr, &args, &[]).await.map(drop)
+            }
+            other => other.map(drop),
+        }
     }
 
     pub async fn cancel(&self, job_id: u64) -> Result<(), SlurmError> {
