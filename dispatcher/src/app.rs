@@ -132,6 +132,7 @@ pub async fn start(
     let wake = Arc::new(Notify::new());
     let shared = Arc::new(Mutex::new(SharedStatus::default()));
     let slurm = Slurm::new(config.slurm.clone());
+    let (stop, stop_rx) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
         db: db.clone(),
@@ -142,7 +143,7 @@ pub async fn start(
         admin_token: secrets.admin_token.clone().map(Arc::new),
         github: github.clone(),
         slurm: slurm.clone(),
-        console: Default::default(),
+        console: api::console::ConsoleShared::new(stop_rx.clone()),
     };
     let listener = match listener {
         Some(l) => l,
@@ -151,7 +152,6 @@ pub async fn start(
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?,
     };
     let local_addr = listener.local_addr()?;
-    let (stop, stop_rx) = watch::channel(false);
     let router = api::router(state);
     let server_stop = stopped(stop_rx.clone());
     let server =
