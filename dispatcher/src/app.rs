@@ -155,6 +155,7 @@ pub async fn start(
         scale_sets.clone(),
         config.github.runner_group_id,
     );
+    let (stop, stop_rx) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
         db: db.clone(),
@@ -166,21 +167,9 @@ pub async fn start(
         registrations: registrations.clone(),
         slurm: slurm.clone(),
         scale_sets: scale_sets.clone(),
-        console: Default::default(),
+        console: api::console::ConsoleShared::new(stop_rx.clone()),
     };
-    let (stop, stop_rx) = watch::channel(false);
     let (local_addr, server) = serve(state, listener, &config, stop_rx.clone()).await?;
-    let listeners = listener::spawn(
-        ListenerContext {
-            config: config.clone(),
-            db: db.clone(),
-            slurm: slurm.clone(),
-            metrics,
-            wake: wake.clone(),
-            scale_sets: scale_sets.clone(),
-        },
-        stop_rx.clone(),
-    );
     let stages = StageContext {
         config,
         db,
@@ -189,6 +178,10 @@ pub async fn start(
         telemetry,
         registrations,
     };
+    let listeners = listener::spawn(
+        ListenerContext::new(&stages, wake.clone(), scale_sets.clone()),
+        stop_rx.clone(),
+    );
     let controller = controller(stages, scale_sets, wake);
     let control = tokio::spawn(controller.run(stopped(stop_rx)));
     tracing::info!(%local_addr, "gha-dispatcher listening");

@@ -294,6 +294,15 @@ async fn a_session_gets_one_stream_of_snapshots() {
     assert_eq!(snapshot["pools"][0]["name"], "cpu");
     assert_eq!(snapshot["pools"][0]["max_runners"], 1);
     assert!(!data.contains(ADMIN_TOKEN) && !data.contains("webhook-secret"));
-    drop(stream);
-    running.shutdown().await;
+    // Stopping the daemon ends the stream cleanly (not cut off when the shutdown's drain runs
+    // out).
+    let stopped = tokio::spawn(running.shutdown());
+    loop {
+        match stream.chunk().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => panic!("the stream was cut off instead of ended: {e}"),
+        }
+    }
+    stopped.await.unwrap();
 }

@@ -84,7 +84,9 @@ fn write_config(dir: &Path, sim_url: &str, port: u16) -> PathBuf {
     path
 }
 
-async fn run_browser(env: &[(&str, String)]) -> String {
+/// Runs the browser script; on failure, the assertion carries what it saw and what the rest
+/// of the stack was doing (the dispatcher's log, our Slurm jobs, the simulator's jobs).
+async fn run_browser(env: &[(&str, String)], log: &Path, sim: &github_sim::Sim) -> String {
     let out = tokio::process::Command::new("node")
         .arg("tests/browser.mjs")
         .current_dir(console_dir())
@@ -93,11 +95,18 @@ async fn run_browser(env: &[(&str, String)]) -> String {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "the browser test failed:\n{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        let logged = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = logged.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "the browser test failed:\n{}\n{stdout}\nSlurm jobs: {:?}\nsimulator jobs: {:?}\ndispatcher log (last lines):\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            dispatcher_support::slurm_jobs(PREFIX),
+            sim.jobs().iter().map(|j| (j.id, j.status.clone(), j.runner_name.clone())).collect::<Vec<_>>(),
+            tail.join("\n")
+        );
+    }
     stdout
 }
 
@@ -125,7 +134,7 @@ async fn the_console_in_a_real_browser() {
     let link = console_link(MAPPED_USER, &url);
     assert!(link.starts_with(&format!("{url}/console/link/")), "{link}");
 
-    let report = run_browser(&[
+    let env = [
         ("CONSOLE_URL", format!("{url}/console/")),
         ("ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
         ("SIM_URL", sim.url()),
@@ -139,8 +148,8 @@ async fn the_console_in_a_real_browser() {
         ("SERVICE_USER", cluster.test_user().to_string()),
         ("VIEWER_LINK", link.clone()),
         ("CHROMIUM", CHROMIUM.to_string()),
-    ])
-    .await;
+    ];
+    let report = run_browser(&env, &log, &sim).await;
     println!("{report}\nscreenshots: {}", shots.display());
 
     let ran_as = std::fs::read_to_string(&marker).unwrap_or_default();

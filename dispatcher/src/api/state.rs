@@ -98,6 +98,7 @@ impl FromRef<AppState> for ConsoleState {
             slurm: app.slurm.clone(),
             streams: app.console.streams.clone(),
             nodes: app.console.nodes.clone(),
+            stopping: app.console.stopping.clone(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `GET /console/api/events`: one server-sent event stream per open page. Every
 //! [`TICK`] the daemon builds the snapshot the session may see and sends it (`event:
 //! snapshot`) only when it changed, so the page never polls the API; the stream ends with
-//! `event: expired` when the session does, and is re-checked on every tick.
+//! `event: expired` when the session does (re-checked on every tick), and at once when the
+//! daemon stops.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -70,7 +71,10 @@ async fn next_event(mut cursor: Cursor) -> Option<(Result<Event, Infallible>, Cu
     }
     loop {
         if !std::mem::take(&mut cursor.first) {
-            tokio::time::sleep(TICK).await;
+            tokio::select! {
+                () = tokio::time::sleep(TICK) => {}
+                () = stopping(&mut cursor.app.stopping) => return None,
+            }
         }
         let Some(session) = cursor.app.sessions.get(&cursor.session_id) else {
             cursor.ended = true;
@@ -90,6 +94,15 @@ async fn next_event(mut cursor: Cursor) -> Option<(Result<Event, Infallible>, Cu
         if cursor.last.as_deref() != Some(json.as_str()) {
             cursor.last = Some(json.clone());
             return Some((Ok(Event::default().event("snapshot").data(json)), cursor));
+        }
+    }
+}
+
+/// Completes when the daemon stops (never, if nothing will ever tell).
+async fn stopping(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use axum::http::{header, HeaderValue};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -53,6 +53,9 @@ pub struct ConsoleState {
     pub streams: Arc<Semaphore>,
     /// Which node each running Slurm job is on (asked of Slurm once per job).
     pub nodes: Arc<Mutex<HashMap<u64, String>>>,
+    /// Turns true when the daemon stops: event streams end then, rather than holding the
+    /// graceful shutdown open.
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// The console's own state that lives as long as the daemon (the rest comes from
@@ -62,15 +65,25 @@ pub struct ConsoleShared {
     pub sessions: Sessions,
     pub streams: Arc<Semaphore>,
     pub nodes: Arc<Mutex<HashMap<u64, String>>>,
+    pub stopping: watch::Receiver<bool>,
 }
 
-impl Default for ConsoleShared {
-    fn default() -> Self {
+impl ConsoleShared {
+    /// `stopping` turns true when the daemon stops.
+    pub fn new(stopping: watch::Receiver<bool>) -> ConsoleShared {
         ConsoleShared {
             sessions: Sessions::default(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
             nodes: Arc::default(),
+            stopping,
         }
+    }
+}
+
+impl Default for ConsoleShared {
+    /// For a router that never stops its streams early (tests that build the state by hand).
+    fn default() -> Self {
+        ConsoleShared::new(watch::channel(false).1)
     }
 }
 

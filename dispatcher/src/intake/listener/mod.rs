@@ -21,6 +21,7 @@ use crate::clients::actions::{ActionsClient, ActionsError, Session};
 use crate::clients::slurm::Slurm;
 use crate::config::{Config, PoolConfig};
 use crate::scale_sets::{ScaleSets, SessionState};
+use crate::stage::StageContext;
 use crate::store::{self, Db};
 use crate::telemetry::Metrics;
 
@@ -39,6 +40,20 @@ pub struct ListenerContext {
     /// Wakes the control loop when a message changed demand.
     pub wake: Arc<Notify>,
     pub scale_sets: ScaleSets,
+}
+
+impl ListenerContext {
+    /// The listeners' share of the control loop's context.
+    pub fn new(stages: &StageContext, wake: Arc<Notify>, scale_sets: ScaleSets) -> Self {
+        ListenerContext {
+            config: stages.config.clone(),
+            db: stages.db.clone(),
+            slurm: stages.slurm.clone(),
+            metrics: stages.telemetry.metrics.clone(),
+            wake,
+            scale_sets,
+        }
+    }
 }
 
 /// One task per listener target and pool; each ends when `stop` turns true.
