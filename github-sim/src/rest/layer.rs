@@ -294,7 +294,10 @@ mod tests {
     fn a_call_is_counted_for_the_account_its_path_names() {
         assert_eq!(account_of("/orgs/labs/actions/runners"), "labs");
         assert_eq!(account_of("/repos/acme/widgets/actions/runs"), "acme");
-        assert_eq!(account_of("/api/v3/repos/acme/widgets/actions/runs"), "acme");
+        assert_eq!(
+            account_of("/api/v3/repos/acme/widgets/actions/runs"),
+            "acme"
+        );
         assert_eq!(account_of("/app/installations/7/access_tokens"), "");
         assert_eq!(account_of("/actions/runner-registration"), "");
     }
