@@ -63,14 +63,20 @@ fn unredeemed_metric(stack: &Stack) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-/// Waits until the listener has an open session for every pool.
-fn wait_listening(stack: &Stack, timeout: Duration) -> Result<()> {
+/// Waits until the listener has opened a session for every pool since `created_before`
+/// sessions were (a killed process's sessions stay active until they expire, so the active
+/// count says nothing about the new one).
+fn wait_listening(stack: &Stack, created_before: u64, timeout: Duration) -> Result<()> {
     let sets = stack.pools.len() as u64;
     let sim = &stack.world.sim;
-    wait_until("a session for every pool", timeout, || {
-        sim.counters().scaleset.sessions_active >= sets
+    wait_until("a new session for every pool", timeout, || {
+        sim.counters().scaleset.sessions_created >= created_before + sets
     })?;
     Ok(())
+}
+
+fn sessions_created(stack: &Stack) -> u64 {
+    stack.world.sim.counters().scaleset.sessions_created
 }
 
 /// Burst jobs of the run completed now.
@@ -94,7 +100,7 @@ pub fn crash(
     drain: Duration,
 ) -> Result<CrashResult> {
     stack.webhooks(false);
-    wait_listening(stack, Duration::from_secs(60))?;
+    wait_listening(stack, 0, Duration::from_secs(60))?;
     let before = stack.world.sim.counters();
     let started = Instant::now();
     let run = stack.world.sim.enqueue_workflow(WorkflowSpec {
@@ -119,9 +125,14 @@ pub fn crash(
         )?;
         result.unredeemed_by_metric += unredeemed_metric(stack);
         result.killed_at_completed.push(completed(stack, &ids));
+        let created_before = sessions_created(stack);
         stack.crash_and_restart(k)?;
         let restarted = Instant::now();
-        wait_listening(stack, session_ttl * 4 + Duration::from_secs(60))?;
+        wait_listening(
+            stack,
+            created_before,
+            session_ttl * 4 + Duration::from_secs(60),
+        )?;
         result
             .resumed_after_secs
             .push(restarted.elapsed().as_secs_f64());

@@ -75,9 +75,12 @@ pub struct Stack<'a> {
     state_dir: tempfile::TempDir,
 }
 
-/// The listener target beside the generated config's webhook target.
+/// The listener target beside the generated config's webhook target. The App's installation
+/// is then looked up per organization (the generated config names `acme`'s, which would
+/// answer 404 for `labs`).
 fn with_listener(config: &mut DispatcherConfig) {
     config.github.targets.push(Target::listener(LISTEN_ORG));
+    config.github.installation_id = None;
 }
 
 impl<'a> Stack<'a> {
