@@ -99,11 +99,12 @@ fn measure(stack: &mut Stack, count: usize, drain: Duration) -> Result<ListenerB
     let drained_at = drain_jobs(stack, &mut observer, count, drain)?;
     let cpu_secs = cpu_seconds(stack.dispatcher.pid())? - cpu_before;
     let after = stack.world.sim.counters();
+    // Before any cancel below: a job cancelled for the next phase did not end otherwise.
+    let snapshot = stack.world.sim.snapshot();
     if drained_at.is_none() {
         // Leave no burst work behind for the next phase.
         stack.world.sim.cancel_run(run.run_id)?;
     }
-    let snapshot = stack.world.sim.snapshot();
     let completed: Vec<_> = snapshot
         .jobs
         .iter()
