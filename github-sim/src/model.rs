@@ -186,6 +186,11 @@ pub struct Counters {
     /// was assigned to one. A job that ran once has exactly one entry and `assignments == 1`.
     #[serde(default)]
     pub job_runs: BTreeMap<u64, JobRun>,
+    /// The REST calls of `api` again, per account the path names (`/orgs/{org}/..`,
+    /// `/repos/{owner}/..`; `""` for the rest, e.g. `/app/..`), then per endpoint: what each
+    /// organization's runners and repositories cost, when several share one simulator.
+    #[serde(default)]
+    pub api_by_account: BTreeMap<String, BTreeMap<String, EndpointCount>>,
 }
 
 /// Who ran one workflow job.

@@ -44,6 +44,8 @@ pub struct Report {
     pub duration_secs: f64,
     pub machine: Machine,
     pub metrics: Vec<Metric>,
+    /// The runner scale set listener beside the webhook intake (issue 13), same run.
+    pub listener: Vec<Metric>,
     /// Problems met while measuring (a phase that failed is reported, not hidden).
     pub problems: Vec<String>,
     /// Raw measurements per phase.
@@ -142,22 +144,18 @@ impl Report {
             m.slurm,
             m.rustc
         );
-        let _ = writeln!(out, "| # | metric | goal | measured | meets goal |");
-        let _ = writeln!(out, "|---|---|---|---|---|");
-        for metric in &self.metrics {
-            let verdict = match metric.meets_goal {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "–",
-            };
+        table(&mut out, &self.metrics);
+        if !self.listener.is_empty() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} |",
-                metric.id, metric.name, metric.goal, metric.measured, verdict
+                "\n## The scale set listener beside webhooks (issue 13)\n\n\
+                 The same dispatcher has a webhook target (`acme`) and a listener target \
+                 (`labs`); the kill -9 check runs on a stack of its own.\n"
             );
+            table(&mut out, &self.listener);
         }
         let _ = writeln!(out, "\n## How each number is measured\n");
-        for metric in &self.metrics {
+        for metric in self.metrics.iter().chain(&self.listener) {
             let _ = writeln!(out, "- **{} {}**: {}", metric.id, metric.name, metric.how);
         }
         if !self.problems.is_empty() {
@@ -171,6 +169,24 @@ impl Report {
             "\nRaw numbers: `report.json` next to this file. Rerun: `ci/bench` (see `ci/bench --help`)."
         );
         out
+    }
+}
+
+/// `metrics` as a Markdown table.
+fn table(out: &mut String, metrics: &[Metric]) {
+    let _ = writeln!(out, "| # | metric | goal | measured | meets goal |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for metric in metrics {
+        let verdict = match metric.meets_goal {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            metric.id, metric.name, metric.goal, metric.measured, verdict
+        );
     }
 }
 
@@ -218,6 +234,14 @@ mod tests {
                     how: "n/a".into(),
                 },
             ],
+            listener: vec![Metric {
+                id: "L1".into(),
+                name: "queued → sbatch".into(),
+                goal: "–".into(),
+                measured: ms(0.5),
+                meets_goal: None,
+                how: "relay".into(),
+            }],
             problems: vec!["phase 5 failed: x".into()],
             details: serde_json::json!({}),
         };
@@ -225,6 +249,8 @@ mod tests {
         assert!(md.contains("| 1 | webhook → sbatch p99 | < 50 ms | 42.1 ms | yes |"));
         assert!(md.contains("| 5 | RSS | < 50 MB | not measured | – |"));
         assert!(md.contains("phase 5 failed"));
+        assert!(md.contains("## The scale set listener beside webhooks"));
+        assert!(md.contains("| L1 | queued → sbatch | – | 500.0 ms | – |"));
         let dir = tempfile::tempdir().unwrap();
         let (json, _) = report.write(dir.path()).unwrap();
         let back: serde_json::Value =

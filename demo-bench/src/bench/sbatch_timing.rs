@@ -41,12 +41,14 @@ impl SbatchTiming {
         let script = format!(
             "#!/bin/bash\n\
              # Benchmark timing wrapper (tests/src/bench/sbatch_timing.rs). Never logs arguments.\n\
+             # Logs before it answers: a caller killed meanwhile (kill -9 phase) must not take\n\
+             # the record of an accepted job with it (SIGPIPE on the answer).\n\
              start=$EPOCHREALTIME\n\
              out=$({real} \"$@\")\n\
              rc=$?\n\
              end=$EPOCHREALTIME\n\
-             [ -z \"$out\" ] || printf '%s\\n' \"$out\"\n\
              printf '%s %s %s %s\\n' \"$start\" \"$end\" \"$rc\" \"${{out%%;*}}\" >> {log}\n\
+             [ -z \"$out\" ] || printf '%s\\n' \"$out\"\n\
              exit $rc\n",
             real = real.display(),
             log = log.display()

@@ -81,6 +81,18 @@ impl Dispatcher {
         spec: &DispatcherSpec,
         dir: &Path,
     ) -> Result<Dispatcher> {
+        Dispatcher::start_adjusted(cluster, world, spec, dir, &|_| {})
+    }
+
+    /// As [`Dispatcher::start`], with `adjust` applied to the generated config before it is
+    /// written (the bench adds a listener target this way).
+    pub fn start_adjusted(
+        cluster: &Cluster,
+        world: &SimWorld,
+        spec: &DispatcherSpec,
+        dir: &Path,
+        adjust: &dyn Fn(&mut DispatcherConfig),
+    ) -> Result<Dispatcher> {
         let slot = match spec.credentials {
             RunnerCredentials::Ticket => {
                 let slot = DispatcherSlot::acquire(cluster)?;
@@ -103,7 +115,12 @@ impl Dispatcher {
             &key_file,
             github_sim::test_keys::APP_PRIVATE_KEY_PEM.as_bytes(),
         )?;
-        let text = config_toml(cluster, world, spec, port, dir, &secret_file, &key_file)?;
+        let files = ConfigFiles {
+            dir,
+            secret: &secret_file,
+            key: &key_file,
+        };
+        let text = config_toml(cluster, world, spec, port, &files, adjust)?;
         let config = dir.join("dispatcher.toml");
         fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
 
@@ -259,6 +276,18 @@ impl Dispatcher {
             .collect())
     }
 
+    /// `kill -9`, as a crash would end it: reaped, and the ticket slot given up, so another
+    /// dispatcher can start on the same state directory (as systemd would restart it).
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            // `Child::kill` is SIGKILL on Unix.
+            child.kill().context("killing the dispatcher")?;
+            child.wait().context("reaping the killed dispatcher")?;
+        }
+        self._slot = None;
+        Ok(())
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited within 15 s. Idempotent.
     pub fn stop(&mut self) -> Result<Option<ExitStatus>> {
         let Some(mut child) = self.child.take() else {
@@ -297,16 +326,23 @@ impl Drop for Dispatcher {
     }
 }
 
-/// The dispatcher's config (`e2e::dispatcher_config`) for this world and spec.
+/// Where the generated config's files are: its directory and the two secrets in it.
+struct ConfigFiles<'a> {
+    dir: &'a Path,
+    secret: &'a Path,
+    key: &'a Path,
+}
+
+/// The dispatcher's config (`e2e::dispatcher_config`) for this world and spec, then `adjust`.
 fn config_toml(
     cluster: &Cluster,
     world: &SimWorld,
     spec: &DispatcherSpec,
     port: u16,
-    dir: &Path,
-    secret_file: &Path,
-    key_file: &Path,
+    files: &ConfigFiles<'_>,
+    adjust: &dyn Fn(&mut DispatcherConfig),
 ) -> Result<String> {
+    let (dir, secret_file, key_file) = (files.dir, files.secret, files.key);
     let ca_file = e2e::sim_world::write_test_ca(dir)?;
     let coordinates = Coordinates {
         api_url: &world.sim.url(),
@@ -353,6 +389,7 @@ fn config_toml(
         ..Scaling::default()
     };
     config.pools = spec.pools.clone();
+    adjust(&mut config);
     config
         .to_toml()
         .context("writing the dispatcher config as TOML")

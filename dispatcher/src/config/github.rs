@@ -110,6 +110,9 @@ pub(super) fn validate(raw: RawGithub, issues: &mut Issues<'_>) -> Option<Github
     }
 
     let targets = targets(&raw, issues);
+    if let Some(problem) = one_installation_problem(auth.as_ref(), &targets) {
+        issues.at("github.installation_id", 0..0, problem);
+    }
     Some(GithubConfig {
         api_url,
         ca_file: raw.ca_file.as_ref().map(|f| f.get_ref().clone()),
@@ -209,6 +212,31 @@ fn auth(raw: &RawGithub, issues: &mut Issues<'_>) -> Option<AuthConfig> {
             None
         }
     }
+}
+
+/// An installation belongs to one account: a fixed `installation_id` with targets in several
+/// would give every other account's calls a token GitHub answers 404 to, forever.
+fn one_installation_problem(auth: Option<&AuthConfig>, targets: &[Target]) -> Option<String> {
+    let Some(AuthConfig::App {
+        installation_id: Some(_),
+        ..
+    }) = auth
+    else {
+        return None;
+    };
+    let mut owners: Vec<String> = targets
+        .iter()
+        .map(|t| t.scope.owner().to_ascii_lowercase())
+        .collect();
+    owners.sort();
+    owners.dedup();
+    (owners.len() > 1).then(|| {
+        format!(
+            "an installation is of one account, but the targets are in {}: leave \
+             installation_id out (the App's installation is then looked up per account)",
+            owners.join(", ")
+        )
+    })
 }
 
 /// Each target an org (with the repositories to poll) or one repository.

@@ -194,6 +194,29 @@ gres = "gpu:1"
     }
 
     #[test]
+    fn a_fixed_installation_serves_targets_of_one_account_only() {
+        let fixed = GOOD.replace("app_id = 42", "app_id = 42\ninstallation_id = 7");
+        let Err(ConfigError::Invalid { issues }) = Config::parse(&fixed) else {
+            panic!("one installation for targets in acme and other was accepted")
+        };
+        assert!(
+            issues.iter().any(|i| i.message.contains("acme, other")),
+            "{issues:?}"
+        );
+        let one_account = fixed
+            .replace("{ repo = \"other/thing\" }", "{ repo = \"acme/thing\" }")
+            .replace("\"other/thing\" = \"alice\"", "\"acme/thing\" = \"alice\"");
+        let cfg = Config::parse(&one_account).unwrap();
+        assert!(matches!(
+            cfg.github.auth,
+            AuthConfig::App {
+                installation_id: Some(7),
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn the_enterprise_server_config_url_drops_the_api_path() {
         let ghes = GOOD.replace(
             "[github]",

@@ -254,12 +254,51 @@ fn account(s: &Shared, call: &Call, resp: &mut Response, not_modified: bool) {
             }
         }
     }
-    let c = w.counters.api.entry(call.endpoint.clone()).or_default();
-    c.calls += 1;
-    if not_modified {
-        c.not_modified += 1;
+    let counters = &mut w.counters;
+    let by_account = counters
+        .api_by_account
+        .entry(account_of(&call.path).to_owned())
+        .or_default();
+    for c in [
+        by_account.entry(call.endpoint.clone()).or_default(),
+        counters.api.entry(call.endpoint.clone()).or_default(),
+    ] {
+        c.calls += 1;
+        if not_modified {
+            c.not_modified += 1;
+        }
+        if status >= 400 {
+            c.errors += 1;
+        }
     }
-    if status >= 400 {
-        c.errors += 1;
+}
+
+/// The account a REST path is about: `acme` for `/orgs/acme/..` and `/repos/acme/..` (under
+/// the enterprise prefix too), `""` for anything else.
+fn account_of(path: &str) -> &str {
+    let path = path
+        .strip_prefix(crate::config::Enterprise::API_PREFIX)
+        .unwrap_or(path);
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next()) {
+        (Some("orgs" | "repos"), Some(account)) => account,
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::account_of;
+
+    #[test]
+    fn a_call_is_counted_for_the_account_its_path_names() {
+        assert_eq!(account_of("/orgs/labs/actions/runners"), "labs");
+        assert_eq!(account_of("/repos/acme/widgets/actions/runs"), "acme");
+        assert_eq!(
+            account_of("/api/v3/repos/acme/widgets/actions/runs"),
+            "acme"
+        );
+        assert_eq!(account_of("/app/installations/7/access_tokens"), "");
+        assert_eq!(account_of("/actions/runner-registration"), "");
     }
 }

@@ -53,7 +53,7 @@ pub struct PoolFill {
 
 /// The pool a runner belongs to: the one whose labels are exactly the runner's, else the
 /// largest one whose labels the runner all has.
-fn pool_of<'p>(pools: &'p [Pool], runner_labels: &[String]) -> Option<&'p Pool> {
+pub(super) fn pool_of<'p>(pools: &'p [Pool], runner_labels: &[String]) -> Option<&'p Pool> {
     let runner: BTreeSet<String> = runner_labels
         .iter()
         .map(|l| l.to_ascii_lowercase())
@@ -150,7 +150,10 @@ fn burst_jobs(pools: &[Pool], count: usize) -> (Vec<JobSpec>, BTreeMap<String, u
 }
 
 /// Each pool's fill target: its demand, capped at its `max_runners`.
-fn fill_targets(pools: &[Pool], demand: &BTreeMap<String, usize>) -> BTreeMap<String, PoolFill> {
+pub(super) fn fill_targets(
+    pools: &[Pool],
+    demand: &BTreeMap<String, usize>,
+) -> BTreeMap<String, PoolFill> {
     demand
         .iter()
         .map(|(name, demand)| {
@@ -171,17 +174,17 @@ fn fill_targets(pools: &[Pool], demand: &BTreeMap<String, usize>) -> BTreeMap<St
 }
 
 /// The burst as the simulator shows it, updated at every look.
-struct Observer {
-    run_jobs: BTreeSet<u64>,
+pub(super) struct Observer {
+    pub(super) run_jobs: BTreeSet<u64>,
     /// When the release began (seconds since the epoch).
-    started: f64,
-    fills: BTreeMap<String, PoolFill>,
-    all_at_target: Option<f64>,
+    pub(super) started: f64,
+    pub(super) fills: BTreeMap<String, PoolFill>,
+    pub(super) all_at_target: Option<f64>,
 }
 
 impl Observer {
     /// One look: updates the pools' fill; returns how many burst jobs have completed.
-    fn observe(&mut self, stack: &mut Stack) -> Result<usize> {
+    pub(super) fn observe(&mut self, stack: &mut Stack) -> Result<usize> {
         stack.ensure_dispatcher_alive()?;
         let snapshot = stack.world.sim.snapshot();
         let now = unix_now();
@@ -212,7 +215,7 @@ impl Observer {
 
     /// Polls `look` every `every` until it says done (or `timeout`), stopping at once on an
     /// error of the stack (a dead dispatcher), which a plain wait would only remember.
-    fn poll_until(
+    pub(super) fn poll_until(
         &mut self,
         stack: &mut Stack,
         what: &str,
@@ -302,7 +305,7 @@ fn check_intake(
 
 /// Lets the burst's jobs run for at most `drain`; returns when the last one completed (seconds
 /// after the release began), `None` if they did not all complete in time.
-fn drain_jobs(
+pub(super) fn drain_jobs(
     stack: &mut Stack,
     observer: &mut Observer,
     count: usize,

@@ -1,5 +1,7 @@
 //! One job at a time: each sample starts on an idle node, so it shows the latency a lone job
-//! sees (webhook → sbatch accepted, queued → runner process started) and the API calls it costs.
+//! sees (webhook → sbatch accepted, queued → runner process started) and the API calls it costs,
+//! for either intake: the webhook target's repository, or the listener target's (its jobs say
+//! `runs-on: <scale set>`; no webhook reaches the dispatcher meanwhile).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,44 +12,99 @@ use github_sim::WorkflowSpec;
 use serde::Serialize;
 use test_support::wait_until;
 
-use super::{api_delta, job, Stack, CPU, REPO};
+use super::{account_delta, job, ProtocolDelta, Stack, CPU, LISTEN_ORG, LISTEN_REPO, REPO};
+use crate::bench::relay::unix_now;
 use crate::demo::slurm;
 use crate::demo::stack::ORG;
 use e2e::procfs::{boottime_now, clock_ticks_per_second};
 
-#[derive(Debug, Default, Serialize)]
+/// How the phase's jobs reach the dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intake {
+    Webhook,
+    Listener,
+}
+
+impl Intake {
+    /// The organization whose target uses this intake.
+    pub fn account(self) -> &'static str {
+        match self {
+            Intake::Webhook => ORG,
+            Intake::Listener => LISTEN_ORG,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
 pub struct SequentialResult {
+    pub intake: Intake,
     pub jobs: usize,
-    /// Relay received the `queued` webhook → the wrapper saw sbatch accept the job (s).
+    /// Relay received the `queued` webhook → the wrapper saw sbatch accept the job (s);
+    /// webhook intake only.
     pub webhook_to_sbatch_secs: Vec<f64>,
+    /// Job queued in the simulator → the wrapper saw sbatch accept the job (s).
+    pub queued_to_sbatch_secs: Vec<f64>,
     /// How long sbatch itself took inside those (s).
     pub sbatch_call_secs: Vec<f64>,
     /// Job queued in the simulator → Runner.Listener process started on the node (s).
     pub queued_to_runner_start_secs: Vec<f64>,
+    /// Paid REST calls whose path names this target's organization.
     pub api_calls_paid: u64,
     pub api_calls_304: u64,
     pub api_calls_by_endpoint: BTreeMap<String, u64>,
+    /// The App's own REST calls meanwhile (installation tokens: they serve every target).
+    pub app_calls_paid: u64,
+    /// The scale set protocol meanwhile (listener: this target's; webhook: none expected).
+    pub protocol: ProtocolDelta,
 }
 
-/// One job at a time: enqueue it, wait for it to complete and its Slurm job to end.
-pub fn sequential(stack: &mut Stack, jobs: usize) -> Result<SequentialResult> {
+/// One job at a time through `intake`: enqueue it, wait for it to complete and its Slurm job
+/// to end.
+pub fn sequential(stack: &mut Stack, jobs: usize, intake: Intake) -> Result<SequentialResult> {
+    stack.webhooks(intake == Intake::Webhook);
     let before = stack.world.sim.counters();
     let mut result = SequentialResult {
+        intake,
         jobs,
-        ..SequentialResult::default()
+        webhook_to_sbatch_secs: Vec::new(),
+        queued_to_sbatch_secs: Vec::new(),
+        sbatch_call_secs: Vec::new(),
+        queued_to_runner_start_secs: Vec::new(),
+        api_calls_paid: 0,
+        api_calls_304: 0,
+        api_calls_by_endpoint: BTreeMap::new(),
+        app_calls_paid: 0,
+        protocol: ProtocolDelta::default(),
     };
-    for i in 0..jobs {
-        measure_one(stack, i, &mut result)?;
-    }
+    let measured = (0..jobs).try_for_each(|i| measure_one(stack, i, &mut result));
+    stack.webhooks(true);
+    measured?;
     let after = stack.world.sim.counters();
-    let (paid, free, by_endpoint) = api_delta(&before, &after);
+    let (paid, free, by_endpoint) = account_delta(&before, &after, intake.account());
     result.api_calls_paid = paid;
     result.api_calls_304 = free;
     result.api_calls_by_endpoint = by_endpoint;
+    result.app_calls_paid = account_delta(&before, &after, "").0;
+    result.protocol = ProtocolDelta::between(&before.scaleset, &after.scaleset);
     Ok(result)
 }
 
-/// Runs job `i` alone and adds its three timings to `result`.
+/// The repository and `runs-on` of a job through `intake`.
+fn target_of(stack: &Stack, intake: Intake) -> (String, Vec<String>) {
+    match intake {
+        Intake::Webhook => (
+            format!("{ORG}/{REPO}"),
+            CPU.iter().map(|l| l.to_string()).collect(),
+        ),
+        Intake::Listener => (
+            format!("{LISTEN_ORG}/{LISTEN_REPO}"),
+            vec![stack.scale_set_label("cpu")],
+        ),
+    }
+}
+
+/// Runs job `i` alone and adds its timings to `result`.
 fn measure_one(stack: &mut Stack, i: usize, result: &mut SequentialResult) -> Result<()> {
     stack.ensure_dispatcher_alive()?;
     // In the jobs dir (mode 1777): the step runs as the job user.
@@ -63,11 +120,14 @@ fn measure_one(stack: &mut Stack, i: usize, result: &mut SequentialResult) -> Re
     crate::bench::cluster_jobs::wait_node_idle(stack.cluster, Duration::from_secs(30))?;
     let calls_before = stack.timing.calls()?.len();
     let relayed_before = stack.relay.relayed_count();
+    let (repo, runs_on) = target_of(stack, result.intake);
+    let runs_on: Vec<&str> = runs_on.iter().map(String::as_str).collect();
+    let queued_unix = unix_now();
     let queued_at = boottime_now();
     let run = stack.world.sim.enqueue_workflow(WorkflowSpec {
-        repo: format!("{ORG}/{REPO}"),
+        repo,
         name: format!("seq-{i}"),
-        jobs: vec![job(format!("one-{i}"), CPU, 0, Some(command))],
+        jobs: vec![job(format!("one-{i}"), &runs_on, 0, Some(command))],
         delay_ms: 0,
     })?;
     let job_id = run.job_ids[0];
@@ -86,20 +146,25 @@ fn measure_one(stack: &mut Stack, i: usize, result: &mut SequentialResult) -> Re
     let started = runner_start_secs(&probe)?;
     result.queued_to_runner_start_secs.push(started - queued_at);
 
-    let relayed = stack.relay.relayed();
-    let webhook = relayed[relayed_before..]
-        .iter()
-        .find(|r| r.job_id == Some(job_id) && r.action.as_deref() == Some("queued"))
-        .context("the relay saw no queued webhook for the job")?;
     let calls = stack.timing.calls()?;
     let submit = calls[calls_before.min(calls.len())..]
         .iter()
-        .find(|c| c.exit_status == 0 && c.ended >= webhook.sent_at)
-        .context("no sbatch call followed the webhook")?;
+        .find(|c| c.exit_status == 0 && c.ended >= queued_unix)
+        .context("no sbatch call followed the job")?;
     result
-        .webhook_to_sbatch_secs
-        .push(submit.ended - webhook.sent_at);
+        .queued_to_sbatch_secs
+        .push(submit.ended - queued_unix);
     result.sbatch_call_secs.push(submit.ended - submit.started);
+    if result.intake == Intake::Webhook {
+        let relayed = stack.relay.relayed();
+        let webhook = relayed[relayed_before..]
+            .iter()
+            .find(|r| r.job_id == Some(job_id) && r.action.as_deref() == Some("queued"))
+            .context("the relay saw no queued webhook for the job")?;
+        result
+            .webhook_to_sbatch_secs
+            .push(submit.ended - webhook.sent_at);
+    }
 
     // Next job only once this one's Slurm job has ended: every sample starts on an idle node.
     let ids: BTreeSet<u32> = calls.iter().filter_map(|c| c.job_id).collect();

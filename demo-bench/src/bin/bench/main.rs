@@ -2,7 +2,9 @@
 //! run on the real local Slurm and the GitHub simulator: the plugin's overhead (a cluster
 //! without the plugin against one with it), the floor (bare `sbatch --wrap` submit-to-start),
 //! and through `gha-dispatcher`: webhook → sbatch latency, queued → runner start, GitHub API
-//! calls per job and per idle hour, a 1,000-webhook burst, and memory with 10,000 tracked jobs.
+//! calls per job and per idle hour, a 1,000-webhook burst, and memory with 10,000 tracked jobs;
+//! beside the webhook target, a listener target (runner scale sets, issue 13) in the same
+//! dispatcher: its latency, calls, a 1,000-job burst, and kill -9 during a 200-job burst.
 //! Writes `report.json` and `report.md`. Nothing here asserts a speed: numbers are reported
 //! next to the issue's goals, also when they fall short.
 
@@ -14,16 +16,20 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use demo_bench::bench::cluster_jobs::{restart_cluster, run_plugin_bench, time_jobs, JobTiming};
 use demo_bench::bench::dispatch::{
-    self, BurstResult, IdleResult, SequentialResult, Stack, TrackedResult,
+    self, BurstResult, CrashResult, IdleResult, Intake, ListenerBurstResult, SequentialResult,
+    Stack, TrackedResult,
 };
 use demo_bench::bench::report::{utc_now, Machine, Report};
 use demo_bench::demo::stats::Summary;
 use demo_bench::demo::stopping::{self, OnStop};
 use e2e::dispatcher_config::RunnerCredentials;
 use e2e::Cluster;
+use github_sim::SimConfig;
 use serde_json::json;
 
+mod listener_metrics;
 mod metrics;
+use listener_metrics::listener_metrics;
 use metrics::metrics;
 
 #[derive(Parser, Debug)]
@@ -56,6 +62,22 @@ struct Args {
     /// How long to let the burst's jobs run to completion (0: do not wait).
     #[arg(long, default_value_t = 120)]
     burst_drain_secs: u64,
+    /// Jobs queued at once on the listener target (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    listener_burst: usize,
+    /// Jobs of the burst the dispatcher is killed during, in listener mode (0: skip).
+    #[arg(long, default_value_t = 200)]
+    crash_jobs: usize,
+    /// How often the dispatcher is killed (-9) and restarted during that burst.
+    #[arg(long, default_value_t = 3)]
+    crash_kills: usize,
+    /// The simulator's scaleset_session_ttl for that phase: how long a killed process's
+    /// session blocks the next one (409).
+    #[arg(long, default_value_t = 10)]
+    crash_session_ttl_secs: u64,
+    /// How long that phase waits for each share of its jobs, and for all of them.
+    #[arg(long, default_value_t = 300)]
+    crash_drain_secs: u64,
     /// Jobs the dispatcher tracks for the memory measurement.
     #[arg(long, default_value_t = 10_000)]
     tracked: usize,
@@ -102,8 +124,11 @@ struct Measured {
     with_plugin: Option<Vec<JobTiming>>,
     runner_jobs: Option<Vec<JobTiming>>,
     sequential: Option<SequentialResult>,
+    sequential_listener: Option<SequentialResult>,
     idle: Option<IdleResult>,
     burst: Option<BurstResult>,
+    listener_burst: Option<ListenerBurstResult>,
+    crash: Option<CrashResult>,
     tracked: Option<TrackedResult>,
     leftovers: Option<String>,
     metrics_text: Option<String>,
@@ -144,6 +169,7 @@ fn run(args: &Args) -> Result<()> {
         duration_secs: started.elapsed().as_secs_f64(),
         machine: Machine::describe(cluster.conf()),
         metrics: metrics(&measured, args),
+        listener: listener_metrics(&measured, args),
         problems: problems.0,
         details,
     };
@@ -254,11 +280,57 @@ fn measure_dispatcher(
         "inline" => RunnerCredentials::Inline,
         _ => RunnerCredentials::Ticket,
     };
-    match Stack::start(cluster, &runtime, credentials) {
+    match Stack::start(cluster, &runtime, credentials, SimConfig::default()) {
         Err(error) => problems.record("starting the simulator and gha-dispatcher", Err(error)),
         Ok(mut stack) => run_phases(cluster, args, &mut stack, measured, problems),
     };
+    if args.crash_jobs > 0 {
+        problems.record(
+            "kill -9 during a listened burst",
+            crash_phase(cluster, &runtime, args, credentials, measured),
+        );
+    }
     Ok(())
+}
+
+/// Issue 13's crash check, on a stack of its own (the simulator's session TTL short).
+fn crash_phase(
+    cluster: &Cluster,
+    runtime: &tokio::runtime::Runtime,
+    args: &Args,
+    credentials: RunnerCredentials,
+    measured: &mut Measured,
+) -> Result<()> {
+    let ttl = Duration::from_secs(args.crash_session_ttl_secs.max(2));
+    let sim_config = SimConfig {
+        scaleset_session_ttl: ttl,
+        // An empty poll must end well within the TTL, or a live session would expire.
+        message_poll_timeout: (ttl / 2).min(Duration::from_secs(50)),
+        ..SimConfig::default()
+    };
+    let mut stack = Stack::start(cluster, runtime, credentials, sim_config)?;
+    say(format!(
+        "kill -9 ×{} during a burst of {} listened jobs (session TTL {} s; dispatcher log {})",
+        args.crash_kills,
+        args.crash_jobs,
+        ttl.as_secs(),
+        stack.dispatcher.log_path().display()
+    ));
+    let drain = Duration::from_secs(args.crash_drain_secs);
+    let result = dispatch::crash(&mut stack, args.crash_jobs, args.crash_kills, ttl, drain);
+    let out = report_dir(cluster, args);
+    if std::fs::create_dir_all(&out).is_ok() {
+        let log = stack.dispatcher.log_path().to_owned();
+        for n in 1..=args.crash_kills {
+            let _ = std::fs::copy(
+                log.with_extension(format!("log.{n}")),
+                out.join(format!("dispatcher-crash.log.{n}")),
+            );
+        }
+        let _ = std::fs::copy(&log, out.join("dispatcher-crash.log"));
+    }
+    measured.crash = Some(result?);
+    stack.stop()
 }
 
 /// The dispatcher phases in order, then its metrics text, its log, the leftover check and stop.
@@ -273,17 +345,26 @@ fn run_phases(
         "dispatcher up (log {})",
         stack.dispatcher.log_path().display()
     ));
-    problems.record(
-        "sequential jobs through the dispatcher",
-        (|| {
-            say(format!(
-                "{} jobs one at a time through the dispatcher",
-                args.sequential_jobs
-            ));
-            measured.sequential = Some(dispatch::sequential(stack, args.sequential_jobs)?);
-            Ok(())
-        })(),
-    );
+    for (intake, through) in [
+        (Intake::Webhook, "the dispatcher (webhooks)"),
+        (Intake::Listener, "the scale set listener"),
+    ] {
+        problems.record(
+            &format!("sequential jobs through {through}"),
+            (|| {
+                say(format!(
+                    "{} jobs one at a time through {through}",
+                    args.sequential_jobs
+                ));
+                let result = dispatch::sequential(stack, args.sequential_jobs, intake)?;
+                match intake {
+                    Intake::Webhook => measured.sequential = Some(result),
+                    Intake::Listener => measured.sequential_listener = Some(result),
+                }
+                Ok(())
+            })(),
+        );
+    }
     problems.record(
         "idle window",
         (|| {
@@ -315,6 +396,9 @@ fn run_phases(
             Ok(())
         })(),
     );
+    if args.listener_burst > 0 {
+        problems.record("listener burst", listener_burst(args, stack, measured));
+    }
     problems.record(
         "tracked jobs",
         (|| {
@@ -326,6 +410,18 @@ fn run_phases(
             Ok(())
         })(),
     );
+    after_phases(cluster, args, stack, measured, problems);
+}
+
+/// After the phases: the dispatcher's metrics text and log, the ticket timings, and the
+/// leftover check.
+fn after_phases(
+    cluster: &Cluster,
+    args: &Args,
+    stack: &mut Stack,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) {
     measured.metrics_text = stack.dispatcher.metrics().ok();
     measured.ticket_redeem_secs = ticket_redeem_secs(cluster);
     // Keep the dispatcher's log with the report (its state dir is temporary).
@@ -338,6 +434,25 @@ fn run_phases(
         Ok(left) => measured.leftovers = Some(left.to_string()),
         Err(error) => problems.record("leftover check", Err(error)),
     }
+}
+
+/// The burst on the listener target, once the webhook burst's runners are gone.
+fn listener_burst(args: &Args, stack: &mut Stack, measured: &mut Measured) -> Result<()> {
+    say("waiting for the webhook burst's runners to be gone");
+    let left = stack.wait_quiet(Duration::from_secs(120))?;
+    if !left.is_empty() {
+        say(format!("still there before the listener burst: {left}"));
+    }
+    say(format!(
+        "burst of {} jobs queued at once on the listener target",
+        args.listener_burst
+    ));
+    measured.listener_burst = Some(dispatch::listener_burst(
+        stack,
+        args.listener_burst,
+        Duration::from_secs(args.burst_drain_secs),
+    )?);
+    Ok(())
 }
 
 /// Where the report goes: `--out`, relative to the repository root.
@@ -396,8 +511,11 @@ fn details(m: &Measured) -> serde_json::Value {
         "cluster_with_plugin": submetric(&m.with_plugin),
         "cluster_runner_option_jobs": submetric(&m.runner_jobs),
         "sequential": m.sequential,
+        "sequential_listener": m.sequential_listener,
         "idle": m.idle,
         "burst": m.burst,
+        "listener_burst": m.listener_burst,
+        "crash": m.crash,
         "tracked": m.tracked,
         "leftovers_after_run": m.leftovers,
         "dispatcher_metrics_submit_and_start_lines": dispatcher_histograms,

@@ -128,8 +128,8 @@ fn metric_3a(m: &Measured, _args: &Args, out: &mut Vec<Metric>) {
         measured: match seq {
             Some(s) if s.jobs > 0 => format!(
                 "{:.2} (sequential: {} calls for {} jobs{}){}",
-                s.api_calls_paid as f64 / s.jobs as f64,
-                s.api_calls_paid,
+                (s.api_calls_paid + s.app_calls_paid) as f64 / s.jobs as f64,
+                s.api_calls_paid + s.app_calls_paid,
                 s.jobs,
                 if s.api_calls_304 > 0 {
                     format!(", plus {} free 304s", s.api_calls_304)
@@ -145,10 +145,12 @@ fn metric_3a(m: &Measured, _args: &Args, out: &mut Vec<Metric>) {
         },
         meets_goal: seq
             .filter(|s| s.jobs > 0)
-            .map(|s| s.api_calls_paid as f64 / s.jobs as f64 <= 2.0),
-        how: "REST calls the simulator counted (all endpoints, 304s excluded as free; runner \
-              protocol excluded: the real runner talks to a different service), divided by jobs \
-              run; the endpoint breakdown is in report.json."
+            .map(|s| (s.api_calls_paid + s.app_calls_paid) as f64 / s.jobs as f64 <= 2.0),
+        how: "REST calls the simulator counted for the webhook target's organization plus the \
+              App's own (installation tokens), 304s excluded as free, runner protocol excluded \
+              (the real runner talks to a different service), divided by jobs run; the burst's \
+              figure counts every REST call. The listener target's calls are in L3; the \
+              endpoint breakdown is in report.json."
             .into(),
     });
 }
@@ -161,19 +163,25 @@ fn metric_3b(m: &Measured, args: &Args, out: &mut Vec<Metric>) {
         goal: "< 120 (304s free)".into(),
         measured: match &m.idle {
             Some(i) => format!(
-                "{:.0} ({} paid calls and {} free 304s in {:.0} s, {} target)",
-                i.paid_per_hour_per_target,
-                i.api_calls_paid,
-                i.api_calls_304,
+                "{:.0} ({} paid calls and {} free 304s in {:.0} s for the webhook target; all {} \
+                 targets together {} paid)",
+                i.webhook_target.paid_per_hour,
+                i.webhook_target.paid,
+                i.webhook_target.not_modified,
                 i.window_secs,
-                i.targets
+                i.targets,
+                i.api_calls_paid
             ),
             None => not_measured("idle phase did not run"),
         },
-        meets_goal: m.idle.as_ref().map(|i| i.paid_per_hour_per_target < 120.0),
+        meets_goal: m
+            .idle
+            .as_ref()
+            .map(|i| i.webhook_target.paid_per_hour < 120.0),
         how: format!(
-            "nothing queued; paid calls counted over a {} s window with the dispatcher's default \
-             reconcile interval, extrapolated to an hour. Windows shorter than the interval are \
+            "nothing queued; paid calls naming the webhook target's organization counted over a \
+             {} s window with the dispatcher's default reconcile interval, extrapolated to an \
+             hour (the listener target's are in L4). Windows shorter than the interval are \
              noisy: scale with --idle-secs.",
             args.idle_secs
         ),
