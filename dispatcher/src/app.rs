@@ -146,38 +146,23 @@ pub async fn start(
     let scale_sets = scale_sets(&config, &github, &metrics, ca_pem.as_deref())?;
     let wake = Arc::new(Notify::new());
     let shared = Arc::new(Mutex::new(SharedStatus::default()));
-    let slurm = Slurm::new(config.slurm.clone());
     let telemetry = Telemetry::new(metrics.clone(), shared.clone());
-    let registrations = Registrations::new(
-        db.clone(),
-        github.clone(),
-        telemetry.clone(),
-        scale_sets.clone(),
-        config.github.runner_group_id,
-    );
+    let stages = stage_context(config.clone(), db.clone(), github, telemetry, &scale_sets);
     let (stop, stop_rx) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
-        db: db.clone(),
+        db,
         webhook_secret: Arc::new(secrets.webhook_secret.clone()),
         metrics: metrics.clone(),
         wake: wake.clone(),
         shared: shared.clone(),
         admin_token: secrets.admin_token.clone().map(Arc::new),
-        registrations: registrations.clone(),
-        slurm: slurm.clone(),
+        registrations: stages.registrations.clone(),
+        slurm: stages.slurm.clone(),
         scale_sets: scale_sets.clone(),
         console: api::console::ConsoleShared::new(stop_rx.clone()),
     };
     let (local_addr, server) = serve(state, listener, &config, stop_rx.clone()).await?;
-    let stages = StageContext {
-        config,
-        db,
-        github: github.clone(),
-        slurm,
-        telemetry,
-        registrations,
-    };
     let listeners = listener::spawn(
         ListenerContext::new(&stages, wake.clone(), scale_sets.clone()),
         stop_rx.clone(),
@@ -302,13 +287,24 @@ pub fn stages_only(
         credentials,
         metrics.clone(),
     )?);
-    let slurm = Slurm::new(config.slurm.clone());
     let telemetry = Telemetry::new(
         metrics.clone(),
         Arc::new(Mutex::new(SharedStatus::default())),
     );
-    let wake = Arc::new(Notify::new());
     let scale_sets = ScaleSets::default();
+    let stages = stage_context(config, db, github, telemetry, &scale_sets);
+    let wake = Arc::new(Notify::new());
+    Ok((controller(stages, scale_sets, wake), metrics))
+}
+
+/// What every stage holds, the registrations (REST and scale sets) among it.
+fn stage_context(
+    config: Arc<Config>,
+    db: Db,
+    github: Arc<GithubClient>,
+    telemetry: Telemetry,
+    scale_sets: &ScaleSets,
+) -> StageContext {
     let registrations = Registrations::new(
         db.clone(),
         github.clone(),
@@ -316,13 +312,12 @@ pub fn stages_only(
         scale_sets.clone(),
         config.github.runner_group_id,
     );
-    let stages = StageContext {
+    StageContext {
+        slurm: Slurm::new(config.slurm.clone()),
         config,
         db,
         github,
-        slurm,
         telemetry,
         registrations,
-    };
-    Ok((controller(stages, scale_sets, wake), metrics))
+    }
 }

@@ -55,6 +55,31 @@ async fn world_and_config(prefix: &str, dir: &Path, max: u32) -> (SimWorld, Disp
 
 /// `count` jobs of 3 s each (a job that ends within milliseconds of starting may be over
 /// before its Slurm job's comment can be changed: see `accounting`).
+/// One test's stack: the dispatcher slot (runner jobs redeem their tickets at the cluster's
+/// one dispatcher address), the secrets and state directory, the simulator, the config and the
+/// daemon running it.
+struct Stack {
+    slot: DispatcherSlot,
+    dir: tempfile::TempDir,
+    world: SimWorld,
+    config: DispatcherConfig,
+    daemon: Daemon,
+}
+
+async fn start(prefix: &str, max: u32) -> Stack {
+    let slot = DispatcherSlot::acquire(cluster()).unwrap();
+    let dir = secrets_dir();
+    let (world, config) = world_and_config(prefix, dir.path(), max).await;
+    let daemon = spawn_daemon(&config, dir.path(), &slot).await;
+    Stack {
+        slot,
+        dir,
+        world,
+        config,
+        daemon,
+    }
+}
+
 fn enqueue(sim: &Sim, repo: &str, count: usize) -> Vec<u64> {
     let jobs = (0..count)
         .map(|i| {
@@ -165,12 +190,14 @@ fn cancel_all(prefix: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn listener_and_webhook_targets_share_a_daemon_and_slurm_comments_name_what_ran() {
     let prefix = "e2e-listen";
-    // Runner jobs redeem their tickets at the cluster's one dispatcher address.
-    let slot = DispatcherSlot::acquire(cluster()).unwrap();
-    let dir = secrets_dir();
-    let (world, config) = world_and_config(prefix, dir.path(), 4).await;
+    let Stack {
+        slot,
+        dir,
+        world,
+        config: _,
+        mut daemon,
+    } = start(prefix, 4).await;
     let sim = &world.sim;
-    let mut daemon = spawn_daemon(&config, dir.path(), &slot).await;
     // Webhooks reach the dispatcher for both organizations; `labs` is the listener's alone.
     sim.set_webhook(WebhookTarget {
         url: format!("http://{}/webhook", slot.addr()),
@@ -261,11 +288,14 @@ async fn wait_counter(sim: &Sim, what: &str, cond: impl Fn(&github_sim::Counters
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_listener_waits_out_its_session_and_faults_never_run_a_job_twice() {
     let prefix = "e2e-lkill";
-    let slot = DispatcherSlot::acquire(cluster()).unwrap();
-    let dir = secrets_dir();
-    let (world, config) = world_and_config(prefix, dir.path(), 3).await;
+    let Stack {
+        slot,
+        dir,
+        world,
+        config,
+        mut daemon,
+    } = start(prefix, 3).await;
     let sim = &world.sim;
-    let mut daemon = spawn_daemon(&config, dir.path(), &slot).await;
     wait_counter(sim, "a session", |c| c.scaleset.sessions_active == 1).await;
     let first = enqueue(sim, LISTENED_REPO, 3);
     wait_until_async("a runner submitted", Duration::from_secs(60), || {
@@ -321,11 +351,14 @@ async fn a_killed_listener_waits_out_its_session_and_faults_never_run_a_job_twic
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reoffer_quirk_leaks_no_runner_and_counts_no_job_twice() {
     let prefix = "e2e-lquirk";
-    let slot = DispatcherSlot::acquire(cluster()).unwrap();
-    let dir = secrets_dir();
-    let (world, config) = world_and_config(prefix, dir.path(), 3).await;
+    let Stack {
+        slot: _slot,
+        dir,
+        world,
+        config: _,
+        mut daemon,
+    } = start(prefix, 3).await;
     let sim = &world.sim;
-    let mut daemon = spawn_daemon(&config, dir.path(), &slot).await;
     wait_counter(sim, "a session", |c| c.scaleset.sessions_active == 1).await;
     // The Actions service fails for a while after the offer, so the job is not acquired in
     // time: GitHub answers with JobAssigned then JobCompleted "canceled" and offers the job
