@@ -36,12 +36,10 @@ fn sim_config() -> SimConfig {
 
 /// The simulator (`acme/widgets` and `labs/lab1`, the App on both) and a ticket-mode config
 /// with `acme` by webhook and `labs` by listener, one pool of `max` runners.
-async fn world_and_config(
-    prefix: &str,
-    dir: &Path,
-    max: u32,
-) -> (SimWorld, DispatcherConfig) {
-    let world = SimWorld::start_with(&["widgets"], sim_config()).await.unwrap();
+async fn world_and_config(prefix: &str, dir: &Path, max: u32) -> (SimWorld, DispatcherConfig) {
+    let world = SimWorld::start_with(&["widgets"], sim_config())
+        .await
+        .unwrap();
     world.add_org_with_app(LISTENED, &["lab1"]).unwrap();
     let mut config = base_config(dir, &world.sim.url(), prefix).with_tickets(cluster());
     config.github.targets.push(Target::listener(LISTENED));
@@ -117,7 +115,9 @@ async fn wait_nothing_left(sim: &Sim, prefix: &str) {
     wait_until_async("nothing left", Duration::from_secs(90), || {
         let active: Vec<_> = dispatcher_support::slurm_jobs(prefix)
             .into_iter()
-            .filter(|j| !["COMPLETED", "CANCELLED", "FAILED", "TIMEOUT"].contains(&j.state.as_str()))
+            .filter(|j| {
+                !["COMPLETED", "CANCELLED", "FAILED", "TIMEOUT"].contains(&j.state.as_str())
+            })
             .collect();
         let registered: Vec<String> = sim
             .runners()
@@ -186,7 +186,11 @@ async fn listener_and_webhook_targets_share_a_daemon_and_slurm_comments_name_wha
             .iter()
             .find(|(name, _)| *name == runner)
             .unwrap_or_else(|| panic!("no Slurm job named {runner}: {records:?}"));
-        let repo = if listened.contains(id) { LISTENED_REPO } else { "acme/widgets" };
+        let repo = if listened.contains(id) {
+            LISTENED_REPO
+        } else {
+            "acme/widgets"
+        };
         assert!(
             record.contains(&format!("ran repo={repo} ")),
             "job {id} on {runner}: {record}"
@@ -241,7 +245,13 @@ async fn a_killed_listener_waits_out_its_session_and_faults_never_run_a_job_twic
     let first = enqueue(sim, LISTENED_REPO, 3);
     wait_until_async("a runner submitted", Duration::from_secs(60), || {
         let n = dispatcher_support::slurm_jobs(prefix).len();
-        async move { if n > 0 { Ok(true) } else { Err("none".to_string()) } }
+        async move {
+            if n > 0 {
+                Ok(true)
+            } else {
+                Err("none".to_string())
+            }
+        }
     })
     .await
     .unwrap();
@@ -256,7 +266,10 @@ async fn a_killed_listener_waits_out_its_session_and_faults_never_run_a_job_twic
     .await;
     wait_succeeded_once(sim, &first, prefix, Duration::from_secs(120)).await;
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
-    assert!(log.contains("still active (409)"), "the wait is visible in the log");
+    assert!(
+        log.contains("still active (409)"),
+        "the wait is visible in the log"
+    );
 
     // An expired queue token and redelivered messages: each job still runs once.
     sim.set_scaleset_faults(ScaleSetFaults {
