@@ -53,7 +53,11 @@ fn slurmd_pid(cluster: &Cluster) -> Option<i32> {
         .parse()
         .ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "slurmd").then_some(pid)
+    // A slurmd killed here stays a zombie when PID 1 does not reap (no init in a container):
+    // its comm still reads "slurmd", but it is dead.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(") ")?.1.chars().next()?;
+    (comm.trim() == "slurmd" && state != 'Z').then_some(pid)
 }
 
 fn kill9(pid: i32) {
@@ -291,10 +295,26 @@ async fn a_lost_node_fails_the_github_job_and_the_dispatcher_counts_and_replaces
             ))),
         "{failed:?}"
     );
-    wait_sim("the waiting job to succeed on a new runner", 240, || {
-        Ok(job_status(sim, waiting) == ("completed".into(), Some("success".into())))
-    })
+    let replaced = wait_until_async(
+        "the waiting job to succeed on a new runner",
+        Duration::from_secs(240),
+        || {
+            let status = job_status(sim, waiting);
+            std::future::ready(Ok::<bool, String>(
+                status == ("completed".into(), Some("success".into())),
+            ))
+        },
+    )
     .await;
+    if let Err(e) = replaced {
+        let log = std::fs::read_to_string(dir.path().join("dispatcher.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        panic!(
+            "{e:?}\nslurm: {:?}\ndispatcher log, last lines first:\n{}",
+            slurm_jobs(PREFIX),
+            tail.join("\n")
+        );
+    }
     let metrics_text = metrics(&url).await;
     assert!(
         metrics_text.contains("gha_dispatcher_runner_jobs_node_failed_total 1"),

@@ -372,3 +372,11 @@ pub async fn get_json(url: &str) -> serde_json::Value {
         .await
         .unwrap()
 }
+
+/// The value of one series (`name{labels}` exactly as rendered) in a `/metrics` text, if
+/// exported. Known series are exported at zero from the start, so a test asks for the value.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+}
