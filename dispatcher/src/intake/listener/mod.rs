@@ -98,7 +98,12 @@ impl ListenedSet {
             }
             let error = match self.session_cycle(&mut stop).await {
                 Ok(Ended::Stopped) => return,
-                Ok(Ended::Failed(e)) | Err(e) => e,
+                // The session had worked: back-off starts over.
+                Ok(Ended::Failed(e)) => {
+                    attempts = 0;
+                    e
+                }
+                Err(e) => e,
             };
             attempts += 1;
             let wait = backoff(attempts);
