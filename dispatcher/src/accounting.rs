@@ -63,9 +63,8 @@ fn clean(value: &str) -> String {
 /// Unknown runner names (not ours) change nothing. Failures are logged: accounting never
 /// holds up a job.
 pub async fn record(db: &Db, slurm: &Slurm, metrics: &Metrics, runner: &str, job: &RanJob) {
-    let text = job.comment(runner);
     let name = runner.to_string();
-    let stored = text.clone();
+    let stored = job.comment(runner);
     let slurm_job = match db
         .call(move |c| store::set_runner_ran(c, &name, &stored))
         .await
@@ -77,15 +76,23 @@ pub async fn record(db: &Db, slurm: &Slurm, metrics: &Metrics, runner: &str, job
             return;
         }
     };
-    metrics.jobs_accounted.inc();
-    if let Some(slurm_job) = slurm_job {
-        comment(slurm, runner, slurm_job, &text, job).await;
-    }
+    recorded(slurm, metrics, runner, job, slurm_job).await;
 }
 
-/// Put `text` into Slurm job `slurm_job`'s comment (the row already records it).
-pub async fn comment(slurm: &Slurm, runner: &str, slurm_job: u64, text: &str, job: &RanJob) {
-    match slurm.set_comment(slurm_job, text).await {
+/// After the row records that `runner` ran `job`: count it, and put it into the runner's
+/// Slurm job's comment when that job is known.
+pub async fn recorded(
+    slurm: &Slurm,
+    metrics: &Metrics,
+    runner: &str,
+    job: &RanJob,
+    slurm_job: Option<u64>,
+) {
+    metrics.jobs_accounted.inc();
+    let Some(slurm_job) = slurm_job else {
+        return;
+    };
+    match slurm.set_comment(slurm_job, &job.comment(runner)).await {
         Ok(()) => {
             tracing::info!(runner, slurm_job, repo = %job.repo, job = %job.job_id, "accounting: Slurm job comment names the GitHub job it ran")
         }

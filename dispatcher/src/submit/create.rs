@@ -12,7 +12,7 @@ use super::Submitter;
 use crate::clients::github::MintError;
 use crate::clients::slurm::RunnerCredential;
 use crate::config::RunnerCredentials;
-use crate::model::{now_secs, RunnerState};
+use crate::model::{now_secs, Placement, RunnerState};
 use crate::redeem::Ticket;
 use crate::scale::NewRunner;
 use crate::store;
@@ -48,17 +48,13 @@ impl Submitter {
         } = runner.clone();
         let scope = placement.scope.clone();
         let (n, p, s) = (name.clone(), pool.name.clone(), scope.key());
-        let (user, account) = (placement.user.clone(), placement.account.clone());
         if let Err(e) = self
             .ctx
             .db
             .call(move |c| {
                 let tx = c.transaction()?;
                 store::insert_minting_runner(&tx, &n, &p, &s, for_job)?;
-                store::set_runner_identity(&tx, &n, user.as_deref(), account.as_deref())?;
-                if let Some(id) = scale_set_id {
-                    store::set_runner_scale_set(&tx, &n, id)?;
-                }
+                record_placement(&tx, &n, &placement, scale_set_id)?;
                 tx.commit()
             })
             .await
@@ -133,18 +129,15 @@ impl Submitter {
             scale_set_id,
         } = runner.clone();
         let (n, p, s) = (name.clone(), pool.name.clone(), placement.scope.key());
-        let (user, account) = (placement.user.clone(), placement.account.clone());
         let hash = ticket.hash().to_string();
+        let to_record = placement.clone();
         if let Err(e) = self
             .ctx
             .db
             .call(move |c| {
                 let tx = c.transaction()?;
                 store::insert_ticket_runner(&tx, &n, &p, &s, for_job, &hash, expires_at)?;
-                store::set_runner_identity(&tx, &n, user.as_deref(), account.as_deref())?;
-                if let Some(id) = scale_set_id {
-                    store::set_runner_scale_set(&tx, &n, id)?;
-                }
+                record_placement(&tx, &n, &to_record, scale_set_id)?;
                 tx.commit()
             })
             .await
@@ -157,6 +150,25 @@ impl Submitter {
             .insert(name.clone(), (credential, Instant::now()));
         tracing::info!(runner = %name, pool = %pool.name, scope = %placement.scope.key(), job = ?for_job, scale_set = ?scale_set_id, "ticket runner created");
         self.submit(&name).await;
+    }
+}
+
+/// Who a new runner's row runs as, and its scale set: written in its creation's transaction.
+fn record_placement(
+    tx: &rusqlite::Connection,
+    name: &str,
+    placement: &Placement,
+    scale_set_id: Option<u64>,
+) -> rusqlite::Result<()> {
+    store::set_runner_identity(
+        tx,
+        name,
+        placement.user.as_deref(),
+        placement.account.as_deref(),
+    )?;
+    match scale_set_id {
+        Some(id) => store::set_runner_scale_set(tx, name, id),
+        None => Ok(()),
     }
 }
 

@@ -34,11 +34,8 @@ impl ListenedSet {
         // Before the acknowledgement: a redelivery (this message failing to be acknowledged)
         // applies nothing again, so this is the only chance.
         for (runner, ran, slurm_job) in started.unwrap_or_default() {
-            self.ctx.metrics.jobs_accounted.inc();
-            if let Some(slurm_job) = slurm_job {
-                let text = ran.comment(&runner);
-                accounting::comment(&self.ctx.slurm, &runner, slurm_job, &text, &ran).await;
-            }
+            accounting::recorded(&self.ctx.slurm, &self.ctx.metrics, &runner, &ran, slurm_job)
+                .await;
         }
         self.ack(set_id, session, message.id).await?;
         // Acquiring is idempotent: a redelivered offer is acquired (again) too.
