@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use e2e::Cluster;
+use e2e::{Cluster, Submitted};
 use plugin_support::*;
 use test_support::wait_until;
 
@@ -79,8 +79,14 @@ fn assert_no_podman_left(cluster: &Cluster, user: &str) {
     }
 }
 
-/// A runner job on the stand-in runner in the runner image, whose one GitHub job runs `command`.
-fn image_job(cluster: &Cluster, tag: &str, command: &str, docker: bool) -> (u32, String, String) {
+/// Submits a runner job on the stand-in runner in the runner image, whose one GitHub job runs
+/// `command`; returns it and its JIT config.
+fn submit_image_job(
+    cluster: &Cluster,
+    tag: &str,
+    command: &str,
+    docker: bool,
+) -> (Submitted, String) {
     runner_image(cluster);
     let jit = jit_config(tag);
     let image = format!("--gha-image={RUNNER_IMAGE}");
@@ -98,10 +104,15 @@ fn image_job(cluster: &Cluster, tag: &str, command: &str, docker: bool) -> (u32,
         &args,
     )
     .unwrap();
+    (job, jit)
+}
+
+/// Waits for a job to end, asserts it completed, and returns its output.
+fn completed_output(cluster: &Cluster, job: &Submitted) -> String {
     let info = cluster.wait_for_end(job.id, JOB_TIMEOUT).unwrap();
-    let output = cluster.output(&job);
+    let output = cluster.output(job);
     assert_eq!(info.state(), "COMPLETED", "{output}");
-    (job.id, output, jit)
+    output
 }
 
 #[test]
@@ -113,7 +124,9 @@ fn runner_runs_inside_the_image_and_docker_works_from_inside() {
                    echo tmpdir=$TMPDIR; touch $TMPDIR/from-inside && echo tmp-writable; \
                    tar -C / -c bin/busybox | docker import - inside-image:1 >/dev/null && \
                    docker run --rm inside-image:1 /bin/busybox echo container-from-inside";
-    let (job_id, output, _) = image_job(cluster, "image-podman", command, true);
+    let (job, _) = submit_image_job(cluster, "image-podman", command, true);
+    let output = completed_output(cluster, &job);
+    let job_id = job.id;
     assert!(
         output.contains(&format!(
             "spank-gha: starting the runner in image {RUNNER_IMAGE} with podman\n"
@@ -185,9 +198,14 @@ fn jit_config_is_on_no_command_line_while_podman_runs_the_runner() {
     runner_image(cluster);
     let other_user = "gha-ci-2";
     assert_ne!(other_user, cluster.test_user());
+    // The test hands the config to sbatch on its command line (the dispatcher does it in
+    // sbatch's environment), so the watch starts once sbatch is done; it must see the job's
+    // podman command line (asserted below), so it watched while the runner ran.
+    let (job, jit) = submit_image_job(cluster, "image-cmdline", "sleep 3", false);
     let watcher = CmdlineWatcher::start(cluster, other_user);
-    let (job_id, output, jit) = image_job(cluster, "image-cmdline", "sleep 3", false);
+    let output = completed_output(cluster, &job);
     let seen = watcher.finish();
+    let job_id = job.id;
     let dir = workdir(job_id).display().to_string();
     let podman_lines: Vec<&str> = seen
         .lines()
