@@ -150,6 +150,39 @@ fn runner_runs_inside_the_image_and_docker_works_from_inside() {
     assert_no_podman_left(cluster, cluster.test_user());
 }
 
+#[test]
+fn an_idle_runner_in_the_image_gets_sigint_through_podman() {
+    let cluster = Cluster::shared();
+    runner_image(cluster);
+    let jit = jit_config("image-idle");
+    let (job, info, output) = run_job(
+        cluster,
+        &[
+            &format!("--gha-runner={jit}"),
+            &format!("--gha-image={RUNNER_IMAGE}"),
+            &job_script(cluster),
+            "--runner-root",
+            &stand_in_root(cluster),
+            "--idle-timeout",
+            "2",
+        ],
+    );
+    assert_eq!(info.state(), "COMPLETED", "{output}");
+    assert!(
+        output.contains("with podman\n") && output.contains("Listening for Jobs"),
+        "{output}"
+    );
+    // podman passes the SIGINT on to run.sh inside, which exits at once.
+    assert!(output.contains("Exiting..."), "{output}");
+    assert!(!output.contains("SIGTERM"), "{output}");
+    assert!(
+        output.contains("spank-gha: idle runner stopped; ending the job"),
+        "{output}"
+    );
+    assert_nothing_left(cluster, job.id);
+    assert_no_podman_left(cluster, cluster.test_user());
+}
+
 /// Another user reads every process's command line for as long as it runs, like
 /// `ps -eo args` in a loop: what it saw, once told to stop.
 struct CmdlineWatcher {
