@@ -49,14 +49,23 @@ fn uid_of(user: &str) -> u32 {
         .as_raw()
 }
 
-/// Asserts that no podman process of `user` is alive and that podman wrote nothing outside the
+/// Asserts that no podman process of the job is alive (podman, its pause process, conmon, runc:
+/// they carry the job's environment or its work dir) and that podman wrote nothing outside the
 /// job's work dir (its usual places in the home, XDG_RUNTIME_DIR and /tmp).
-fn assert_no_podman_left(cluster: &Cluster, user: &str) {
-    wait_until("no podman process of the user", CLEANUP_TIMEOUT, || {
-        let left: Vec<_> = cluster
-            .processes_of(user)?
+fn assert_no_podman_left(cluster: &Cluster, job_id: u32) {
+    let marker = format!("SLURM_JOB_ID={job_id}");
+    let dir = workdir(job_id).display().to_string();
+    wait_until("no podman process of the job", CLEANUP_TIMEOUT, || {
+        let left: Vec<_> = e2e::procfs::processes()
             .into_iter()
-            .filter(|(_, cmd)| ["podman", "conmon", "runc"].iter().any(|p| cmd.contains(p)))
+            .filter(|p| !p.zombie)
+            .filter(|p| {
+                ["podman", "conmon", "runc"]
+                    .iter()
+                    .any(|n| p.cmdline.contains(n))
+            })
+            .filter(|p| p.has_env(&marker) || p.cmdline.contains(&dir))
+            .map(|p| (p.pid, p.cmdline))
             .collect();
         if left.is_empty() {
             Ok(Some(()))
@@ -65,6 +74,7 @@ fn assert_no_podman_left(cluster: &Cluster, user: &str) {
         }
     })
     .unwrap();
+    let user = cluster.test_user();
     let uid = uid_of(user);
     let home = PathBuf::from(format!("/home/{user}"));
     for path in [
@@ -147,7 +157,7 @@ fn runner_runs_inside_the_image_and_docker_works_from_inside() {
     assert!(output.contains("tmp-writable\n"), "{output}");
     assert!(output.contains("container-from-inside\n"), "{output}");
     assert_nothing_left(cluster, job_id);
-    assert_no_podman_left(cluster, cluster.test_user());
+    assert_no_podman_left(cluster, job_id);
 }
 
 #[test]
@@ -180,7 +190,7 @@ fn an_idle_runner_in_the_image_gets_sigint_through_podman() {
         "{output}"
     );
     assert_nothing_left(cluster, job.id);
-    assert_no_podman_left(cluster, cluster.test_user());
+    assert_no_podman_left(cluster, job.id);
 }
 
 /// Another user reads every process's command line for as long as it runs, like
