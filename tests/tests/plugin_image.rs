@@ -89,13 +89,15 @@ fn assert_no_podman_left(cluster: &Cluster, job_id: u32) {
     }
 }
 
-/// Submits a runner job on the stand-in runner in the runner image, whose one GitHub job runs
-/// `command`; returns it and its JIT config.
+/// Submits a runner job on the stand-in runner in the runner image with `env` for the stand-in
+/// (e.g. `STANDIN_JOB_COMMAND`), extra sbatch `options` and the job script's `script_args`;
+/// returns it and its JIT config.
 fn submit_image_job(
     cluster: &Cluster,
     tag: &str,
-    command: &str,
-    docker: bool,
+    env: &[(&str, &str)],
+    options: &[&str],
+    script_args: &[&str],
 ) -> (Submitted, String) {
     runner_image(cluster);
     let jit = jit_config(tag);
@@ -104,17 +106,16 @@ fn submit_image_job(
     let script = job_script(cluster);
     let root = stand_in_root(cluster);
     let mut args = vec![runner.as_str(), image.as_str()];
-    if docker {
-        args.push("--gha-docker");
-    }
+    args.extend_from_slice(options);
     args.extend([script.as_str(), "--runner-root", root.as_str()]);
-    let job = sbatch_with_env(
-        cluster,
-        &[("STANDIN_JOB_AFTER", "0"), ("STANDIN_JOB_COMMAND", command)],
-        &args,
-    )
-    .unwrap();
+    args.extend_from_slice(script_args);
+    let job = sbatch_with_env(cluster, env, &args).unwrap();
     (job, jit)
+}
+
+/// The stand-in's environment for a GitHub job that runs `command` at once.
+fn job_running(command: &str) -> [(&'static str, &str); 2] {
+    [("STANDIN_JOB_AFTER", "0"), ("STANDIN_JOB_COMMAND", command)]
 }
 
 /// Waits for a job to end, asserts it completed, and returns its output.
@@ -134,7 +135,13 @@ fn runner_runs_inside_the_image_and_docker_works_from_inside() {
                    echo tmpdir=$TMPDIR; touch $TMPDIR/from-inside && echo tmp-writable; \
                    tar -C / -c bin/busybox | docker import - inside-image:1 >/dev/null && \
                    docker run --rm inside-image:1 /bin/busybox echo container-from-inside";
-    let (job, _) = submit_image_job(cluster, "image-podman", command, true);
+    let (job, _) = submit_image_job(
+        cluster,
+        "image-podman",
+        &job_running(command),
+        &["--gha-docker"],
+        &[],
+    );
     let output = completed_output(cluster, &job);
     let job_id = job.id;
     assert!(
@@ -163,32 +170,14 @@ fn runner_runs_inside_the_image_and_docker_works_from_inside() {
 #[test]
 fn an_idle_runner_in_the_image_gets_sigint_through_podman() {
     let cluster = Cluster::shared();
-    runner_image(cluster);
-    let jit = jit_config("image-idle");
-    let (job, info, output) = run_job(
-        cluster,
-        &[
-            &format!("--gha-runner={jit}"),
-            &format!("--gha-image={RUNNER_IMAGE}"),
-            &job_script(cluster),
-            "--runner-root",
-            &stand_in_root(cluster),
-            "--idle-timeout",
-            "2",
-        ],
-    );
-    assert_eq!(info.state(), "COMPLETED", "{output}");
+    let (job, _) = submit_image_job(cluster, "image-idle", &[], &[], &["--idle-timeout", "2"]);
+    let output = completed_output(cluster, &job);
     assert!(
         output.contains("with podman\n") && output.contains("Listening for Jobs"),
         "{output}"
     );
     // podman passes the SIGINT on to run.sh inside, which exits at once.
-    assert!(output.contains("Exiting..."), "{output}");
-    assert!(!output.contains("SIGTERM"), "{output}");
-    assert!(
-        output.contains("spank-gha: idle runner stopped; ending the job"),
-        "{output}"
-    );
+    assert_idle_runner_stopped_by_sigint(&output, 2);
     assert_nothing_left(cluster, job.id);
     assert_no_podman_left(cluster, job.id);
 }
@@ -244,7 +233,7 @@ fn jit_config_is_on_no_command_line_while_podman_runs_the_runner() {
     // The test hands the config to sbatch on its command line (the dispatcher does it in
     // sbatch's environment), so the watch starts once sbatch is done; it must see the job's
     // podman command line (asserted below), so it watched while the runner ran.
-    let (job, jit) = submit_image_job(cluster, "image-cmdline", "sleep 3", false);
+    let (job, jit) = submit_image_job(cluster, "image-cmdline", &job_running("sleep 3"), &[], &[]);
     let watcher = CmdlineWatcher::start(cluster, other_user);
     let output = completed_output(cluster, &job);
     let seen = watcher.finish();
@@ -276,21 +265,9 @@ fn jit_config_is_on_no_command_line_while_podman_runs_the_runner() {
 #[test]
 fn a_missing_runtime_fails_the_job_instead_of_running_on_the_host() {
     let cluster = Cluster::shared();
-    runner_image(cluster);
-    let jit = jit_config("image-no-runtime");
     // The job's PATH holds no podman: the node as if podman were not installed.
-    let job = sbatch_with_env(
-        cluster,
-        &[("PATH", "/nonexistent")],
-        &[
-            &format!("--gha-runner={jit}"),
-            &format!("--gha-image={RUNNER_IMAGE}"),
-            &job_script(cluster),
-            "--runner-root",
-            &stand_in_root(cluster),
-        ],
-    )
-    .unwrap();
+    let env = [("PATH", "/nonexistent")];
+    let (job, _) = submit_image_job(cluster, "image-no-runtime", &env, &[], &[]);
     let info = cluster.wait_for_end(job.id, JOB_TIMEOUT).unwrap();
     let output = cluster.output(&job);
     assert_eq!(info.state(), "FAILED", "{output}");
