@@ -30,11 +30,12 @@ ensure_packages() {
 }
 
 # Every Debian package the cluster, the plugin's build (bindgen over Slurm's headers) and the
-# tests need (tmux: the demo's hangup test closes a terminal as a user would). One list:
+# tests need (tmux: the demo's hangup test closes a terminal as a user would; podman starts
+# runners in images; python3-fuse runs the image tests' hanging FUSE mount). One list:
 # ci/test, ci/slurm-up, ci/demo and ci/bench all install from it.
 GHA_DEBIAN_PACKAGES=(slurmctld slurmd slurm-client munge libslurm-dev libclang-dev clang
     docker.io rootlesskit uidmap slirp4netns busybox-static systemd prometheus
-    chromium tmux)
+    chromium tmux podman python3-fuse)
 
 # Installs everything the ci/ scripts need (a fresh machine has none of it).
 ensure_project_packages() {

@@ -4,11 +4,13 @@
 
 # The arguments after the plugin path in plugstack.conf (every key: plugstack.conf.example).
 # docker=on-request: only jobs submitted with --gha-docker pay for a rootless dockerd.
+# container_runtime=podman: Apptainer does not install from Debian; podman does.
 # Tickets (--gha-runner=ticket:...) are redeemed at the one dispatcher of the cluster, which
 # the tests and the demo start on GHA_DISPATCHER_PORT (e2e::DispatcherSlot serialises them).
 plugin_args() {
     echo "workdir_base=/tmp runner_root=$GHA_CLUSTER_DIR/runner" \
-        "image_root=$GHA_CLUSTER_DIR/cvmfs/unpacked.cern.ch docker=on-request idle_timeout=30" \
+        "image_root=$GHA_CLUSTER_DIR/cvmfs/unpacked.cern.ch container_runtime=podman" \
+        "docker=on-request idle_timeout=30" \
         "stop_grace=3 docker_timeout=60 image_check_timeout=10" \
         "dispatcher_url=http://127.0.0.1:$GHA_DISPATCHER_PORT" \
         "redeem_helper=${GHA_REDEEM_HELPER:-$GHA_CLUSTER_DIR/libexec/gha-redeem}" \
@@ -45,12 +47,13 @@ install_stand_in_runner() {
     fi
 }
 
-# Rootless dockerd maps the job user's containers onto subordinate ids.
+# Rootless dockerd and podman map the job user's containers onto subordinate ids.
 ensure_subids() {
     local f
     for f in /etc/subuid /etc/subgid; do
         touch "$f"
         grep -q "^$GHA_TEST_USER:" "$f" || echo "$GHA_TEST_USER:100000:65536" >>"$f"
+        grep -q "^$GHA_TEST_USER_2:" "$f" || echo "$GHA_TEST_USER_2:165536:65536" >>"$f"
     done
 }
 

@@ -28,6 +28,25 @@ impl DockerMode {
     }
 }
 
+/// The program that starts the runner inside an unpacked image (`container_runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerRuntime {
+    /// `apptainer exec` (the usual runtime of HPC sites with CVMFS; not installable here).
+    Apptainer,
+    /// Rootless `podman run --rootfs` (Debian's and RHEL's packages).
+    Podman,
+}
+
+impl ContainerRuntime {
+    /// The value handed to the job script in `GHA_CONTAINER_RUNTIME` (also the program's name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerRuntime::Apptainer => "apptainer",
+            ContainerRuntime::Podman => "podman",
+        }
+    }
+}
+
 /// Parsed plugin configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -39,6 +58,9 @@ pub struct Config {
     pub image_root: Option<PathBuf>,
     /// Image used when the job names none.
     pub default_image: Option<String>,
+    /// What starts the runner when a job has an image. Default Apptainer: what sites serving
+    /// images from CVMFS run, and what this key's absence meant before it existed.
+    pub container_runtime: ContainerRuntime,
     pub docker: DockerMode,
     /// A runner that has not started a job after this long is stopped.
     pub idle_timeout: Duration,
@@ -72,6 +94,7 @@ impl Default for Config {
             runner_root: PathBuf::from("/opt/actions-runner"),
             image_root: None,
             default_image: None,
+            container_runtime: ContainerRuntime::Apptainer,
             docker: DockerMode::Off,
             idle_timeout: Duration::from_secs(120),
             docker_timeout: Duration::from_secs(60),
@@ -132,6 +155,7 @@ pub const KEYS: &[&str] = &[
     "runner_root",
     "image_root",
     "default_image",
+    "container_runtime",
     "docker",
     "idle_timeout",
     "docker_timeout",
@@ -192,6 +216,13 @@ impl Config {
                     reason: e.to_string(),
                 })?;
                 self.default_image = Some(value.to_owned());
+            }
+            "container_runtime" => {
+                self.container_runtime = match value {
+                    "apptainer" => ContainerRuntime::Apptainer,
+                    "podman" => ContainerRuntime::Podman,
+                    _ => return Err(bad("expected apptainer or podman")),
+                }
             }
             "docker" => {
                 self.docker = match value {
@@ -284,6 +315,7 @@ mod tests {
         assert_eq!(config.workdir_base, Path::new("/tmp"));
         assert_eq!(config.idle_timeout, Duration::from_secs(120));
         assert_eq!(config.docker, DockerMode::Off);
+        assert_eq!(config.container_runtime, ContainerRuntime::Apptainer);
         assert_eq!(
             config.redeem_helper,
             Path::new("/usr/libexec/spank-gha/gha-redeem")
@@ -299,6 +331,7 @@ mod tests {
             "runner_root=/opt/runner",
             "image_root=/cvmfs/unpacked.cern.ch",
             "default_image=registry.example/runner:1",
+            "container_runtime=podman",
             "docker=rootless",
             "idle_timeout=30",
             "docker_timeout=20",
@@ -324,6 +357,7 @@ mod tests {
             config.default_image.as_deref(),
             Some("registry.example/runner:1")
         );
+        assert_eq!(config.container_runtime, ContainerRuntime::Podman);
         assert_eq!(config.docker, DockerMode::Rootless);
         assert_eq!(config.idle_timeout, Duration::from_secs(30));
         assert_eq!(config.docker_timeout, Duration::from_secs(20));
@@ -364,6 +398,9 @@ mod tests {
             ("workdir_base=/tmp/../etc", "workdir_base"),
             ("runner_root=", "runner_root"),
             ("docker=yes", "docker"),
+            ("container_runtime=singularity", "container_runtime"),
+            ("container_runtime=Podman", "container_runtime"),
+            ("container_runtime=", "container_runtime"),
             ("idle_timeout=0", "idle_timeout"),
             ("idle_timeout=12s", "idle_timeout"),
             ("idle_timeout=-5", "idle_timeout"),

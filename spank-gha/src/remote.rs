@@ -173,6 +173,10 @@ fn job_env(config: &Config, setup: &Setup) -> Vec<(&'static str, String)> {
     if let Some((name, path)) = setup.image {
         env.push(("GHA_IMAGE", name.to_owned()));
         env.push(("GHA_IMAGE_PATH", display(path)));
+        env.push((
+            "GHA_CONTAINER_RUNTIME",
+            config.container_runtime.as_str().into(),
+        ));
     }
     if let Some(url) = &config.dispatcher_url {
         env.push(("GHA_DISPATCHER_URL", url.clone()));

@@ -254,18 +254,7 @@ fn idle_runner_is_stopped_with_sigint_and_the_job_ends() {
         ],
     );
     assert_eq!(info.state(), "COMPLETED", "{output}");
-    assert!(
-        output.contains(
-            "spank-gha: runner idle for 2 s without starting a job: stopping it (SIGINT)"
-        ),
-        "{output}"
-    );
-    assert!(output.contains("Exiting..."), "{output}");
-    assert!(!output.contains("SIGTERM"), "{output}");
-    assert!(
-        output.contains("spank-gha: idle runner stopped; ending the job"),
-        "{output}"
-    );
+    assert_idle_runner_stopped_by_sigint(&output, 2);
     assert_nothing_left(cluster, job.id);
 }
 

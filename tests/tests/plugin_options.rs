@@ -135,6 +135,7 @@ fn jit_config_never_reaches_the_jobs_environment_or_the_logs() {
 fn bad_value(key: &str) -> &'static str {
     match key {
         "docker" => "sometimes",
+        "container_runtime" => "singularity",
         "dispatcher_url" => "ftp://user:hunter2@host",
         "default_image" => "../etc",
         "stop_grace" => "soon",

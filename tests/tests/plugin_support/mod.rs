@@ -136,6 +136,23 @@ pub fn assert_nothing_left(cluster: &Cluster, job_id: u32) {
     cluster.assert_node_healthy().unwrap();
 }
 
+/// Asserts that a runner job's output shows an idle runner stopped by the first signal: SIGINT,
+/// the stand-in's "Exiting...", no SIGTERM, and the job ending as planned.
+pub fn assert_idle_runner_stopped_by_sigint(output: &str, idle_secs: u32) {
+    assert!(
+        output.contains(&format!(
+            "spank-gha: runner idle for {idle_secs} s without starting a job: stopping it (SIGINT)"
+        )),
+        "{output}"
+    );
+    assert!(output.contains("Exiting..."), "{output}");
+    assert!(!output.contains("SIGTERM"), "{output}");
+    assert!(
+        output.contains("spank-gha: idle runner stopped; ending the job"),
+        "{output}"
+    );
+}
+
 /// Submits, waits for the end, and returns the end state and the output.
 pub fn run_job(cluster: &Cluster, args: &[&str]) -> (Submitted, JobInfo, String) {
     let job = cluster.sbatch(args).unwrap();
