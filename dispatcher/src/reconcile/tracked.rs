@@ -11,8 +11,15 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::Reconciler;
 use crate::clients::slurm::{QueuedJob, SlurmError};
+use crate::model::now_secs;
 use crate::model::{RunnerRow, RunnerState, SlurmState};
 use crate::store::{self, DbError};
+
+/// How long after its row ended a job not yet seen over is still asked about (an orphan to
+/// cancel). Bounded so that rows from before end notices were recorded (no terminal state)
+/// cost one look each, not a query per pass forever; a job still running after this is left
+/// to its time limit.
+const ORPHAN_WATCH_SECS: i64 = 3600;
 
 /// The Slurm side could not be read: nothing may be concluded about our jobs.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +37,13 @@ impl Reconciler {
         &self,
         in_flight: &HashSet<String>,
     ) -> Result<Vec<QueuedJob>, QueueError> {
+        let since = now_secs() - ORPHAN_WATCH_SECS;
         let rows = self
             .ctx
             .db
-            .call(|c| {
+            .call(move |c| {
                 let mut rows = store::live_runners(c)?;
-                rows.extend(store::final_runners_in_slurm(c)?);
+                rows.extend(store::final_runners_in_slurm(c, since)?);
                 Ok(rows)
             })
             .await?;

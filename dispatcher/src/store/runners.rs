@@ -338,10 +338,10 @@ pub fn finish_runner_after_job(conn: &Connection, name: &str) -> rusqlite::Resul
     Ok(finished > 0)
 }
 
-/// Finished or abandoned runners whose Slurm job was not yet seen over (no terminal Slurm
-/// state recorded): their job may still run (a `completed` event came first, or a cancel has
-/// yet to land), so it is asked about until it is seen ended.
-pub fn final_runners_in_slurm(conn: &Connection) -> rusqlite::Result<Vec<RunnerRow>> {
+/// Finished or abandoned runners, since `since` (or with no end time), whose Slurm job was not
+/// yet seen over (no terminal Slurm state recorded): their job may still run (a `completed`
+/// event came first, or a cancel has yet to land), so it is asked about until it is seen ended.
+pub fn final_runners_in_slurm(conn: &Connection, since: i64) -> rusqlite::Result<Vec<RunnerRow>> {
     let terminal: Vec<String> = SlurmState::ALL
         .into_iter()
         .filter(|s| s.is_terminal())
@@ -349,10 +349,11 @@ pub fn final_runners_in_slurm(conn: &Connection) -> rusqlite::Result<Vec<RunnerR
         .collect();
     let mut stmt = conn.prepare(&format!(
         "SELECT {RUNNER_COLUMNS} FROM runners WHERE state IN ('finished', 'abandoned') \
-         AND slurm_job_id IS NOT NULL AND (slurm_state IS NULL OR slurm_state NOT IN ({}))",
+         AND slurm_job_id IS NOT NULL AND (slurm_state IS NULL OR slurm_state NOT IN ({})) \
+         AND (finished_at IS NULL OR finished_at >= ?1)",
         terminal.join(", ")
     ))?;
-    let rows = stmt.query_map([], runner_from_row)?;
+    let rows = stmt.query_map(params![since], runner_from_row)?;
     rows.collect()
 }
 
