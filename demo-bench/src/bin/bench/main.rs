@@ -303,7 +303,7 @@ fn measure_dispatcher(
         Err(error) => problems.record("starting the simulator and gha-dispatcher", Err(error)),
         Ok(mut stack) => run_phases(cluster, args, &mut stack, measured, problems),
     };
-    if args.crash_jobs > 0 {
+    if args.crash_jobs > 0 && !args.slurm_load_only {
         problems.record(
             "kill -9 during a listened burst",
             crash_phase(cluster, &runtime, args, credentials, measured),
