@@ -2,8 +2,9 @@
 //!
 //! One pass at a time, so the database rows describe every runner in flight. A full pass (on
 //! a timer, and first after a start: crash recovery) reconciles with GitHub and Slurm and then
-//! scales; a webhook (or the end of an sbatch back-off) wakes a scale-only pass; while a pool
-//! is full and jobs wait, `squeue` alone is polled for freed slots.
+//! scales; a webhook, a node's notice that a runner job ended (or the end of an sbatch
+//! back-off) wakes a scale-only pass; while a pool is full and jobs wait, our jobs in Slurm
+//! alone are polled for freed slots, as a fallback.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,8 +17,13 @@ use crate::reconcile::Reconciler;
 use crate::scale::Scaler;
 use crate::submit::Submitter;
 
-/// How often `squeue` is asked, while a pool is full and jobs wait, whether a slot came free.
-const SATURATED_POLL: Duration = Duration::from_millis(1500);
+/// How often Slurm is asked, while a pool is full and jobs wait, whether a slot came free.
+/// Only a fallback: a runner job's end wakes the loop at once through the node's epilog
+/// notice (`ended`), the `completed` webhook or the listener's `JobCompleted`. The poll
+/// catches a notice that never came (dispatcher down or unreachable, helper failed); 10 s
+/// bounds that rare delay while costing slurmctld one single-job RPC per runner in flight
+/// per 10 s instead of per 1.5 s.
+const SATURATED_POLL: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct Controller {

@@ -13,6 +13,7 @@ pub mod app;
 pub mod clients;
 pub mod config;
 pub mod control;
+pub mod ended;
 pub mod init;
 pub mod intake;
 pub mod model;

@@ -42,11 +42,19 @@ id=$(cat '@D@/next-id' 2>/dev/null || echo 100); echo $((id + 1)) > '@D@/next-id
 echo "$id $name PENDING" >> '@D@/jobs'
 if [ -f '@D@/crash-after-sbatch' ]; then rm -f '@D@/crash-after-sbatch'; flock -u 9; sleep 60; fi
 echo "$id""#;
+    // As Slurm 22.05 answers the dispatcher's two queries: one job id (unknown: an error), or
+    // one user's jobs with some names. Anything else is a rule break (a whole-queue dump).
     let squeue = r#"exec 9>'@D@/lock'; flock 9
-printf '{"jobs": ['
 touch '@D@/jobs'
-awk -v uid=@UID@ 'NR > 1 { printf "," } { printf "{\"job_id\": %s, \"name\": \"%s\", \"job_state\": \"%s\", \"user_id\": %s}", $1, $2, $3, uid }' '@D@/jobs'
-echo ']}'"#;
+case "$1" in
+--jobs=*)
+  awk -v id="${1#--jobs=}" -v uid=@UID@ '$1 == id { print $1 "|" uid "|" $3 "|n/a||" $2; found = 1 } END { exit !found }' '@D@/jobs' ||
+    { echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1; } ;;
+--user=@UID@)
+  awk -v names=",${2#--name=}," -v uid=@UID@ 'index(names, "," $2 ",") { print $1 "|" uid "|" $3 "|n/a||" $2 }' '@D@/jobs' ;;
+--user=*) ;;
+*) echo "squeue $*" >> '@D@/violations'; exit 2 ;;
+esac"#;
     // As Slurm: `--state=PENDING` leaves a job that started alone (checked under the lock).
     let scancel = r#"exec 9>'@D@/lock'; flock 9
 only_pending=

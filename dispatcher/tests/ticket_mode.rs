@@ -37,9 +37,11 @@ fn fake_slurm(d: &Path) {
         .unwrap()
         .uid
         .as_raw();
-    let squeue = r#"[ -f '@DIR@/sbatch.args' ] && [ ! -f '@DIR@/ended' ] || { echo '{"jobs": []}'; exit 0; }
-name=$(tail -n 1 '@DIR@/sbatch.args' | tr ' ' '\n' | sed -n 's/^--job-name=//p')
-printf '{"jobs": [{"job_id": 101, "name": "%s", "job_state": "PENDING", "user_id": @UID@}]}\n' "$name"
+    let squeue = r#"if [ -f '@DIR@/sbatch.args' ] && [ ! -f '@DIR@/ended' ]; then
+  name=$(tail -n 1 '@DIR@/sbatch.args' | tr ' ' '\n' | sed -n 's/^--job-name=//p')
+  printf '101|@UID@|PENDING|n/a||%s\n' "$name"; exit 0
+fi
+case "$1" in --jobs=*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1 ;; esac
 "#;
     script(
         &d.join("squeue"),

@@ -1,4 +1,5 @@
-//! `POST /tickets/redeem` over HTTP: the body limit and JSON errors (no munged needed), and the
+//! `POST /tickets/redeem` over HTTP: the body limit and JSON errors (no munged needed), the
+//! node's end notice (`POST /runners/job-ended`: root's alone, never replayed), and the
 //! whole redemption against fake `squeue`/`scontrol` and the GitHub simulator, with real MUNGE
 //! credentials from the test cluster's munged (`GHA_TEST_MUNGE_SOCKET`, default
 //! /tmp/spank-gha-cluster/munge/run/munge.socket, as root: `ci/test` starts it). Without a
@@ -17,7 +18,9 @@ use gha_dispatcher::registrations::Registrations;
 use gha_dispatcher::scale_sets::ScaleSets;
 use gha_dispatcher::store::{self as db, Db};
 use gha_dispatcher::telemetry::{Metrics, Telemetry};
-use redeem_contract::{RedeemRequest, MAX_REQUEST_BYTES, REDEEM_PATH};
+use redeem_contract::{
+    JobEndedNotice, RedeemRequest, JOB_ENDED_PATH, MAX_REQUEST_BYTES, REDEEM_PATH,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::{munge, munge_socket, unmunge_payload};
@@ -101,9 +104,13 @@ impl Server {
     }
 
     async fn redeem(&self, body: impl Into<reqwest::Body>) -> (StatusCode, String) {
+        self.post(REDEEM_PATH, body).await
+    }
+
+    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, String) {
         let resp = self
             .http
-            .post(format!("{}{REDEEM_PATH}", self.url))
+            .post(format!("{}{path}", self.url))
             .header("Content-Type", "text/plain")
             .body(body)
             .send()
@@ -114,7 +121,11 @@ impl Server {
 
     /// The refusal's status and error code (the body must be the JSON error).
     async fn refused(&self, body: impl Into<reqwest::Body>) -> (u16, String) {
-        let (status, text) = self.redeem(body).await;
+        self.refused_at(REDEEM_PATH, body).await
+    }
+
+    async fn refused_at(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let (status, text) = self.post(path, body).await;
         let json: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
         assert!(json["message"].is_string(), "{json}");
         (status.as_u16(), json["error"].as_str().unwrap_or("").into())
@@ -229,9 +240,8 @@ async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
         .uid
         .as_raw();
     let squeue_says = |job: u32, name: &str, state: &str, uid: u32| {
-        let out = serde_json::json!({"jobs": [{"job_id": job, "name": name, "job_state": state,
-            "user_id": uid, "batch_host": "vm", "nodes": "vm"}]});
-        std::fs::write(d.join("squeue.out"), out.to_string()).unwrap();
+        let out = format!("{job}|{uid}|{state}|vm|vm|{name}\n");
+        std::fs::write(d.join("squeue.out"), out).unwrap();
     };
     let slurm_says = |job: u32, name: &str, state: &str, node_addr: &str| {
         squeue_says(job, name, state, nobody);
@@ -339,4 +349,90 @@ async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
         metrics.contains("gha_dispatcher_ticket_redemptions_total{result=\"ok\"} 1"),
         "{metrics}"
     );
+}
+
+/// Two submitted runners whose jobs (42, 43) run.
+fn two_running_runners(db: &Db) {
+    db.with(|c| {
+        for (name, job) in [("slurm-cpu-1", 42), ("slurm-cpu-2", 43)] {
+            let hash = Ticket::issue().hash().to_string();
+            db::insert_ticket_runner(c, name, "cpu", "org:acme", Some(7), &hash, now_secs() + 600)?;
+            db::set_runner_submitted(c, name, job)?;
+            db::set_runner_slurm_state(c, name, SlurmState::Running)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[tokio::test]
+async fn only_roots_fresh_notice_ends_a_runner_job() {
+    let socket = munge_socket();
+    let dir = tempfile::tempdir().unwrap();
+    fake_slurm(dir.path());
+    let server = Server::start(config(dir.path(), &socket, "http://127.0.0.1:9"), "unused").await;
+    two_running_runners(&server.db);
+    let notice = |job: u32| JobEndedNotice { ended_job_id: job }.to_json();
+    let state_of = |name: &'static str| {
+        let row = server
+            .db
+            .with(move |c| db::runner(c, name))
+            .unwrap()
+            .unwrap();
+        (row.state.as_str().to_string(), row.slurm_state)
+    };
+    let running = ("submitted".to_string(), Some(SlurmState::Running));
+
+    // The attack: a cluster user signs a notice for someone's runner with its own credential.
+    let forged =
+        test_support::munge::run("munge", Some("nobody"), &socket, &[], notice(42).as_bytes())
+            .unwrap();
+    assert_eq!(
+        server.refused_at(JOB_ENDED_PATH, forged).await,
+        (403, "not_root".into())
+    );
+    assert_eq!(state_of("slurm-cpu-1"), running);
+    // Root's notice for a job this dispatcher never submitted, or a redemption's payload.
+    let stranger = munge(&socket, &notice(99));
+    assert_eq!(
+        server.refused_at(JOB_ENDED_PATH, stranger).await,
+        (403, "wrong_job".into())
+    );
+    let redemption = munge(&socket, &payload("abc", 42));
+    assert_eq!(
+        server.refused_at(JOB_ENDED_PATH, redemption).await,
+        (400, "bad_payload".into())
+    );
+    assert_eq!(state_of("slurm-cpu-1"), running);
+
+    // The epilog's notice: the runner is finished, its job seen over (not asked about again).
+    let real = munge(&socket, &notice(42));
+    let (status, body) = server.post(JOB_ENDED_PATH, real.clone()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        state_of("slurm-cpu-1"),
+        ("finished".to_string(), Some(SlurmState::Completed))
+    );
+    // Replayed (to end the other runner, or again): MUNGE refuses a credential seen before,
+    // and the job id it names is inside what it signed.
+    assert_eq!(
+        server.refused_at(JOB_ENDED_PATH, real).await,
+        (403, "bad_credential".into())
+    );
+    assert_eq!(state_of("slurm-cpu-2"), running);
+    // A fresh notice for a runner already over changes nothing.
+    let again = munge(&socket, &notice(42));
+    assert_eq!(
+        server.post(JOB_ENDED_PATH, again).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let metrics = server.metrics.render();
+    for needle in [
+        "gha_dispatcher_job_end_notices_total{result=\"not_root\"} 1",
+        "gha_dispatcher_job_end_notices_total{result=\"finished\"} 1",
+        "gha_dispatcher_job_end_notices_total{result=\"already_final\"} 1",
+        "gha_dispatcher_job_end_notices_total{result=\"bad_credential\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
 }

@@ -25,41 +25,61 @@ pub enum Attempt {
     Again { pause: Duration, failure: Failure },
 }
 
-/// Sends `credential` once.
-pub fn redeem(args: &Args, credential: &[u8], deadline: Instant) -> Result<Attempt, Failure> {
-    let shown = shown_url(&args.url);
-    let limit = args.timeout.as_secs();
-    let unreachable = |e: &dyn std::fmt::Display| {
-        failed(format!(
-            "cannot reach the dispatcher at {shown}: {}",
-            one_line(&e.to_string())
-        ))
-    };
-    // ureq says only "timeout: global"; say which bound passed.
-    let http_error = |e: ureq::Error| match e {
-        ureq::Error::Timeout(_) => unreachable(&format!("no answer within {limit} s")),
-        other => unreachable(&other),
-    };
+/// Why there is no answer from the dispatcher at `url`, in one line.
+pub fn unreachable(url: &str, e: &dyn std::fmt::Display) -> Failure {
+    failed(format!(
+        "cannot reach the dispatcher at {}: {}",
+        shown_url(url),
+        one_line(&e.to_string())
+    ))
+}
+
+/// A ureq error as [`unreachable`]; ureq says only "timeout: global", so say which bound passed.
+pub fn http_error(url: &str, limit: Duration, e: ureq::Error) -> Failure {
+    match e {
+        ureq::Error::Timeout(_) => {
+            unreachable(url, &format!("no answer within {} s", limit.as_secs()))
+        }
+        other => unreachable(url, &other),
+    }
+}
+
+/// POSTs `credential` as plain text to `target` (under the dispatcher's `url`) within what is
+/// left until `deadline` (`limit`: the whole bound, as said in messages). The dispatcher is on
+/// the cluster's own network: no proxy from the environment, and no redirect may send the
+/// credential elsewhere. Any status comes back as an answer.
+pub fn post_credential(
+    url: &str,
+    target: &str,
+    limit: Duration,
+    credential: &[u8],
+    deadline: Instant,
+) -> Result<ureq::http::Response<ureq::Body>, Failure> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(unreachable(
+            url,
             &"no time left after creating the MUNGE credential",
         ));
     }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(left))
         .http_status_as_error(false)
-        // The dispatcher is on the cluster's own network: no proxy from the environment, and
-        // no redirect may send the credential elsewhere.
         .proxy(None)
         .max_redirects(0)
         .build()
         .into();
-    let mut response = agent
-        .post(redeem_url(&args.url))
+    agent
+        .post(target)
         .header("Content-Type", "text/plain")
         .send(credential)
-        .map_err(http_error)?;
+        .map_err(|e| http_error(url, limit, e))
+}
+
+/// Sends `credential` once.
+pub fn redeem(args: &Args, credential: &[u8], deadline: Instant) -> Result<Attempt, Failure> {
+    let target = redeem_url(&args.url);
+    let mut response = post_credential(&args.url, &target, args.timeout, credential, deadline)?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -71,7 +91,7 @@ pub fn redeem(args: &Args, credential: &[u8], deadline: Instant) -> Result<Attem
         .with_config()
         .limit(MAX_ANSWER_BYTES)
         .read_to_vec()
-        .map_err(http_error)?;
+        .map_err(|e| http_error(&args.url, args.timeout, e))?;
     if status == 200 {
         return Ok(Attempt::Sealed(body));
     }

@@ -23,6 +23,9 @@
 //! world-readable), and neither it, the credentials nor the config are ever printed except the
 //! config on stdout. The wire contract is the `redeem-contract` crate's.
 //!
+//! With `--job-ended` first, it instead tells the dispatcher that the job ended ([`ended`]: the
+//! plugin's epilog runs it).
+//!
 //! Modules: [`cli`] (arguments), [`tool`] (the bounded child runner for munge/unmunge),
 //! [`dispatcher`] (the HTTP request), [`answer`] (messages, refusals, the decoded config).
 //!
@@ -33,6 +36,7 @@
 mod answer;
 mod cli;
 mod dispatcher;
+mod ended;
 mod tool;
 
 use std::io::Write;
@@ -47,6 +51,17 @@ use dispatcher::Attempt;
 use tool::run_tool;
 
 fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some(redeem_contract::helper_flag::JOB_ENDED) {
+        args.next();
+        return match ended::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => {
+                eprintln!("{}", failure.message);
+                ExitCode::from(failure.exit.code())
+            }
+        };
+    }
     match run() {
         Ok(config) => {
             let mut out = std::io::stdout().lock();

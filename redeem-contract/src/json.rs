@@ -42,6 +42,31 @@ impl std::fmt::Debug for RedeemRequest {
     }
 }
 
+/// The payload of the epilog's end notice: `{"ended_job_id":<u32>}` (a field name no
+/// redemption request has, so neither payload passes for the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobEndedNotice {
+    pub ended_job_id: u32,
+}
+
+impl JobEndedNotice {
+    /// The payload as `munge` signs it.
+    pub fn to_json(&self) -> String {
+        // One integer always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses a decoded payload: a JSON object of exactly this field.
+    pub fn parse(payload: &[u8]) -> Option<JobEndedNotice> {
+        let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+        if !value.is_object() {
+            return None;
+        }
+        serde_json::from_value(value).ok()
+    }
+}
+
 /// sha256 of a ticket's text, lowercase hex: how the sealed answer names the ticket it answers.
 pub fn ticket_sha256(ticket: &str) -> String {
     hex::encode(Sha256::digest(ticket.as_bytes()))
@@ -120,6 +145,30 @@ impl RefusalBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_notices_parse_strictly() {
+        let notice = JobEndedNotice { ended_job_id: 42 };
+        assert_eq!(
+            JobEndedNotice::parse(notice.to_json().as_bytes()),
+            Some(notice)
+        );
+        for bad in [
+            &br#"{"ended_job_id":42,"extra":1}"#[..],
+            br#"{"ticket":"abc","job_id":42}"#,
+            br#"[42]"#,
+            br#"{"ended_job_id":-1}"#,
+            b"42",
+        ] {
+            assert_eq!(JobEndedNotice::parse(bad), None);
+        }
+        let request = RedeemRequest {
+            ticket: "abc".into(),
+            job_id: 42,
+        };
+        assert_eq!(JobEndedNotice::parse(request.to_json().as_bytes()), None);
+        assert_eq!(RedeemRequest::parse(notice.to_json().as_bytes()), None);
+    }
 
     #[test]
     fn request_round_trips_and_hides_the_ticket() {

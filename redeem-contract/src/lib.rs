@@ -13,15 +13,25 @@
 //! while it restarts) or replays another job's answer is refused.
 //! `gha-redeem` exits with a [`HelperExit`] code.
 //!
+//! The same helper also tells the dispatcher that a runner job ended (`gha-redeem --job-ended`,
+//! run by the plugin's epilog as root): a MUNGE credential whose payload is a
+//! [`JobEndedNotice`], POSTed to [`JOB_ENDED_PATH`]. The dispatcher takes it only from root and
+//! for a job id it submitted; MUNGE refuses a replayed credential, and the job id is inside the
+//! signed payload. The answer is a status only (204, or a [`RefusalBody`]); the epilog never
+//! waits long for it, and never fails because of it.
+//!
 //! Without the `json` feature this crate has no dependencies, so the plugin links nothing new.
 
 #[cfg(feature = "json")]
 mod json;
 #[cfg(feature = "json")]
-pub use json::{ticket_sha256, RedeemRequest, RefusalBody, SealedAnswer};
+pub use json::{ticket_sha256, JobEndedNotice, RedeemRequest, RefusalBody, SealedAnswer};
 
 /// Where the dispatcher serves redemptions (appended to the plugin's `dispatcher_url`).
 pub const REDEEM_PATH: &str = "/tickets/redeem";
+
+/// Where the dispatcher takes end notices (appended to the plugin's `dispatcher_url`).
+pub const JOB_ENDED_PATH: &str = "/runners/job-ended";
 
 /// Prefix of a late-binding `--gha-runner` value: `ticket:<ticket>`.
 pub const TICKET_PREFIX: &str = "ticket:";
@@ -54,6 +64,9 @@ pub mod helper_flag {
     /// The uid whose MUNGE credentials alone are accepted as the dispatcher's answer (the
     /// plugin's `dispatcher_uid`; 0 when not given).
     pub const DISPATCHER_UID: &str = "--dispatcher-uid";
+    /// The end-notice mode (no value, first): `gha-redeem --job-ended --url <dispatcher_url>
+    /// --job-id <id> --munge-socket <path> --timeout <secs>`; no ticket.
+    pub const JOB_ENDED: &str = "--job-ended";
 }
 
 /// Largest redemption request body (a MUNGE credential around a ~100-byte payload is ~300

@@ -10,9 +10,15 @@
 //!   would otherwise stay to read the user's next runner config. Only runner jobs are swept
 //!   this way: the plugin is loaded cluster-wide, and other jobs are not its business (nor
 //!   worth a `squeue` call to slurmctld at the end of every job).
+//! - Then, when a dispatcher is configured, it is told that the runner job ended
+//!   (`gha-redeem --job-ended`, MUNGE-signed by root), so the runner's slot is freed at once
+//!   rather than at the dispatcher's next poll. Bounded by [`NOTICE_LIMIT`]; a dispatcher that
+//!   is down or refuses costs a log line, never the node.
 
 use std::process::Command;
 use std::time::Duration;
+
+use redeem_contract::helper_flag;
 
 use crate::args::Opt;
 use crate::config::Config;
@@ -26,6 +32,47 @@ const KILL_LIMIT: Duration = Duration::from_secs(10);
 const SQUEUE_LIMIT: Duration = Duration::from_secs(10);
 /// Bound on deleting a work dir (a huge or deep tree is left for the admin after it).
 const REMOVE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Bound on telling the dispatcher that a runner job ended (the helper's own bound is one
+/// second less, so that it can say what timed out).
+const NOTICE_LIMIT: Duration = Duration::from_secs(5);
+
+/// The end notice's helper argv (no secret in it: nothing but the job id).
+pub fn notice_args(url: &str, job_id: u32, config: &Config) -> Vec<String> {
+    let mut args = vec![helper_flag::JOB_ENDED.to_string()];
+    args.extend(crate::redeem::common_args(
+        url,
+        job_id,
+        config,
+        NOTICE_LIMIT.as_secs() - 1,
+    ));
+    args
+}
+
+/// Tells the dispatcher (if any) that runner job `job_id` ended; logs what went wrong.
+fn notify_dispatcher(config: &Config, job_id: u32) {
+    let Some(url) = config.dispatcher_url.as_deref() else {
+        return;
+    };
+    let result = run_bounded(
+        Command::new(&config.redeem_helper).args(notice_args(url, job_id, config)),
+        &[("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")],
+        None,
+        NOTICE_LIMIT,
+    );
+    match result {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => log_info(&format!(
+            "job {job_id}: the dispatcher was not told that the runner ended ({}); it will \
+             notice by polling Slurm",
+            crate::redeem::first_line(&output.stderr).unwrap_or_else(|| output.status.to_string())
+        )),
+        Err(e) => log_info(&format!(
+            "job {job_id}: the dispatcher was not told that the runner ended ({e}); it will \
+             notice by polling Slurm"
+        )),
+    }
+}
 
 fn id_from(spank_value: Result<u32, crate::spank::SpankCode>, env_name: &str) -> Option<u32> {
     spank_value
@@ -130,5 +177,33 @@ pub fn epilog(spank: Spank, config: &Config) -> Result<(), String> {
         )),
         Err(e) => log_error(&format!("job {job_id}: {e}")),
     }
+    if runner_job {
+        notify_dispatcher(config, job_id);
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_notice_names_the_mode_first_and_only_the_job() {
+        let config =
+            Config::parse(&["dispatcher_url=http://127.0.0.1:6820", "munge_socket=/m/s"]).unwrap();
+        assert_eq!(
+            notice_args("http://127.0.0.1:6820", 7, &config),
+            [
+                "--job-ended",
+                "--url",
+                "http://127.0.0.1:6820",
+                "--job-id",
+                "7",
+                "--munge-socket",
+                "/m/s",
+                "--timeout",
+                "4"
+            ]
+        );
+    }
 }

@@ -23,9 +23,9 @@ pub fn helper_timeout(limit: Duration) -> u64 {
     secs.saturating_sub((secs / 4).min(5)).max(1)
 }
 
-/// The helper's argv (after the program). Never holds the ticket: /proc/PID/cmdline is
-/// world-readable.
-pub fn helper_args(url: &str, job_id: u32, config: &Config) -> Vec<String> {
+/// The flags both of the helper's modes take (redemption, end notice): the dispatcher, the
+/// job, MUNGE, the helper's own bound in seconds.
+pub fn common_args(url: &str, job_id: u32, config: &Config, timeout_secs: u64) -> Vec<String> {
     vec![
         helper_flag::URL.into(),
         url.into(),
@@ -34,10 +34,19 @@ pub fn helper_args(url: &str, job_id: u32, config: &Config) -> Vec<String> {
         helper_flag::MUNGE_SOCKET.into(),
         config.munge_socket.to_string_lossy().into_owned(),
         helper_flag::TIMEOUT.into(),
-        helper_timeout(config.redeem_timeout).to_string(),
+        timeout_secs.to_string(),
+    ]
+}
+
+/// The helper's argv (after the program). Never holds the ticket: /proc/PID/cmdline is
+/// world-readable.
+pub fn helper_args(url: &str, job_id: u32, config: &Config) -> Vec<String> {
+    let mut args = common_args(url, job_id, config, helper_timeout(config.redeem_timeout));
+    args.extend([
         helper_flag::DISPATCHER_UID.into(),
         config.dispatcher_uid.to_string(),
-    ]
+    ]);
+    args
 }
 
 /// Redeems `ticket` (the part after `ticket:`) for job `job_id`. Returns the JIT config, or

@@ -98,6 +98,10 @@ pub struct Slurm {
     pub job_script: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sbatch: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub squeue: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scontrol: Option<PathBuf>,
     pub runner_credentials: RunnerCredentials,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -254,6 +258,8 @@ impl DispatcherConfig {
             slurm: Slurm {
                 job_script: cluster.job_script(),
                 sbatch: None,
+                squeue: None,
+                scontrol: None,
                 runner_credentials: RunnerCredentials::Inline,
                 user: Some(user.clone()),
                 group: Some(user),
@@ -314,6 +320,8 @@ mod tests {
             slurm: Slurm {
                 job_script: "/c/libexec/gha-runner-job".into(),
                 sbatch: None,
+                squeue: None,
+                scontrol: None,
                 runner_credentials: RunnerCredentials::Ticket,
                 user: Some("gha-ci".into()),
                 group: Some("gha-ci".into()),

@@ -6,3 +6,4 @@ pub mod dispatch;
 pub mod relay;
 pub mod report;
 pub mod sbatch_timing;
+pub mod slurm_load;

@@ -10,7 +10,7 @@ use axum::routing::MethodRouter;
 use axum::routing::{get, post};
 use axum::BoxError;
 use axum::{Json, Router};
-use redeem_contract::{RefusalBody, RefusalCode, MAX_REQUEST_BYTES, REDEEM_PATH};
+use redeem_contract::{RefusalBody, RefusalCode, JOB_ENDED_PATH, MAX_REQUEST_BYTES, REDEEM_PATH};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
@@ -20,12 +20,14 @@ use super::auth::{authenticate, err};
 use super::repositories;
 use super::state::AppState;
 use super::status::{self, StatusState};
-use crate::{intake, redeem};
+use crate::{ended, intake, redeem};
 
 /// Most requests each endpoint serves at once; one more is answered 503 at once (never
 /// queued): a flood of one kind cannot starve the others nor grow memory without bound.
 pub const MAX_CONCURRENT_WEBHOOKS: usize = 64;
 pub const MAX_CONCURRENT_REDEMPTIONS: usize = 32;
+/// A burst of runner jobs ending together sends as many notices; more wait for the Slurm poll.
+pub const MAX_CONCURRENT_END_NOTICES: usize = 32;
 pub const MAX_CONCURRENT_REPOSITORIES: usize = 8;
 pub const MAX_CONCURRENT_READS: usize = 8;
 /// The console's requests together (assets, login, edits; an event stream counts only while
@@ -38,7 +40,7 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `POST /webhook`, `GET /healthz`, `GET /metrics`, `GET /status`,
-/// `GET/POST /repositories/{username}`, `POST /tickets/redeem` and the console's `/console/`, each with its own limit
+/// `GET/POST /repositories/{username}`, `POST /tickets/redeem`, `POST /runners/job-ended` and the console's `/console/`, each with its own limit
 /// on concurrent requests, and timeouts on bodies and whole requests.
 pub fn router(state: AppState) -> Router {
     let console = super::console::routes(&state.config.console_dir).layer(
@@ -69,6 +71,13 @@ pub fn router(state: AppState) -> Router {
             limited(
                 post(redeem::redeem).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
                 MAX_CONCURRENT_REDEMPTIONS,
+            ),
+        )
+        .route(
+            JOB_ENDED_PATH,
+            limited(
+                post(ended::job_ended).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
+                MAX_CONCURRENT_END_NOTICES,
             ),
         )
         .merge(console)

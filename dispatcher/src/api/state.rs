@@ -10,6 +10,7 @@ use super::repositories::RepositoriesState;
 use super::status::StatusState;
 use crate::clients::slurm::Slurm;
 use crate::config::Config;
+use crate::ended::EndedState;
 use crate::intake::IntakeState;
 use crate::redeem::RedeemState;
 use crate::registrations::Registrations;
@@ -46,6 +47,17 @@ impl FromRef<AppState> for IntakeState {
             metrics: app.metrics.clone(),
             wake: app.wake.clone(),
             slurm: app.slurm.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for EndedState {
+    fn from_ref(app: &AppState) -> EndedState {
+        EndedState {
+            config: app.config.clone(),
+            db: app.db.clone(),
+            metrics: app.metrics.clone(),
+            wake: app.wake.clone(),
         }
     }
 }

@@ -1,6 +1,13 @@
 //! Slurm commands: `sbatch --parsable`, `squeue`, `scancel` and `scontrol`, run as child
 //! processes. I/O only: which job to submit or cancel is the caller's policy.
 //!
+//! Every `squeue` names what it asks for, so slurmctld's work is in proportion to our jobs,
+//! not the cluster's: one job id (`--jobs=<id>`: slurmctld's single-job RPC), or one user and
+//! some names (crash recovery: the per-user RPC). Slurm 22.05's `squeue --json` ignores
+//! `--jobs`, `--user`, `--name` and `--states` (measured: it always dumps every job), and
+//! `--jobs` with several ids loads the whole job list and filters it in squeue; so the plain
+//! `--format` output is read, one id at a time, strictly ([`parse_squeue_lines`]).
+//!
 //! They inherit the environment (so `SLURM_CONF` points at the cluster). The runner
 //! credential goes to `sbatch` in its environment ([`RUNNER_OPTION_ENV`]), never on its
 //! command line (world-readable in `/proc/PID/cmdline`; the environment is readable by
@@ -143,29 +150,19 @@ pub struct QueuedJob {
     pub state: SlurmState,
     /// Who the job runs as.
     pub user_id: u32,
-    pub comment: String,
+    /// The node running the batch script (`%B`, else a single-node `%N`).
+    pub node: Option<String>,
 }
+
+/// One job as a ticket redemption needs to see it.
+pub type JobPlacement = QueuedJob;
 
 impl QueuedJob {
     /// Pending, running, completing, suspended...: not over yet.
     pub fn is_active(&self) -> bool {
         self.state.is_active()
     }
-}
 
-/// One job as a ticket redemption needs to see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobPlacement {
-    pub job_id: u64,
-    pub name: String,
-    pub state: SlurmState,
-    /// Who the job runs as.
-    pub user_id: u32,
-    /// The node running the batch script (`batch_host`, else a single-node `nodes`).
-    pub node: Option<String>,
-}
-
-impl JobPlacement {
     /// A job whose batch step may be starting: the only time its ticket may be redeemed.
     pub fn is_running(&self) -> bool {
         self.state.is_running()
@@ -264,19 +261,63 @@ impl Slurm {
             })
     }
 
-    /// Our jobs in the queue: named with `prefix` and run by one of `uids` (the runner
-    /// users). Read with `squeue --json`, whose fields a job name cannot spill into.
-    pub async fn queue(&self, prefix: &str, uids: &[u32]) -> Result<Vec<QueuedJob>, SlurmError> {
-        // All states: a job that already finished (kept by slurmctld for MinJobAge) still
-        // proves that its sbatch happened, which crash recovery needs to know. (This Slurm
-        // ignores filters with --json: they are applied here.)
-        let output = self.squeue_json().await?;
-        parse_squeue(&output, prefix, uids).map_err(|e| unreadable("squeue", e))
+    /// Jobs `ids`, each asked alone (slurmctld's single-job RPC; several ids in one squeue
+    /// would load every job), at most [`PARALLEL_QUERIES`] at once. A job slurmctld no
+    /// longer knows (past `MinJobAge`) is absent from the answer.
+    pub async fn jobs(&self, ids: &[u64]) -> Result<Vec<QueuedJob>, SlurmError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(PARALLEL_QUERIES) {
+            let answers =
+                futures_util::future::join_all(chunk.iter().map(|&id| self.job(id))).await;
+            for answer in answers {
+                found.extend(answer?);
+            }
+        }
+        Ok(found)
     }
 
-    async fn squeue_json(&self) -> Result<String, SlurmError> {
-        let args = ["--all", "--states=all", "--json"].map(String::from);
-        run(&self.config.squeue, &args, &[]).await
+    /// One job by id, whatever its state; `None` when slurmctld no longer knows it.
+    pub async fn job(&self, job_id: u64) -> Result<Option<QueuedJob>, SlurmError> {
+        let args = [
+            format!("--jobs={job_id}"),
+            "--states=all".into(),
+            "--noheader".into(),
+            SQUEUE_FORMAT.into(),
+        ];
+        let output = match run(&self.config.squeue, &args, &[]).await {
+            Err(SlurmError::Failed { message, .. }) if message.contains(UNKNOWN_JOB) => {
+                return Ok(None)
+            }
+            other => other?,
+        };
+        let jobs = parse_squeue_lines(&output).map_err(|e| unreadable("squeue", e))?;
+        Ok(jobs.into_iter().find(|j| j.job_id == job_id))
+    }
+
+    /// Jobs of user `uid` named one of `names`, whatever their state: crash recovery looks
+    /// for a job whose sbatch answered no one. One user per call (slurmctld's per-user RPC;
+    /// several users would load every job).
+    pub async fn jobs_named(
+        &self,
+        uid: u32,
+        names: &[String],
+    ) -> Result<Vec<QueuedJob>, SlurmError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let args = [
+            format!("--user={uid}"),
+            format!("--name={}", names.join(",")),
+            "--states=all".into(),
+            "--noheader".into(),
+            SQUEUE_FORMAT.into(),
+        ];
+        let output = run(&self.config.squeue, &args, &[]).await?;
+        let jobs = parse_squeue_lines(&output).map_err(|e| unreadable("squeue", e))?;
+        Ok(jobs
+            .into_iter()
+            .filter(|j| j.user_id == uid && names.contains(&j.name))
+            .collect())
     }
 
     /// Cancel `job_id` only if it is still pending (Slurm checks atomically), so a job that
@@ -289,12 +330,6 @@ impl Slurm {
         )
         .await
         .map(drop)
-    }
-
-    /// One job by id, whatever its state; `None` when slurmctld no longer knows it.
-    pub async fn job(&self, job_id: u64) -> Result<Option<JobPlacement>, SlurmError> {
-        let output = self.squeue_json().await?;
-        parse_job(&output, job_id).map_err(|e| unreadable("squeue", e))
     }
 
     /// The names and addresses Slurm has for `node`: `NodeAddr` and `NodeHostName` of
@@ -348,100 +383,62 @@ impl Slurm {
     }
 }
 
-/// `squeue --json` output could not be read.
+/// What every `squeue` here prints, one job a line: the fields a job's owner cannot write
+/// first, the name last (it may hold `|`: all after the fifth `|` is the name).
+const SQUEUE_FORMAT: &str = "--format=%i|%U|%T|%B|%N|%j";
+/// What squeue says (exit 1) when asked for a job slurmctld does not know.
+const UNKNOWN_JOB: &str = "Invalid job id specified";
+/// Single-job queries in flight at once: a burst of finished runners is read in a few
+/// rounds, without a crowd of processes.
+const PARALLEL_QUERIES: usize = 4;
+
+/// `squeue` output could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Unreadable {
     #[error("{0}")]
     State(#[from] UnknownState),
-    #[error("not squeue --json output: {0}")]
-    Json(String),
+    #[error("not squeue output of {SQUEUE_FORMAT}: line {0}")]
+    Line(usize),
 }
 
-/// One job of `squeue --json` (openapi v0.0.38 and later), the fields we read.
-#[derive(Debug, serde::Deserialize)]
-struct JsonJob {
-    job_id: u64,
-    #[serde(default)]
-    name: String,
-    /// A string (v0.0.38) or a list of state flags (later versions).
-    job_state: serde_json::Value,
-    user_id: u32,
-    #[serde(default)]
-    comment: Option<String>,
-    #[serde(default)]
-    batch_host: Option<String>,
-    #[serde(default)]
-    nodes: Option<String>,
+/// Digits only (`str::parse` would also take a sign).
+fn whole_number<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let text = text.trim();
+    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct JsonQueue {
-    jobs: Vec<JsonJob>,
-}
-
-impl JsonJob {
-    fn state(&self) -> Result<SlurmState, UnknownState> {
-        let text = match &self.job_state {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Array(flags) => flags
-                .first()
-                .and_then(|f| f.as_str())
-                .unwrap_or("")
-                .to_string(),
-            other => other.to_string(),
-        };
-        SlurmState::parse(text.trim())
-    }
-}
-
-fn parse_json(output: &str) -> Result<Vec<JsonJob>, Unreadable> {
-    serde_json::from_str::<JsonQueue>(output)
-        .map(|q| q.jobs)
-        .map_err(|e| Unreadable::Json(e.to_string()))
-}
-
-/// Our jobs in `squeue --json` output: named with `prefix`, run by one of `uids`. A state
-/// this version does not know, in one of ours, makes the whole queue unreadable: concluding
-/// that a job ended from a job we could not read would free its slot while it runs.
-pub fn parse_squeue(
-    output: &str,
-    prefix: &str,
-    uids: &[u32],
-) -> Result<Vec<QueuedJob>, Unreadable> {
-    let mut jobs = Vec::new();
-    for job in parse_json(output)? {
-        if !job.name.starts_with(prefix) || !uids.contains(&job.user_id) {
-            continue;
-        }
-        jobs.push(QueuedJob {
-            job_id: job.job_id,
-            state: job.state()?,
-            user_id: job.user_id,
-            comment: job.comment.clone().unwrap_or_default(),
-            name: job.name,
-        });
-    }
-    Ok(jobs)
-}
-
-/// Job `job_id` in `squeue --json` output.
-pub fn parse_job(output: &str, job_id: u64) -> Result<Option<JobPlacement>, Unreadable> {
+/// Every job in `squeue --noheader` output of [`SQUEUE_FORMAT`]. Strict: a line that is not
+/// `<id>|<uid>|<STATE>|<batch host>|<nodes>|<name>`, or a state this version does not know,
+/// makes the whole answer unreadable: concluding that a job ended from a job we could not
+/// read would free its slot while it runs.
+pub fn parse_squeue_lines(output: &str) -> Result<Vec<QueuedJob>, Unreadable> {
     // A plain host name: not "n/a", "(null)", nor a node list like "n[1-2]" or "a,b".
-    let host = |s: Option<&String>| {
-        let s = s?.trim();
+    let host = |s: &str| {
+        let s = s.trim();
         (!s.is_empty() && s != "n/a" && s != "(null)" && !s.contains(['[', ',', ' ']))
             .then(|| s.to_string())
     };
-    let Some(job) = parse_json(output)?.into_iter().find(|j| j.job_id == job_id) else {
-        return Ok(None);
-    };
-    Ok(Some(JobPlacement {
-        job_id,
-        state: job.state()?,
-        user_id: job.user_id,
-        node: host(job.batch_host.as_ref()).or_else(|| host(job.nodes.as_ref())),
-        name: job.name,
-    }))
+    let mut jobs = Vec::new();
+    for (n, line) in output.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = || Unreadable::Line(n + 1);
+        let fields: Vec<&str> = line.splitn(6, '|').collect();
+        let [id, uid, state, batch_host, nodes, name] = fields[..] else {
+            return Err(bad());
+        };
+        jobs.push(QueuedJob {
+            job_id: whole_number(id).ok_or_else(bad)?,
+            user_id: whole_number(uid).ok_or_else(bad)?,
+            state: SlurmState::parse(state.trim())?,
+            node: host(batch_host).or_else(|| host(nodes)),
+            name: name.to_string(),
+        });
+    }
+    Ok(jobs)
 }
 
 /// `NodeAddr` and `NodeHostName` values of `scontrol show node -o` (one line per node).
@@ -709,51 +706,101 @@ exit 1
         assert_eq!(redact_runner_options("nothing here"), "nothing here");
     }
 
-    /// `squeue --json` output (openapi v0.0.38's shape) of `(id, name, state, uid)` jobs.
-    pub(crate) fn squeue_json(jobs: &[(u64, &str, &str, u32)]) -> String {
-        let jobs: Vec<_> = jobs
-            .iter()
-            .map(|(id, name, state, uid)| {
-                serde_json::json!({"job_id": id, "name": name, "job_state": state,
-                    "user_id": uid, "comment": "c", "batch_host": "node7", "nodes": "node7"})
-            })
-            .collect();
-        serde_json::json!({"meta": {}, "errors": [], "jobs": jobs}).to_string()
+    #[test]
+    fn squeue_lines_are_read_strictly() {
+        let out = "12|1000|PENDING|n/a||slurm-cpu-abc\n\
+                   14|1000|RUNNING|node7|node7|slurm-cpu-def\n\
+                   16|1001|COMPLETED|node7|node7|slurm-x|1|RUNNING|\n";
+        let jobs = parse_squeue_lines(out).unwrap();
+        assert_eq!(
+            jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(),
+            [12, 14, 16]
+        );
+        assert!(jobs[0].is_active() && !jobs[0].is_running() && jobs[0].node.is_none());
+        assert!(jobs[1].is_running() && jobs[1].node.as_deref() == Some("node7"));
+        // A name that looks like more fields stays the name.
+        assert_eq!(jobs[2].name, "slurm-x|1|RUNNING|");
+        assert!(!jobs[2].is_active());
+        assert_eq!(jobs[2].user_id, 1001);
+        assert_eq!(parse_squeue_lines("\n"), Ok(Vec::new()));
+        // A state this version does not know: the answer cannot be trusted.
+        assert!(matches!(
+            parse_squeue_lines("17|7|TELEPORTING|n/a||slurm-z"),
+            Err(Unreadable::State(_))
+        ));
+        for bad in [
+            "12|slurm-a|RUNNING|",
+            r#"{"jobs":[{"job_id":3,"name":"slurm-a","job_state":["RUNNING"],"user_id":7}]}"#,
+            "12_3|7|RUNNING|n/a||slurm-a",
+            "12|-7|RUNNING|n/a||slurm-a",
+            "|7|RUNNING|n/a||slurm-a",
+            "12|7|PD|n/a||slurm-a",
+        ] {
+            assert!(parse_squeue_lines(bad).is_err(), "{bad}");
+        }
+        // Node: the batch host, else a single node; never a list or a placeholder.
+        let node = |b: &str, n: &str| {
+            parse_squeue_lines(&format!("1|7|RUNNING|{b}|{n}|x")).unwrap()[0]
+                .node
+                .clone()
+        };
+        assert_eq!(node("(null)", "n[1-2]"), None);
+        assert_eq!(node("", "n3").as_deref(), Some("n3"));
+        assert_eq!(node("n/a", "a,b"), None);
     }
 
-    #[test]
-    fn squeue_parsing_keeps_only_our_jobs() {
-        let out = squeue_json(&[
-            (12, "slurm-cpu-abc", "PENDING", 1000),
-            (13, "other", "RUNNING", 1000),
-            (14, "slurm-cpu-def", "RUNNING", 1000),
-            // Named like ours, run by someone else; and a name that looks like a record.
-            (15, "slurm-cpu-abc", "RUNNING", 1001),
-            (16, "slurm-x|1|RUNNING|", "PENDING", 1001),
-        ]);
-        let jobs = parse_squeue(&out, "slurm-", &[1000]).unwrap();
-        assert_eq!(jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(), [12, 14]);
-        assert!(jobs[0].is_active() && jobs[1].is_active());
-        let done = parse_squeue(
-            &squeue_json(&[
-                (15, "slurm-x", "COMPLETED", 7),
-                (16, "slurm-y", "CANCELLED", 7),
-            ]),
-            "slurm-",
-            &[7],
+    /// A `squeue` stand-in that records its arguments and answers like Slurm 22.05: one line
+    /// for job 42, "Invalid job id" for any other id.
+    fn recording_squeue(dir: &std::path::Path) -> Slurm {
+        let fake = dir.join("squeue");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{log}'\n\
+                 case \"$1\" in --jobs=42) echo '42|7|RUNNING|n1|n1|slurm-a' ;;\n\
+                 --jobs=*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1 ;;\n\
+                 --user=7) echo '50|7|PENDING|n/a||slurm-b'; echo '51|7|PENDING|n/a||slurm-other' ;;\n\
+                 *) exit 2 ;; esac\n",
+                log = dir.join("args").display()
+            ),
         )
         .unwrap();
-        assert!(done.iter().all(|j| !j.is_active()));
-        // One of ours in a state this version does not know: the queue cannot be trusted.
-        let odd = squeue_json(&[(17, "slurm-z", "TELEPORTING", 7)]);
-        assert!(parse_squeue(&odd, "slurm-", &[7]).is_err());
-        // Someone else's job in such a state does not matter.
-        assert!(parse_squeue(&odd, "slurm-", &[8]).is_ok());
-        // Later versions list state flags.
-        let listed =
-            r#"{"jobs":[{"job_id":3,"name":"slurm-a","job_state":["RUNNING"],"user_id":7}]}"#;
-        assert!(parse_squeue(listed, "slurm-", &[7]).unwrap()[0].is_active());
-        assert!(parse_squeue("12|slurm-a|RUNNING|", "slurm-", &[7]).is_err());
+        let mut perms = std::fs::metadata(&fake).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&fake, perms).unwrap();
+        let mut slurm = slurm("sbatch");
+        slurm.config.squeue = fake;
+        slurm
+    }
+
+    #[tokio::test]
+    async fn queries_name_only_our_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let slurm = recording_squeue(dir.path());
+        let jobs = slurm.jobs(&[42, 43]).await.unwrap();
+        assert_eq!(jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(), [42]);
+        assert_eq!(slurm.job(43).await.unwrap(), None);
+        let named = slurm.jobs_named(7, &["slurm-b".to_string()]).await.unwrap();
+        assert_eq!(named.iter().map(|j| j.job_id).collect::<Vec<_>>(), [50]);
+        // Nothing to ask: no query at all.
+        assert!(slurm.jobs(&[]).await.unwrap().is_empty());
+        assert!(slurm.jobs_named(7, &[]).await.unwrap().is_empty());
+        let mut calls: Vec<String> = std::fs::read_to_string(dir.path().join("args"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        calls.sort();
+        let format = "--states=all --noheader --format=%i|%U|%T|%B|%N|%j";
+        assert_eq!(
+            calls,
+            [
+                format!("--jobs=42 {format}"),
+                format!("--jobs=43 {format}"),
+                format!("--jobs=43 {format}"),
+                format!("--user=7 --name=slurm-b {format}"),
+            ]
+        );
     }
 
     #[test]
@@ -807,28 +854,7 @@ exit 1
     }
 
     #[test]
-    fn job_and_node_parsing() {
-        let out = squeue_json(&[(42, "slurm-cpu-abc", "RUNNING", 1000)]);
-        let job = parse_job(&out, 42).unwrap().unwrap();
-        assert_eq!(job.node.as_deref(), Some("node7"));
-        assert_eq!((job.name.as_str(), job.user_id), ("slurm-cpu-abc", 1000));
-        assert!(job.is_running());
-        assert_eq!(parse_job(&out, 43), Ok(None));
-        let with = |batch_host: &str, nodes: &str, state: &str| {
-            let out = serde_json::json!({"jobs": [{"job_id": 42, "name": "x", "job_state": state,
-                "user_id": 5, "batch_host": batch_host, "nodes": nodes}]});
-            parse_job(&out.to_string(), 42)
-        };
-        let pending = with("n/a", "", "PENDING").unwrap().unwrap();
-        assert_eq!(pending.node, None);
-        assert!(!pending.is_running());
-        assert_eq!(
-            with("(null)", "n[1-2]", "RUNNING").unwrap().unwrap().node,
-            None
-        );
-        assert!(with("", "n3", "CONFIGURING").unwrap().unwrap().is_running());
-        // A state this version does not know is an error, not "not running".
-        assert!(with("", "n3", "TELEPORTING").is_err());
+    fn node_address_parsing() {
         let node = "NodeName=vm Arch=x86_64 NodeAddr=127.0.0.1 NodeHostName=vm Version=22.05.8 OS=Linux 6.1 #1 SMP";
         assert_eq!(parse_node_addresses(node), ["127.0.0.1", "vm"]);
         assert!(parse_node_addresses("nothing").is_empty());

@@ -2,7 +2,7 @@
 //! crash or a restart changes nothing.
 //!
 //! A full pass reads queued and running jobs from GitHub (`jobs`), our runners' registrations
-//! (`runners`) and the Slurm queue, recovers rows a crash left mid-way (`slurm`), then runs
+//! (`runners`) and our Slurm jobs (`tracked`: by id, none when nothing is in flight), recovers rows a crash left mid-way (`slurm`), then runs
 //! `hygiene`. Nothing is concluded from an incomplete view: a failed listing or `squeue` skips
 //! the steps that would read it. In ticket mode a runner whose ticket was never redeemed has
 //! no registration, so no GitHub call is made to find or delete one.
@@ -11,14 +11,15 @@ mod hygiene;
 mod jobs;
 mod runners;
 mod slurm;
+mod tracked;
+
+pub use slurm::record_job_ended;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::clients::slurm::{QueuedJob, SlurmError};
-use crate::clients::users;
 use crate::model::now_secs;
 use crate::stage::StageContext;
 use crate::store;
@@ -58,30 +59,6 @@ impl Reconciler {
         format!("{}-", self.ctx.config.github.runner_name_prefix)
     }
 
-    /// The Slurm queue as far as it is ours: jobs named like our runners and run by a user
-    /// runner jobs run as (the service user, any mapped user, the user of a live runner).
-    async fn our_queue(&self) -> Result<Vec<QueuedJob>, SlurmError> {
-        let service = self.ctx.config.slurm.user.clone();
-        let known = self
-            .ctx
-            .db
-            .call(|c| {
-                let mapped = store::repo_users(c)?.into_iter().map(|m| m.unix_user);
-                let live = store::live_runners(c)?.into_iter().filter_map(|r| r.run_as);
-                Ok(mapped.chain(live).collect::<Vec<_>>())
-            })
-            .await
-            .unwrap_or_default();
-        let mut uids: Vec<u32> = service
-            .into_iter()
-            .chain(known)
-            .filter_map(|u| users::uid_of(&u))
-            .collect();
-        uids.sort_unstable();
-        uids.dedup();
-        self.ctx.slurm.queue(&self.prefix(), &uids).await
-    }
-
     /// One full reconcile pass. `in_flight`: runners whose credential submission holds for
     /// an sbatch retry (their `submitting` rows are not crash leftovers).
     pub async fn full_pass(&self, in_flight: &HashSet<String>) {
@@ -89,7 +66,7 @@ impl Reconciler {
         // A registration that outlives this moment outlived its Slurm job's end.
         let listed_at = now_secs();
         let gh_runners = self.sync_runners_from_github().await;
-        match self.our_queue().await {
+        match self.our_jobs(in_flight).await {
             Ok(queue) => {
                 self.sync_from_slurm(&queue, gh_runners.as_ref(), in_flight)
                     .await;

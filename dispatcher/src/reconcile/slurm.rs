@@ -8,32 +8,57 @@ use crate::clients::slurm::QueuedJob;
 use crate::clients::users;
 use crate::model::{RunnerRow, RunnerState, SlurmState};
 use crate::registrations::Listed;
-use crate::store;
+use crate::store::{self, Db};
+use crate::telemetry::Metrics;
+
+/// Runner `name`'s Slurm job is over (`ended`: how, when known; a job slurmctld forgot, or one
+/// the node's epilog reported, ended too: `COMPLETED` stands for it). Recorded so (its job is
+/// not asked about again) and the runner finished; a ticket runner that never redeemed its
+/// ticket is counted (the scaler provisions again while the demand remains). True when this
+/// call finished it (it was not final before).
+pub async fn record_job_ended(
+    db: &Db,
+    metrics: &Metrics,
+    name: &str,
+    ended: Option<SlurmState>,
+) -> bool {
+    let (n, state) = (name.to_string(), ended.unwrap_or(SlurmState::Completed));
+    let result = db
+        .call(move |c| {
+            store::set_runner_slurm_state(c, &n, state)?;
+            store::swap_runner_state(c, &n, RunnerState::Finished)
+        })
+        .await;
+    match result {
+        Ok(Some(before)) if !before.state.is_final() => {
+            if before.never_registered() {
+                metrics.tickets_unredeemed.inc();
+                tracing::info!(runner = %name, slurm_job = ?before.slurm_job_id, "Slurm job ended without redeeming its ticket");
+            }
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record runner state");
+            false
+        }
+    }
+}
 
 impl Reconciler {
     /// Mark runners whose Slurm job ended as finished, from `squeue` alone (no GitHub
     /// call), so a full pool frees its slot within seconds. Registrations are left to the
     /// full pass. True when a runner finished.
     pub async fn notice_ended_slurm_jobs(&self) -> bool {
-        let queue = match self.our_queue().await {
-            Ok(queue) => queue,
+        let (rows, queue) = match self.running_jobs().await {
+            Ok(found) => found,
             Err(e) => {
                 tracing::debug!(error = %e, "squeue failed; the full pass will retry");
                 return false;
             }
         };
-        let rows = match self.ctx.db.call(|c| store::live_runners(c)).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read runners");
-                return false;
-            }
-        };
         let mut any = false;
-        for row in rows
-            .iter()
-            .filter(|r| matches!(r.state, RunnerState::Submitted | RunnerState::Cancelling))
-        {
+        for row in &rows {
             let Some(job_id) = row.slurm_job_id else {
                 continue;
             };
@@ -47,38 +72,15 @@ impl Reconciler {
         any
     }
 
-    /// [`Self::finish`], knowing how the job ended (when squeue still lists it): a job whose
-    /// node was lost (`NODE_FAIL`) is counted once, by whichever pass finishes the runner.
+    /// [`record_job_ended`] by this pass: a job whose node was lost (`NODE_FAIL`) is counted
+    /// once, by whichever pass finishes the runner.
     async fn finish_as(&self, name: &str, ended: Option<SlurmState>) {
-        if self.finish(name).await && ended == Some(SlurmState::NodeFail) {
-            self.ctx.telemetry.metrics.runner_jobs_node_failed.inc();
+        let metrics = &self.ctx.telemetry.metrics;
+        if record_job_ended(&self.ctx.db, metrics, name, ended).await
+            && ended == Some(SlurmState::NodeFail)
+        {
+            metrics.runner_jobs_node_failed.inc();
             tracing::warn!(runner = %name, "the runner's node was lost (Slurm job NODE_FAIL)");
-        }
-    }
-
-    /// The runner's Slurm job ended: it is finished. A ticket runner that never redeemed its
-    /// ticket is counted (the scaler provisions again while the demand remains). True when
-    /// this call finished it (it was not final before).
-    async fn finish(&self, name: &str) -> bool {
-        let n = name.to_string();
-        let result = self
-            .ctx
-            .db
-            .call(move |c| store::swap_runner_state(c, &n, RunnerState::Finished))
-            .await;
-        match result {
-            Ok(Some(before)) if !before.state.is_final() => {
-                if before.never_registered() {
-                    self.ctx.telemetry.metrics.tickets_unredeemed.inc();
-                    tracing::info!(runner = %name, slurm_job = ?before.slurm_job_id, "Slurm job ended without redeeming its ticket");
-                }
-                true
-            }
-            Ok(_) => false,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record runner state");
-                false
-            }
         }
     }
 

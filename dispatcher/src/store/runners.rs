@@ -337,3 +337,34 @@ pub fn finish_runner_after_job(conn: &Connection, name: &str) -> rusqlite::Resul
     )?;
     Ok(finished > 0)
 }
+
+/// Finished or abandoned runners, since `since` (or with no end time), whose Slurm job was not
+/// yet seen over (no terminal Slurm state recorded): their job may still run (a `completed`
+/// event came first, or a cancel has yet to land), so it is asked about until it is seen ended.
+pub fn final_runners_in_slurm(conn: &Connection, since: i64) -> rusqlite::Result<Vec<RunnerRow>> {
+    let terminal: Vec<String> = SlurmState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RUNNER_COLUMNS} FROM runners WHERE state IN ('finished', 'abandoned') \
+         AND slurm_job_id IS NOT NULL AND (slurm_state IS NULL OR slurm_state NOT IN ({})) \
+         AND (finished_at IS NULL OR finished_at >= ?1)",
+        terminal.join(", ")
+    ))?;
+    let rows = stmt.query_map(params![since], runner_from_row)?;
+    rows.collect()
+}
+
+/// The runner whose Slurm job is `job_id` (the newest, should a reset cluster reuse an id).
+pub fn runner_by_slurm_job(conn: &Connection, job_id: u64) -> rusqlite::Result<Option<RunnerRow>> {
+    conn.query_row(
+        &format!(
+            "SELECT {RUNNER_COLUMNS} FROM runners WHERE slurm_job_id = ?1 ORDER BY created_at DESC LIMIT 1"
+        ),
+        params![job_id as i64],
+        runner_from_row,
+    )
+    .optional()
+}

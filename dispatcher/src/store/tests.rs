@@ -319,3 +319,30 @@ fn an_unknown_state_in_the_database_is_an_error_naming_the_runner() {
         "{err}"
     );
 }
+
+#[test]
+fn a_final_runners_job_is_watched_until_seen_over() {
+    let db = Db::open_in_memory().unwrap();
+    db.with(|c| {
+        insert_ticket_runner(c, "t", "cpu", "org:a", None, "h1", 1000)?;
+        set_runner_submitted(c, "t", 42)?;
+        set_runner_slurm_state(c, "t", SlurmState::Running)?;
+        let watched = |c: &mut Connection, since| final_runners_in_slurm(c, since).map(|r| r.len());
+        // Live: followed as a live runner, not here.
+        assert_eq!(watched(c, 0)?, 0);
+        assert_eq!(
+            runner_by_slurm_job(c, 42)?.map(|r| r.name),
+            Some("t".into())
+        );
+        assert_eq!(runner_by_slurm_job(c, 43)?, None);
+        // Finished by a `completed` event while its job still runs: watched, for a while.
+        set_runner_state(c, "t", RunnerState::Finished, None)?;
+        assert_eq!(watched(c, 0)?, 1);
+        assert_eq!(watched(c, now_secs() + 10)?, 0);
+        // Seen over: no longer.
+        set_runner_slurm_state(c, "t", SlurmState::Completed)?;
+        assert_eq!(watched(c, 0)?, 0);
+        Ok(())
+    })
+    .unwrap();
+}

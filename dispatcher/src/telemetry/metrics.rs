@@ -32,6 +32,7 @@ pub struct Metrics {
     pub reconcile_errors: Family<Labels, Counter>,
     pub ticket_redemptions: Family<Labels, Counter>,
     pub tickets_unredeemed: Counter,
+    pub job_end_notices: Family<Labels, Counter>,
     pub actions_calls: Family<Labels, Counter>,
     pub listener_polls: Counter,
     pub listener_messages: Family<Labels, Counter>,
@@ -74,6 +75,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             ticket_redemptions: Family::default(),
             tickets_unredeemed: Counter::default(),
+            job_end_notices: Family::default(),
             actions_calls: Family::default(),
             listener_polls: Counter::default(),
             listener_messages: Family::default(),
@@ -181,6 +183,11 @@ impl Metrics {
             self.ticket_redemptions.clone(),
         );
         registry.register(
+            "job_end_notices",
+            "POST /runners/job-ended answers (a node's epilog: a runner job ended), by result (finished, already_final or the error code)",
+            self.job_end_notices.clone(),
+        );
+        registry.register(
             "tickets_unredeemed",
             "Ticket runners whose Slurm job ended without redeeming its ticket (cancelled while pending, refused, failed before redemption)",
             self.tickets_unredeemed.clone(),
@@ -275,6 +282,12 @@ impl Metrics {
     pub fn reconcile_error(&self, step: &str) {
         self.reconcile_errors
             .get_or_create(&vec![("step".to_string(), step.to_string())])
+            .inc();
+    }
+
+    pub fn job_end_notice(&self, result: &str) {
+        self.job_end_notices
+            .get_or_create(&vec![("result".to_string(), result.to_string())])
             .inc();
     }
 

@@ -20,6 +20,7 @@ use demo_bench::bench::dispatch::{
     Stack, TrackedResult,
 };
 use demo_bench::bench::report::{utc_now, Machine, Report};
+use demo_bench::bench::slurm_load::{self, SlurmLoadResult};
 use demo_bench::demo::stats::Summary;
 use demo_bench::demo::stopping::{self, OnStop};
 use e2e::dispatcher_config::RunnerCredentials;
@@ -84,6 +85,18 @@ struct Args {
     /// Skip everything that needs gha-dispatcher (cluster measurements only).
     #[arg(long)]
     cluster_only: bool,
+    /// Held jobs of another user the Slurm-load phase adds to the cluster (0: skip the phase).
+    #[arg(long, default_value_t = 0)]
+    foreign_jobs: usize,
+    /// That phase's idle window, per cluster state (seconds).
+    #[arg(long, default_value_t = 120)]
+    slurm_load_idle_secs: u64,
+    /// Jobs of that phase's burst, per cluster state.
+    #[arg(long, default_value_t = 5)]
+    slurm_load_jobs: usize,
+    /// Only the Slurm-load phase (with --foreign-jobs): no other measurement.
+    #[arg(long)]
+    slurm_load_only: bool,
     /// How the dispatcher hands runners their JIT config: `ticket` (redeemed when the job
     /// starts; the shipped default) or `inline` (on sbatch's command line).
     #[arg(long, default_value = "ticket", value_parser = ["ticket", "inline"])]
@@ -128,6 +141,7 @@ struct Measured {
     idle: Option<IdleResult>,
     burst: Option<BurstResult>,
     listener_burst: Option<ListenerBurstResult>,
+    slurm_load: Option<SlurmLoadResult>,
     crash: Option<CrashResult>,
     tracked: Option<TrackedResult>,
     leftovers: Option<String>,
@@ -156,7 +170,9 @@ fn run(args: &Args) -> Result<()> {
     cluster.assert_node_healthy()?;
     let mut problems = Problems::default();
     let mut measured = Measured::default();
-    measure_cluster(cluster, args, &mut measured, &mut problems)?;
+    if !args.slurm_load_only {
+        measure_cluster(cluster, args, &mut measured, &mut problems)?;
+    }
     if !args.cluster_only {
         measure_dispatcher(cluster, args, &mut measured, &mut problems)?;
     }
@@ -168,7 +184,10 @@ fn run(args: &Args) -> Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         duration_secs: started.elapsed().as_secs_f64(),
         machine: Machine::describe(cluster.conf()),
-        metrics: metrics(&measured, args),
+        metrics: metrics(&measured, args)
+            .into_iter()
+            .chain(measured.slurm_load.iter().flat_map(slurm_load::metrics))
+            .collect(),
         listener: listener_metrics(&measured, args),
         problems: problems.0,
         details,
@@ -284,7 +303,7 @@ fn measure_dispatcher(
         Err(error) => problems.record("starting the simulator and gha-dispatcher", Err(error)),
         Ok(mut stack) => run_phases(cluster, args, &mut stack, measured, problems),
     };
-    if args.crash_jobs > 0 {
+    if args.crash_jobs > 0 && !args.slurm_load_only {
         problems.record(
             "kill -9 during a listened burst",
             crash_phase(cluster, &runtime, args, credentials, measured),
@@ -341,10 +360,11 @@ fn run_phases(
     measured: &mut Measured,
     problems: &mut Problems,
 ) {
-    say(format!(
-        "dispatcher up (log {})",
-        stack.dispatcher.log_path().display()
-    ));
+    let log = stack.dispatcher.log_path().display().to_string();
+    say(format!("dispatcher up (log {log})"));
+    if slurm_load_phase(args, stack, measured, problems) {
+        return after_phases(cluster, args, stack, measured, problems);
+    }
     for (intake, through) in [
         (Intake::Webhook, "the dispatcher (webhooks)"),
         (Intake::Listener, "the scale set listener"),
@@ -436,6 +456,31 @@ fn after_phases(
     }
 }
 
+/// The dispatcher's load on slurmctld, without and with `--foreign-jobs` held jobs (when
+/// given). True when nothing else is to be measured (`--slurm-load-only`).
+fn slurm_load_phase(
+    args: &Args,
+    stack: &mut Stack,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) -> bool {
+    if args.foreign_jobs == 0 {
+        return false;
+    }
+    say(format!(
+        "Slurm load: {} s idle and {} jobs, then again with {} foreign held jobs",
+        args.slurm_load_idle_secs, args.slurm_load_jobs, args.foreign_jobs
+    ));
+    let result = slurm_load::slurm_load(
+        stack,
+        args.foreign_jobs,
+        Duration::from_secs(args.slurm_load_idle_secs),
+        args.slurm_load_jobs,
+    );
+    problems.record("slurm load", result.map(|r| measured.slurm_load = Some(r)));
+    args.slurm_load_only
+}
+
 /// The burst on the listener target, once the webhook burst's runners are gone.
 fn listener_burst(args: &Args, stack: &mut Stack, measured: &mut Measured) -> Result<()> {
     say("waiting for the webhook burst's runners to be gone");
@@ -515,6 +560,7 @@ fn details(m: &Measured) -> serde_json::Value {
         "idle": m.idle,
         "burst": m.burst,
         "listener_burst": m.listener_burst,
+        "slurm_load": m.slurm_load,
         "crash": m.crash,
         "tracked": m.tracked,
         "leftovers_after_run": m.leftovers,
