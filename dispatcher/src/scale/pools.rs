@@ -46,6 +46,9 @@ mod tests {
             qos: None,
             extra_args: vec![],
             job_script_args: vec![],
+            min_idle: 0,
+            warm_hours: None,
+            time_limit_secs: None,
         }
     }
 
