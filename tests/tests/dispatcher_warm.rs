@@ -14,13 +14,12 @@ use std::time::Duration;
 use test_support::wait_until_async;
 
 use dispatcher_support::{
-    base_config, cluster, get_json, get_text, metric, secrets_dir, slurm_jobs, start_sim, SlurmJob,
-    SECRET,
+    base_config, cluster, get_json, get_text, metric, secrets_dir, slurm_jobs, start_in_process,
+    start_sim, SlurmJob,
 };
 use e2e::dispatcher_config::{Pool, Scaling};
 use gha_dispatcher::app::Running;
-use gha_dispatcher::config::Config;
-use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
+use github_sim::model::{JobSpec, WorkflowSpec};
 use github_sim::Sim;
 
 const PREFIX: &str = "e2e-warm";
@@ -65,17 +64,8 @@ impl Warm {
         config.pools = vec![Pool::new("warm", &["linux", "x64"], MAX_RUNNERS as u32)
             .time_limit("1")
             .warm(2, hours)];
-        let config = Config::parse(&config.to_toml().unwrap()).unwrap();
-        let secrets = config.load_secrets().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = gha_dispatcher::app::start(config, secrets, Some(listener))
-            .await
-            .unwrap();
-        self.url = format!("http://{}", running.local_addr);
-        self.sim.set_webhook(WebhookTarget {
-            url: format!("{}/webhook", self.url),
-            secret: SECRET.into(),
-        });
+        let (running, url) = start_in_process(&config, &self.sim).await;
+        self.url = url;
         self.dispatcher = Some(running);
     }
 

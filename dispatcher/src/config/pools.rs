@@ -40,6 +40,32 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
+    /// A pool for tests: `labels` (plus `self-hosted`), nothing else set.
+    #[cfg(test)]
+    pub(crate) fn example(name: &str, labels: &[&str], priority: i64) -> PoolConfig {
+        let mut labels: Vec<String> = labels.iter().map(|l| l.to_lowercase()).collect();
+        labels.push("self-hosted".into());
+        PoolConfig {
+            name: name.into(),
+            labels,
+            priority,
+            max_runners: 1,
+            image: None,
+            partition: None,
+            cpus: None,
+            memory: None,
+            gres: None,
+            time_limit: None,
+            account: None,
+            qos: None,
+            extra_args: vec![],
+            job_script_args: vec![],
+            min_idle: 0,
+            warm_hours: None,
+            time_limit_secs: None,
+        }
+    }
+
     /// Its runners wait idle without a stop of their own: the dispatcher retires surplus
     /// idle runners and rotates them before their time limit.
     pub fn is_warm(&self) -> bool {

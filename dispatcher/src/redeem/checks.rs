@@ -410,31 +410,20 @@ mod tests {
         let mut f = with_host();
         f.row.as_mut().unwrap().state = RunnerState::Submitted;
         assert_eq!(decide(f), Err(RefusalCode::NotNeeded));
-        let mut f = with_host();
-        f.row.as_mut().unwrap().state = RunnerState::Submitted;
-        f.demand = RunnerDemand {
-            queued: 4,
-            warm: 0,
-            others_ready: 3,
+        let submitted_with = |queued, warm, others_ready| {
+            let mut f = with_host();
+            f.row.as_mut().unwrap().state = RunnerState::Submitted;
+            f.demand = RunnerDemand {
+                queued,
+                warm,
+                others_ready,
+            };
+            decide(f)
         };
-        assert_eq!(decide(f), Ok(()));
+        assert_eq!(submitted_with(4, 0, 3), Ok(()));
         // No job waits, but the pool keeps two warm and one other is ready: still wanted.
-        let mut f = with_host();
-        f.row.as_mut().unwrap().state = RunnerState::Submitted;
-        f.demand = RunnerDemand {
-            queued: 0,
-            warm: 2,
-            others_ready: 1,
-        };
-        assert_eq!(decide(f), Ok(()));
-        let mut f = with_host();
-        f.row.as_mut().unwrap().state = RunnerState::Submitted;
-        f.demand = RunnerDemand {
-            queued: 0,
-            warm: 2,
-            others_ready: 2,
-        };
-        assert_eq!(decide(f), Err(RefusalCode::NotNeeded));
+        assert_eq!(submitted_with(0, 2, 1), Ok(()));
+        assert_eq!(submitted_with(0, 2, 2), Err(RefusalCode::NotNeeded));
     }
 
     #[test]

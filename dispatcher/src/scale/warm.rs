@@ -139,28 +139,10 @@ mod tests {
     use crate::model::SlurmState;
 
     fn warm_pool(min_idle: u32, limit: Option<u64>) -> PoolConfig {
-        let config = crate::config::Config::parse(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-webhook_secret_file = "/x"
-[github]
-token_file = "/x"
-targets = [{ org = "acme" }]
-[slurm]
-job_script = "/x"
-user = "svc"
-[[pools]]
-name = "cpu"
-labels = ["linux"]
-max_runners = 4
-"#,
-        )
-        .unwrap();
         PoolConfig {
             min_idle,
             time_limit_secs: limit,
-            ..config.pools[0].clone()
+            ..PoolConfig::example("cpu", &["linux"], 0)
         }
     }
 
