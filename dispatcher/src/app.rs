@@ -258,13 +258,7 @@ fn scale_sets(
 
 /// The control loop and its stages.
 fn controller(ctx: StageContext, scale_sets: ScaleSets, wake: Arc<Notify>) -> Controller {
-    let scale = Scaler::new(
-        ctx.config.clone(),
-        ctx.db.clone(),
-        ctx.slurm.clone(),
-        ctx.telemetry.clone(),
-        scale_sets,
-    );
+    let scale = Scaler::new(ctx.clone(), scale_sets);
     let period = Duration::from_secs(ctx.config.scaling.reconcile_interval_secs);
     let github = ctx.github.clone();
     let reconcile = Reconciler::new(ctx.clone());

@@ -1,11 +1,13 @@
 //! Properties of the scaling decision (`scale::decide`) over random pools: any number of
-//! scopes, queued jobs and runners in any phase. Each decision stays within `max_runners`,
-//! creates only for queued jobs no spare runner covers, cancels only runners whose Slurm job
-//! is still pending, and fills the room it has. Played forward against a small world (runners
+//! scopes, queued jobs, warm targets (`min_idle`) and runners in any phase. Each decision
+//! stays within `max_runners`, creates only for queued jobs or warmth no spare runner covers,
+//! cancels only runners whose Slurm job is still pending, retires only idle runners of a
+//! warm pool, and fills the room it has. Played forward against a small world (runners
 //! start, go idle, take jobs and finish, in random order), repeated decisions meet every
-//! queued job eventually, with no pool ever above `max_runners`.
+//! queued job eventually, with no pool ever above `max_runners`, and a warm pool settles at
+//! its warm target of idle runners.
 //!
-//! Only the public shape is used (`decide`, `PoolDemand`, `ScopeDemand` built from
+//! Only the public shape is used (`decide`, `PoolDemand` and `ScopeDemand` built from
 //! `Default`), so the properties hold whatever else the decision comes to read.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,29 +19,47 @@ use proptest::prelude::*;
 // The struct update keeps this building when the decision's input grows a field (a second
 // intake's job count): the properties are about the fields set here.
 #[allow(clippy::needless_update)]
-fn scope_demand(queued: Vec<u64>, runners: Vec<RunnerInfo>) -> ScopeDemand {
+fn scope_demand(queued: Vec<u64>, warm: usize, runners: Vec<RunnerInfo>) -> ScopeDemand {
     ScopeDemand {
         queued_jobs: queued,
+        warm,
         runners,
         ..ScopeDemand::default()
     }
 }
 
-/// A pool: up to 3 scopes, each with up to 8 queued jobs (ids unique in the pool) and up to
-/// 8 runners in any phase (names unique in the pool).
+#[allow(clippy::needless_update)]
+fn pool_demand(max: u32, retire_idle: bool, scopes: BTreeMap<String, ScopeDemand>) -> PoolDemand {
+    PoolDemand {
+        max_runners: max,
+        scopes,
+        retire_idle,
+        ..PoolDemand::default()
+    }
+}
+
+/// A pool: up to 3 scopes, each with up to 8 queued jobs (ids unique in the pool), a warm
+/// target up to 3 and up to 8 runners in any phase (names unique in the pool); warm (its idle
+/// surplus retired) or not.
 fn pool_strategy() -> impl Strategy<Value = PoolDemand> {
     let scope = (
         0usize..8,
+        0usize..4,
         proptest::collection::vec(
             (0usize..RunnerPhase::ALL.len(), 0i64..100, any::<bool>()),
             0..8,
         ),
     );
-    (0u32..12, proptest::collection::vec(scope, 1..4)).prop_map(|(max, scopes)| {
+    let pool = (
+        0u32..12,
+        any::<bool>(),
+        proptest::collection::vec(scope, 1..4),
+    );
+    pool.prop_map(|(max, retire_idle, scopes)| {
         let mut next_job = 1u64;
         let mut next_runner = 0usize;
         let mut built = BTreeMap::new();
-        for (index, (queued, runners)) in scopes.into_iter().enumerate() {
+        for (index, (queued, warm, runners)) in scopes.into_iter().enumerate() {
             let jobs: Vec<u64> = (next_job..next_job + queued as u64).collect();
             next_job += queued as u64;
             let runners = runners
@@ -54,12 +74,10 @@ fn pool_strategy() -> impl Strategy<Value = PoolDemand> {
                     }
                 })
                 .collect();
-            built.insert(format!("scope-{index}"), scope_demand(jobs, runners));
+            let warm = if retire_idle { warm } else { 0 };
+            built.insert(format!("scope-{index}"), scope_demand(jobs, warm, runners));
         }
-        PoolDemand {
-            max_runners: max,
-            scopes: built,
-        }
+        pool_demand(max, retire_idle, built)
     })
 }
 
@@ -82,7 +100,10 @@ proptest! {
         for (scope, job) in &decision.create {
             let demand = pool.scopes.get(scope).expect("a created runner names a known scope");
             let Some(job) = job else {
-                prop_assert!(demand.waiting_count > 0, "made for no job and no count");
+                prop_assert!(
+                    demand.waiting_count + demand.warm > 0,
+                    "made for no job, no count and no warmth"
+                );
                 continue;
             };
             prop_assert!(demand.queued_jobs.contains(job), "made for a job not queued there");
@@ -100,29 +121,47 @@ proptest! {
             // A runner that started may be taking a job right now: never cancelled.
             prop_assert_eq!(runner.phase, RunnerPhase::SlurmPending);
         }
+        let retired: BTreeSet<&str> = decision.retire.iter().map(String::as_str).collect();
+        prop_assert_eq!(retired.len(), decision.retire.len(), "a runner retired twice");
+        prop_assert!(retired.is_empty() || pool.retire_idle, "retired in a pool that is not warm");
+        for name in &retired {
+            let runner = all_runners.get(name).expect("a retired runner exists");
+            // Only an idle runner is retired (GitHub refuses it once it took a job).
+            prop_assert_eq!(runner.phase, RunnerPhase::Idle);
+        }
 
         let mut uncovered_total = 0;
+        let mut blocked_jobs = 0;
+        let mut room = max.saturating_sub(alive);
         for (scope, demand) in &pool.scopes {
             let created = decision.create.iter().filter(|(s, _)| s == scope).count();
             let queued = demand.queued_jobs.len();
-            // No more spare capacity than queued jobs, counting what is on its way.
-            prop_assert!(spare(demand) + created <= queued.max(spare(demand)));
-            let cancelled_here = demand
+            let wanted = queued + demand.warm;
+            // No more spare capacity than wanted (jobs and warmth), counting what is on its way.
+            prop_assert!(spare(demand) + created <= wanted.max(spare(demand)));
+            let gone_here = demand
                 .runners
                 .iter()
-                .filter(|r| cancelled.contains(r.name.as_str()))
+                .filter(|r| cancelled.contains(r.name.as_str()) || retired.contains(r.name.as_str()))
                 .count();
-            prop_assert!(created == 0 || cancelled_here == 0, "creates and cancels in {scope}");
-            // Only surplus is cancelled: what stays still covers the queue.
-            if cancelled_here > 0 {
-                prop_assert!(spare(demand) - cancelled_here >= queued);
+            prop_assert!(created == 0 || gone_here == 0, "creates and removes in {scope}");
+            // Only surplus goes: what stays still covers the queue and the warm target.
+            if gone_here > 0 {
+                prop_assert!(spare(demand) - gone_here >= wanted);
             }
-            uncovered_total += queued.saturating_sub(spare(demand));
+            let uncovered = wanted.saturating_sub(spare(demand));
+            uncovered_total += uncovered;
+            // Scopes are served in order; jobs before warmth within one.
+            let jobs_uncovered = queued.saturating_sub(spare(demand));
+            let taken = uncovered.min(room);
+            room -= taken;
+            blocked_jobs += jobs_uncovered - jobs_uncovered.min(taken);
         }
-        // It fills the room it has: every uncovered job gets a runner or is counted as blocked.
+        // It fills the room it has: every uncovered job gets a runner or is counted as
+        // blocked (warmth that does not fit blocks no job).
         let room = max.saturating_sub(alive);
         prop_assert_eq!(decision.create.len(), uncovered_total.min(room));
-        prop_assert_eq!(decision.blocked_by_max, uncovered_total - decision.create.len());
+        prop_assert_eq!(decision.blocked_by_max, blocked_jobs);
     }
 }
 
@@ -138,6 +177,9 @@ struct WorldRunner {
 #[derive(Debug, Default)]
 struct World {
     queued: Vec<u64>,
+    /// Idle runners wanted (`min_idle`); above 0 the pool is warm: idle runners wait until
+    /// the decision retires them instead of stopping on their own.
+    warm: usize,
     runners: Vec<WorldRunner>,
     done_jobs: usize,
     clock: i64,
@@ -155,15 +197,17 @@ impl World {
                 registered: matches!(r.phase, RunnerPhase::Idle | RunnerPhase::Starting),
             })
             .collect();
-        PoolDemand {
-            max_runners: max,
-            scopes: BTreeMap::from([("s".to_string(), scope_demand(self.queued.clone(), runners))]),
-        }
+        let scope = scope_demand(self.queued.clone(), self.warm, runners);
+        pool_demand(
+            max,
+            self.warm > 0,
+            BTreeMap::from([("s".to_string(), scope)]),
+        )
     }
 
     fn apply(&mut self, max: u32) {
         let decision = decide(&self.pool(max));
-        for name in &decision.cancel {
+        for name in decision.cancel.iter().chain(&decision.retire) {
             self.runners.retain(|r| &r.name != name);
         }
         for (_, job) in decision.create {
@@ -191,6 +235,8 @@ impl World {
                 self.queued.remove(0);
                 runner.phase = RunnerPhase::Busy;
             }
+            // A warm pool's idle runner waits to be retired.
+            RunnerPhase::Idle if self.warm > 0 => {}
             // An idle runner with nothing to do stops (its idle timeout).
             RunnerPhase::Idle | RunnerPhase::Busy | RunnerPhase::Cancelling => {
                 if runner.phase == RunnerPhase::Busy {
@@ -208,11 +254,12 @@ proptest! {
     #[test]
     fn repeated_decisions_meet_the_demand_eventually(
         max in 1u32..6,
+        warm in 0usize..4,
         jobs in 0u64..25,
         arrivals in proptest::collection::vec(0u64..4, 0..20),
         picks in proptest::collection::vec(any::<usize>(), 0..200),
     ) {
-        let mut world = World { queued: (1..=jobs).collect(), ..World::default() };
+        let mut world = World { queued: (1..=jobs).collect(), warm, ..World::default() };
         let mut next_job = jobs + 1;
         let mut arrivals = arrivals.into_iter();
         // A random interleaving of decisions, runner progress and new jobs.
@@ -238,5 +285,16 @@ proptest! {
             prop_assert!(world.runners.len() <= max as usize, "above max_runners");
         }
         prop_assert!(world.queued.is_empty(), "jobs never met: {:?}", world.queued);
+        // With nothing more to do, a warm pool settles at its target (within max_runners)
+        // of idle runners; another pool at none.
+        for round in 0..64 * (max as usize + 1) * (warm + 1) {
+            world.apply(max);
+            world.step(round);
+            prop_assert!(world.runners.len() <= max as usize, "above max_runners");
+        }
+        world.apply(max);
+        let idle = world.runners.iter().filter(|r| r.phase == RunnerPhase::Idle).count();
+        prop_assert_eq!(idle, warm.min(max as usize), "idle runners at rest: {:?}", world.runners);
+        prop_assert_eq!(world.runners.len(), idle, "only idle runners at rest");
     }
 }

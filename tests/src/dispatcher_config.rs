@@ -161,9 +161,19 @@ pub struct Pool {
     pub extra_args: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub job_script_args: Vec<String>,
+    /// Idle runners kept online per target (a warm pool); 0: none.
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub min_idle: u32,
+    /// When `min_idle` applies (UTC), e.g. `"Mon-Fri 08:00-20:00"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_hours: Option<String>,
 }
 
 fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
@@ -178,7 +188,16 @@ impl Pool {
             time_limit: None,
             extra_args: Vec::new(),
             job_script_args: Vec::new(),
+            min_idle: 0,
+            warm_hours: None,
         }
+    }
+
+    /// A warm pool: `min_idle` idle runners, during `hours` when given.
+    pub fn warm(mut self, min_idle: u32, hours: Option<&str>) -> Pool {
+        self.min_idle = min_idle;
+        self.warm_hours = hours.map(Into::into);
+        self
     }
 
     pub fn time_limit(mut self, limit: &str) -> Pool {

@@ -14,10 +14,9 @@ use std::time::Duration;
 use test_support::wait_until_async;
 
 use dispatcher_support::{base_config, cluster, secrets_dir, start_sim, SECRET};
-use e2e::dispatcher_config::{Pool, Scaling};
+use e2e::dispatcher_config::{DispatcherConfig, Pool, Scaling};
 use gha_dispatcher::app::Running;
-use gha_dispatcher::config::Config;
-use github_sim::model::{JobSpec, RunCreated, WebhookTarget, WorkflowSpec};
+use github_sim::model::{JobSpec, RunCreated, WorkflowSpec};
 use github_sim::{Faults, Sim};
 
 /// Short timers so that hygiene and reconciliation happen within a test's time.
@@ -34,7 +33,7 @@ struct Harness {
     /// Holds the database and secret files for as long as the dispatcher runs.
     _dir: tempfile::TempDir,
     prefix: String,
-    config_text: String,
+    config: DispatcherConfig,
     url: String,
 }
 
@@ -57,13 +56,12 @@ impl Harness {
         config.slurm.sbatch = sbatch.map(Path::to_path_buf);
         config.scaling = scaling;
         config.pools = pools;
-        let config_text = config.to_toml().unwrap();
         let mut h = Harness {
             sim,
             dispatcher: None,
             _dir: dir,
             prefix: prefix.to_string(),
-            config_text,
+            config,
             url: String::new(),
         };
         h.start_dispatcher().await;
@@ -71,17 +69,8 @@ impl Harness {
     }
 
     async fn start_dispatcher(&mut self) {
-        let config = Config::parse(&self.config_text).unwrap();
-        let secrets = config.load_secrets().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = gha_dispatcher::app::start(config, secrets, Some(listener))
-            .await
-            .unwrap();
-        self.url = format!("http://{}", running.local_addr);
-        self.sim.set_webhook(WebhookTarget {
-            url: format!("{}/webhook", self.url),
-            secret: SECRET.into(),
-        });
+        let (running, url) = dispatcher_support::start_in_process(&self.config, &self.sim).await;
+        self.url = url;
         self.dispatcher = Some(running);
     }
 

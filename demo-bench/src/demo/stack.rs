@@ -296,6 +296,8 @@ impl Dispatcher {
         let status = self.stop_child(&mut child);
         if status.is_ok() {
             super::stopping::forget_dispatcher(self.pid);
+            // Stopped: the cluster's dispatcher slot is free for the next one (a restart).
+            self._slot = None;
         }
         status
     }

@@ -218,6 +218,16 @@ pub fn render_table(status: &Status) -> String {
         );
     }
     render_scale_sets(&mut out, &status.scale_sets);
+    for (pool, warm) in &status.shared.warm_pools {
+        let _ = writeln!(
+            out,
+            "\nwarm pool {pool}: {} idle of {} wanted now (min_idle {} per target, {})",
+            warm.idle,
+            warm.target,
+            warm.min_idle,
+            warm.hours.as_deref().unwrap_or("always"),
+        );
+    }
     if status.jobs_queued_not_ours > 0 {
         let _ = writeln!(
             out,

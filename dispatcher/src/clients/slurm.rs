@@ -562,6 +562,9 @@ mod tests {
             qos: None,
             extra_args: vec!["--exclusive".into()],
             job_script_args: vec!["--idle-timeout".into(), "5".into()],
+            min_idle: 0,
+            warm_hours: None,
+            time_limit_secs: None,
         }
     }
 

@@ -14,6 +14,7 @@ mod scaling;
 mod secrets;
 mod server;
 mod slurm;
+mod warm;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ pub use pools::PoolConfig;
 pub use scaling::ScalingConfig;
 pub use secrets::{GithubSecret, Secrets};
 pub use slurm::{SlurmConfig, MIN_TICKET_TTL_SECS};
+pub use warm::{slurm_time_limit_secs, WarmHours};
 
 pub const DEFAULT_DB_PATH: &str = "/var/lib/gha-dispatcher/state.db";
 /// Where the packaged console assets are installed (`server.console_dir`).

@@ -150,6 +150,8 @@ pub(super) struct RawPool {
     pub(super) extra_args: Vec<String>,
     #[serde(default)]
     pub(super) job_script_args: Vec<String>,
+    pub(super) min_idle: Option<Spanned<u32>>,
+    pub(super) warm_hours: Option<Spanned<String>>,
 }
 
 fn default_api_url() -> Spanned<String> {

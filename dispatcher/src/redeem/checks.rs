@@ -209,12 +209,13 @@ pub fn check_needed(row: &RunnerRow, demand: RunnerDemand) -> Result<(), Refusal
             format!("runner {} is {}", row.name, row.state.as_str()),
         ));
     }
-    if demand.queued <= demand.others_ready {
+    // A runner wanted for warmth (the pool's min_idle) is needed like one for a job.
+    if demand.queued + demand.warm <= demand.others_ready {
         return Err(refuse(
             RefusalCode::NotNeeded,
             format!(
-                "no job needs runner {}: {} queued, {} other runners ready",
-                row.name, demand.queued, demand.others_ready
+                "no job needs runner {}: {} queued, {} kept warm, {} other runners ready",
+                row.name, demand.queued, demand.warm, demand.others_ready
             ),
         ));
     }
@@ -270,6 +271,7 @@ mod tests {
             node_ips: vec!["10.0.0.7".parse().unwrap()],
             demand: RunnerDemand {
                 queued: 1,
+                warm: 0,
                 others_ready: 0,
             },
         }
@@ -338,6 +340,7 @@ mod tests {
             node_ips: vec![],
             demand: RunnerDemand {
                 queued: 0,
+                warm: 0,
                 others_ready: 3,
             },
         };
@@ -400,19 +403,27 @@ mod tests {
         let mut f = with_host();
         f.demand = RunnerDemand {
             queued: 5,
+            warm: 0,
             others_ready: 0,
         };
         assert_eq!(decide(f), Err(RefusalCode::NotNeeded));
         let mut f = with_host();
         f.row.as_mut().unwrap().state = RunnerState::Submitted;
         assert_eq!(decide(f), Err(RefusalCode::NotNeeded));
-        let mut f = with_host();
-        f.row.as_mut().unwrap().state = RunnerState::Submitted;
-        f.demand = RunnerDemand {
-            queued: 4,
-            others_ready: 3,
+        let submitted_with = |queued, warm, others_ready| {
+            let mut f = with_host();
+            f.row.as_mut().unwrap().state = RunnerState::Submitted;
+            f.demand = RunnerDemand {
+                queued,
+                warm,
+                others_ready,
+            };
+            decide(f)
         };
-        assert_eq!(decide(f), Ok(()));
+        assert_eq!(submitted_with(4, 0, 3), Ok(()));
+        // No job waits, but the pool keeps two warm and one other is ready: still wanted.
+        assert_eq!(submitted_with(0, 2, 1), Ok(()));
+        assert_eq!(submitted_with(0, 2, 2), Err(RefusalCode::NotNeeded));
     }
 
     #[test]

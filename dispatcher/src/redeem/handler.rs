@@ -251,6 +251,7 @@ impl checks::Facts for Live {
                     &waiting,
                     &store::live_runners(&tx)?,
                     &Mapping::new(store::repo_users(&tx)?),
+                    now_secs(),
                 );
                 if let Err(refusal) = needed(&row, demand.for_runner(&config, &row)) {
                     return Ok(Err(refusal));

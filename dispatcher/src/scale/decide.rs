@@ -2,9 +2,13 @@
 //!
 //! Runners are not bound to jobs: any idle runner whose labels cover a job may take it. So
 //! for each pool and registration scope we keep *spare* runners (on their way or online and
-//! idle) equal to the unassigned queued jobs, never exceeding the pool's `max_runners` in
-//! total. When demand falls, surplus runners whose Slurm job is still pending are cancelled;
-//! a runner that started (it may be taking a job right now) or has a job is never cancelled.
+//! idle) equal to the unassigned queued jobs plus the scope's warm target (idle runners
+//! kept ready, `min_idle`), never exceeding the pool's `max_runners` in total. When demand
+//! falls, surplus runners whose Slurm job is still pending are cancelled; a runner that
+//! started (it may be taking a job right now) or has a job is never cancelled. In a warm
+//! pool (its runners have no idle stop of their own) surplus idle runners are retired
+//! instead: their registration is removed first, which GitHub refuses for a runner that
+//! just took a job, so a runner with a job is never retired either.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +32,8 @@ pub struct ScopeDemand {
     pub queued_jobs: Vec<u64>,
     /// Jobs waiting that we know only by count (listener intake: a scale set's statistics).
     pub waiting_count: usize,
+    /// Idle runners wanted beside the waiting jobs (the pool's `min_idle`, in its hours).
+    pub warm: usize,
     pub runners: Vec<RunnerInfo>,
 }
 
@@ -36,22 +42,33 @@ impl ScopeDemand {
     pub fn waiting(&self) -> usize {
         self.queued_jobs.len() + self.waiting_count
     }
+
+    /// Spare runners wanted: one per waiting job, plus the warm target.
+    pub fn wanted(&self) -> usize {
+        self.waiting() + self.warm
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PoolDemand {
     pub max_runners: u32,
     /// Keyed by scope, so the decision is deterministic.
     pub scopes: BTreeMap<String, ScopeDemand>,
+    /// A warm pool: surplus idle runners are retired (they never stop on their own).
+    pub retire_idle: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
-    /// New runners to create: (scope, the queued job each one is made for, if known by id).
+    /// New runners to create: (scope, the queued job each one is made for, if known by id;
+    /// `None` for a job known by count or a warm runner).
     pub create: Vec<(String, Option<u64>)>,
     /// Runners whose pending Slurm job should be cancelled.
     pub cancel: Vec<String>,
-    /// Queued jobs that cannot get a runner now because the pool is full.
+    /// Idle runners of a warm pool to retire (registration removed, then the job cancelled).
+    pub retire: Vec<String>,
+    /// Queued jobs that cannot get a runner now because the pool is full (a warm target
+    /// that does not fit is not counted: it is no job waiting).
     pub blocked_by_max: usize,
 }
 
@@ -62,41 +79,58 @@ pub fn decide(pool: &PoolDemand) -> Decision {
 
     for (scope, demand) in &pool.scopes {
         let spare = demand.runners.iter().filter(|r| r.phase.is_spare()).count();
-        let queued = demand.waiting();
-        if queued > spare {
-            // The first `spare` waiting jobs are covered by runners on their way; jobs known
-            // by id come first (oldest first), those known by count after.
+        let wanted = demand.wanted();
+        if wanted > spare {
+            // The first `spare` wanted runners are covered by runners on their way; jobs
+            // known by id come first (oldest first), those known by count next, warmth last.
             let uncovered = demand
                 .queued_jobs
                 .iter()
                 .map(|job| Some(*job))
-                .chain(std::iter::repeat_n(None, demand.waiting_count))
+                .chain(std::iter::repeat_n(
+                    None,
+                    demand.waiting_count + demand.warm,
+                ))
                 .skip(spare);
-            let want = queued - spare;
+            let want = wanted - spare;
             let take = want.min(room);
             room -= take;
-            decision.blocked_by_max += want - take;
+            let jobs_uncovered = demand.waiting().saturating_sub(spare);
+            decision.blocked_by_max += jobs_uncovered - jobs_uncovered.min(take);
             decision
                 .create
                 .extend(uncovered.take(take).map(|job| (scope.clone(), job)));
-        } else if spare > queued {
-            let surplus = spare - queued;
-            let mut pending: Vec<&RunnerInfo> = demand
-                .runners
-                .iter()
-                .filter(|r| r.phase == RunnerPhase::SlurmPending)
-                .collect();
-            pending.sort_by(|a, b| {
-                b.created_at
-                    .cmp(&a.created_at)
-                    .then_with(|| b.name.cmp(&a.name))
-            });
-            decision
-                .cancel
-                .extend(pending.into_iter().take(surplus).map(|r| r.name.clone()));
+        } else if spare > wanted {
+            let surplus = spare - wanted;
+            let cancelled = newest_first(demand, RunnerPhase::SlurmPending, surplus);
+            if pool.retire_idle {
+                let mut idle = oldest_first(demand, RunnerPhase::Idle);
+                idle.truncate(surplus - cancelled.len());
+                decision.retire.extend(idle);
+            }
+            decision.cancel.extend(cancelled);
         }
     }
     decision
+}
+
+/// Up to `count` runners of `phase`, newest first (the last made are the least along).
+fn newest_first(demand: &ScopeDemand, phase: RunnerPhase, count: usize) -> Vec<String> {
+    let mut found = oldest_first(demand, phase);
+    found.reverse();
+    found.truncate(count);
+    found
+}
+
+/// Runners of `phase`, oldest first (closest to their time limit), ties by name.
+fn oldest_first(demand: &ScopeDemand, phase: RunnerPhase) -> Vec<String> {
+    let mut found: Vec<&RunnerInfo> = demand.runners.iter().filter(|r| r.phase == phase).collect();
+    found.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    found.into_iter().map(|r| r.name.clone()).collect()
 }
 
 #[cfg(test)]
@@ -122,12 +156,13 @@ mod tests {
                         s.to_string(),
                         ScopeDemand {
                             queued_jobs: q,
-                            waiting_count: 0,
                             runners: r,
+                            ..ScopeDemand::default()
                         },
                     )
                 })
                 .collect(),
+            retire_idle: false,
         }
     }
 
@@ -235,9 +270,11 @@ mod tests {
                     queued_jobs: vec![9],
                     waiting_count: count,
                     runners,
+                    ..ScopeDemand::default()
                 },
             )]
             .into(),
+            retire_idle: false,
         };
         let d = decide(&demand(4, vec![runner("s", RunnerPhase::Starting, 0)]));
         // 5 waiting, 1 spare: 4 more wanted, 2 fit under max_runners 3.
@@ -258,6 +295,62 @@ mod tests {
             vec!["p2".to_string()],
             "the statistics fell: surplus cancelled"
         );
+    }
+
+    fn warm_pool(max: u32, warm: usize, queued: Vec<u64>, runners: Vec<RunnerInfo>) -> PoolDemand {
+        let mut p = pool(max, vec![("org:a", queued, runners)]);
+        p.retire_idle = true;
+        if let Some(scope) = p.scopes.get_mut("org:a") {
+            scope.warm = warm;
+        }
+        p
+    }
+
+    #[test]
+    fn a_warm_target_keeps_idle_runners_beside_the_jobs() {
+        let d = decide(&warm_pool(5, 2, vec![], vec![]));
+        assert_eq!(
+            d.create,
+            vec![("org:a".into(), None), ("org:a".into(), None)]
+        );
+        // One warm runner took a job (busy): its replacement is created. A new job is
+        // covered by the idle one, which leaves two more to keep warm.
+        let runners = vec![
+            runner("busy", RunnerPhase::Busy, 1),
+            runner("idle", RunnerPhase::Idle, 2),
+        ];
+        let d = decide(&warm_pool(5, 2, vec![], runners.clone()));
+        assert_eq!(d.create, vec![("org:a".into(), None)]);
+        let d = decide(&warm_pool(5, 2, vec![7], runners.clone()));
+        assert_eq!(
+            d.create,
+            vec![("org:a".into(), None), ("org:a".into(), None)]
+        );
+        // max_runners bounds warmth too, and warmth that does not fit blocks no job.
+        let d = decide(&warm_pool(2, 2, vec![], runners));
+        assert!(d.create.is_empty());
+        assert_eq!(d.blocked_by_max, 0);
+    }
+
+    #[test]
+    fn surplus_idle_runners_of_a_warm_pool_are_retired_oldest_first() {
+        let runners = vec![
+            runner("pending", RunnerPhase::SlurmPending, 9),
+            runner("idle-new", RunnerPhase::Idle, 5),
+            runner("idle-old", RunnerPhase::Idle, 1),
+            runner("idle-mid", RunnerPhase::Idle, 3),
+            runner("busy", RunnerPhase::Busy, 0),
+        ];
+        // 4 spare, 1 wanted: the pending one is cancelled, then the two oldest idle retired.
+        let d = decide(&warm_pool(10, 1, vec![], runners.clone()));
+        assert_eq!(d.cancel, vec!["pending".to_string()]);
+        assert_eq!(
+            d.retire,
+            vec!["idle-old".to_string(), "idle-mid".to_string()]
+        );
+        // Not a warm pool: idle runners stop on their own, nothing is retired.
+        let d = decide(&pool(10, vec![("org:a", vec![], runners)]));
+        assert!(d.retire.is_empty());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! The scale pass decides from it how many runners to add or cancel per pool and placement;
 //! a ticket redemption asks it whether the redeeming runner is still wanted. Both read the
-//! same [`demand`], so the two can never disagree about which jobs a runner may serve.
+//! same [`demand`], so the two can never disagree about which jobs a runner may serve, nor
+//! about a runner wanted for warmth (a pool's `min_idle`, counted beside the waiting jobs).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -33,6 +34,8 @@ pub struct Demand {
 pub struct RunnerDemand {
     /// Unassigned queued jobs.
     pub queued: usize,
+    /// Idle runners wanted for warmth (the pool's `min_idle` in its hours).
+    pub warm: usize,
     /// Other live runners that already hold a registration (redeemed ticket or inline) and
     /// are spare (not busy, not being cancelled).
     pub others_ready: usize,
@@ -42,13 +45,16 @@ pub struct RunnerDemand {
 /// jobs waiting in listener scale sets (by their pool and the target's placement) and live
 /// runners (by their pool and placement). Demand is grouped by placement (scope, user,
 /// account): a runner only serves jobs that would run as the same user. A job of a listener
-/// target heard of by webhook is not counted: its scale set's statistics count it.
+/// target heard of by webhook is not counted: its scale set's statistics count it. Each
+/// target's warm runners (pools with `min_idle`, in their hours at `now`) join the group of
+/// the target as a whole.
 pub fn demand(
     config: &Config,
     queued: &[JobRow],
     scale_sets: &[ScaleSetWaiting],
     live: &[RunnerRow],
     mapping: &Mapping,
+    now: i64,
 ) -> Demand {
     let mut demand = Demand {
         pools: config
@@ -58,6 +64,7 @@ pub fn demand(
                 let empty = PoolDemand {
                     max_runners: p.max_runners,
                     scopes: BTreeMap::new(),
+                    retire_idle: p.is_warm(),
                 };
                 (p.name.clone(), empty)
             })
@@ -68,6 +75,7 @@ pub fn demand(
     };
     demand.add_jobs(config, queued, mapping);
     demand.add_scale_sets(config, scale_sets, mapping);
+    demand.add_warm(config, mapping, now);
     demand.add_runners(config, live);
     demand
 }
@@ -132,6 +140,32 @@ impl Demand {
         }
     }
 
+    /// Each warm pool's target per GitHub target, placed like the target as a whole (the
+    /// placement its jobs' runners get). A target whose jobs are split among users (an
+    /// organization with repositories mapped on their own) gets no warm runners: no one
+    /// runner could serve them all. A listener target's runners must join its scale set,
+    /// so it is warmed only once that set is known.
+    fn add_warm(&mut self, config: &Config, mapping: &Mapping, now: i64) {
+        for pool in &config.pools {
+            let warm = pool.warm_target(now);
+            if warm == 0 {
+                continue;
+            }
+            for target in &config.github.targets {
+                let Ok(placement) = mapping.place_listener(config, target) else {
+                    continue;
+                };
+                let set_key = (pool.name.clone(), placement.key());
+                if target.intake == Intake::Listener && !self.scale_sets.contains_key(&set_key) {
+                    continue;
+                }
+                if let Some(group) = self.group(&pool.name, placement) {
+                    group.warm += warm;
+                }
+            }
+        }
+    }
+
     /// Live runners, by their pool and placement.
     fn add_runners(&mut self, config: &Config, live: &[RunnerRow]) {
         for row in live {
@@ -171,11 +205,13 @@ impl Demand {
         let Some(group) = self.pools.get(&row.pool).and_then(|p| p.scopes.get(&key)) else {
             return RunnerDemand {
                 queued: 0,
+                warm: 0,
                 others_ready: 0,
             };
         };
         RunnerDemand {
             queued: group.waiting(),
+            warm: group.warm,
             others_ready: group
                 .runners
                 .iter()
@@ -305,9 +341,10 @@ max_runners = 10
             },
         ];
         assert_eq!(
-            demand(&config, &jobs, &[], &live, &mapping).for_runner(&config, &me),
+            demand(&config, &jobs, &[], &live, &mapping, NOW).for_runner(&config, &me),
             RunnerDemand {
                 queued: 2,
+                warm: 0,
                 others_ready: 2
             }
         );
@@ -325,12 +362,54 @@ max_runners = 10
             waiting: 3,
         }];
         let live = vec![row("r1")];
-        let d = demand(&config, &jobs, &waiting, &live, &Mapping::default());
+        let d = demand(&config, &jobs, &waiting, &live, &Mapping::default(), NOW);
         let cpu = &d.pools["cpu"];
         let key = Placement::key_of("org:acme", Some("svc"), None);
         assert_eq!(cpu.scopes[&key].queued_jobs, Vec::<u64>::new());
         assert_eq!(cpu.scopes[&key].waiting_count, 3);
         assert_eq!(d.scale_sets[&("cpu".to_string(), key)], 7);
         assert_eq!(d.for_runner(&config, &live[0]).queued, 3);
+    }
+
+    #[test]
+    fn warm_runners_join_the_target_as_a_whole_and_count_for_redemption() {
+        let mut config = config();
+        config.pools[0].min_idle = 2;
+        let me = row("me");
+        let d = demand(
+            &config,
+            &[],
+            &[],
+            std::slice::from_ref(&me),
+            &Mapping::default(),
+            NOW,
+        );
+        let key = Placement::key_of("org:acme", Some("svc"), None);
+        assert_eq!(d.pools["cpu"].scopes[&key].warm, 2);
+        assert!(d.pools["cpu"].retire_idle);
+        assert_eq!(d.pools["gpu"].scopes.len(), 0, "gpu keeps none warm");
+        assert_eq!(d.placements[&key].user.as_deref(), Some("svc"));
+        let wanted = d.for_runner(&config, &me);
+        assert_eq!((wanted.queued, wanted.warm, wanted.others_ready), (0, 2, 0));
+        // An organization split among users: no one runner serves it all, none kept warm.
+        let split = Mapping::new(vec![RepoUser {
+            repo_key: "acme/private".into(),
+            unix_user: "alice".into(),
+            account: None,
+        }]);
+        let d = demand(&config, &[], &[], &[], &split, NOW);
+        assert!(d.pools["cpu"].scopes.values().all(|s| s.warm == 0));
+        // A listener target is warmed only once its scale set is known.
+        config.github.targets[0].intake = Intake::Listener;
+        let d = demand(&config, &[], &[], &[], &Mapping::default(), NOW);
+        assert!(d.pools["cpu"].scopes.is_empty());
+        let set = ScaleSetWaiting {
+            pool: "cpu".into(),
+            scope: "org:acme".into(),
+            scale_set_id: 7,
+            waiting: 0,
+        };
+        let d = demand(&config, &[], &[set], &[], &Mapping::default(), NOW);
+        assert_eq!(d.pools["cpu"].scopes[&key].warm, 2);
     }
 }

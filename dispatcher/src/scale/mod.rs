@@ -2,7 +2,8 @@
 //!
 //! [`demand`] counts unmet work once, for the scale pass and for ticket redemption alike;
 //! [`decide`] turns one pool's demand into runners to add or pending jobs to cancel (pure);
-//! [`pools`] matches labels to pools and [`placement`] says who a job's runner runs as. The
+//! [`pools`] matches labels to pools and [`placement`] says who a job's runner runs as;
+//! [`warm`] retires the idle runners of warm pools (surplus, or due for rotation). The
 //! [`Scaler`] stage reads the database, publishes what it saw, cancels surplus pending jobs
 //! and hands the runners to create to `submit`.
 
@@ -10,14 +11,17 @@ pub mod decide;
 pub mod demand;
 pub mod placement;
 pub mod pools;
+pub mod warm;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::clients::slurm::Slurm;
 use crate::config::{Config, PoolConfig};
-use crate::model::{JobStatus, Placement, RunnerPhase, RunnerRow, RunnerState};
+use crate::model::{now_secs, JobStatus, Placement, RunnerPhase, RunnerRow, RunnerState};
+use crate::registrations::Registrations;
 use crate::scale_sets::ScaleSets;
+use crate::stage::StageContext;
 use crate::store::{self, Db};
 use crate::telemetry::{RefusedJob, Telemetry};
 use decide::PoolDemand;
@@ -52,30 +56,31 @@ pub struct Scaler {
     slurm: Slurm,
     telemetry: Telemetry,
     scale_sets: ScaleSets,
+    /// Removes the registration of a warm runner it retires.
+    registrations: Registrations,
     /// Jobs already counted in `jobs_refused_total`, so each is counted once.
     refused_counted: Arc<Mutex<HashSet<u64>>>,
+    /// Warm pools' idle counts as last seen, for idle runner-seconds.
+    idle_clock: Arc<Mutex<warm::IdleClock>>,
 }
 
 impl Scaler {
-    pub fn new(
-        config: Arc<Config>,
-        db: Db,
-        slurm: Slurm,
-        telemetry: Telemetry,
-        scale_sets: ScaleSets,
-    ) -> Scaler {
+    pub fn new(ctx: StageContext, scale_sets: ScaleSets) -> Scaler {
         Scaler {
-            config,
-            db,
-            slurm,
-            telemetry,
+            config: ctx.config,
+            db: ctx.db,
+            slurm: ctx.slurm,
+            telemetry: ctx.telemetry,
             scale_sets,
+            registrations: ctx.registrations,
             refused_counted: Arc::new(Mutex::new(HashSet::new())),
+            idle_clock: Arc::new(Mutex::new(warm::IdleClock::new())),
         }
     }
 
-    /// Read demand, publish it, cancel surplus pending runners; `None` when the database
-    /// could not be read.
+    /// Read demand, rotate warm runners due for it, publish what it saw, cancel surplus
+    /// pending runners and retire surplus idle ones; `None` when the database could not be
+    /// read.
     pub async fn pass(&self) -> Option<Plan> {
         let snapshot = self
             .db
@@ -94,8 +99,9 @@ impl Scaler {
                 return None;
             }
         };
+        let now = now_secs();
         let Demand {
-            pools,
+            mut pools,
             placements,
             refused,
             scale_sets,
@@ -105,9 +111,12 @@ impl Scaler {
             &self.scale_sets.waiting(),
             &runners,
             &Mapping::new(mapping),
+            now,
         );
+        self.rotate_due(&runners, &mut pools, now).await;
         self.publish_refused(refused);
         self.publish_gauges(&pools);
+        self.publish_warm(&pools);
 
         let mut plan = Plan::default();
         for pool in &self.config.pools {
@@ -117,6 +126,9 @@ impl Scaler {
             let decision = decide::decide(d);
             for name in decision.cancel {
                 self.cancel_surplus(&runners, &name).await;
+            }
+            for row in runners.iter().filter(|r| decision.retire.contains(&r.name)) {
+                self.retire(row, "warm_surplus").await;
             }
             if decision.blocked_by_max > 0 {
                 plan.saturated = true;

@@ -29,24 +29,7 @@ mod tests {
     use super::*;
 
     fn pool(name: &str, labels: &[&str], priority: i64) -> PoolConfig {
-        let mut labels: Vec<String> = labels.iter().map(|l| l.to_lowercase()).collect();
-        labels.push("self-hosted".into());
-        PoolConfig {
-            name: name.into(),
-            labels,
-            priority,
-            max_runners: 1,
-            image: None,
-            partition: None,
-            cpus: None,
-            memory: None,
-            gres: None,
-            time_limit: None,
-            account: None,
-            qos: None,
-            extra_args: vec![],
-            job_script_args: vec![],
-        }
+        PoolConfig::example(name, labels, priority)
     }
 
     fn labels(l: &[&str]) -> Vec<String> {

@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use std::sync::atomic::AtomicU64;
+
 use crate::model::RunnerPhase;
 
 type Labels = Vec<(String, String)>;
@@ -40,6 +42,10 @@ pub struct Metrics {
     pub listener_jobs_acquired: Counter,
     pub jobs_accounted: Counter,
     pub runner_jobs_node_failed: Counter,
+    /// Warm pools: idle runner-seconds (what keeping runners ready costs), per pool.
+    pub warm_idle_seconds: Family<Labels, Counter<f64, AtomicU64>>,
+    pub warm_target: Family<Labels, Gauge>,
+    pub warm_idle: Family<Labels, Gauge>,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -83,11 +89,15 @@ impl Metrics {
             listener_jobs_acquired: Counter::default(),
             jobs_accounted: Counter::default(),
             runner_jobs_node_failed: Counter::default(),
+            warm_idle_seconds: Family::default(),
+            warm_target: Family::default(),
+            warm_idle: Family::default(),
             registry: Registry::default(),
         };
         m.register_demand(&mut registry);
         m.register_outcomes(&mut registry);
         m.register_listener(&mut registry);
+        m.register_warm(&mut registry);
         Metrics { registry, ..m }
     }
 
@@ -233,6 +243,35 @@ impl Metrics {
         );
     }
 
+    /// Warm pools (`min_idle`): their target, their idle runners, what idling costs.
+    fn register_warm(&self, registry: &mut Registry) {
+        registry.register(
+            "warm_idle_runner_seconds",
+            "Runner-seconds spent idle in warm pools (min_idle): the allocation keeping runners ready costs",
+            self.warm_idle_seconds.clone(),
+        );
+        registry.register(
+            "warm_target",
+            "Idle runners a warm pool wants now (min_idle per target, 0 outside warm_hours)",
+            self.warm_target.clone(),
+        );
+        registry.register(
+            "warm_idle",
+            "Idle runners of a warm pool now",
+            self.warm_idle.clone(),
+        );
+    }
+
+    /// A warm pool's gauges, and `idle_seconds` more of idling.
+    pub fn set_warm(&self, pool: &str, target: i64, idle: i64, idle_seconds: f64) {
+        let label = vec![("pool".to_string(), pool.to_string())];
+        self.warm_target.get_or_create(&label).set(target);
+        self.warm_idle.get_or_create(&label).set(idle);
+        self.warm_idle_seconds
+            .get_or_create(&label)
+            .inc_by(idle_seconds);
+    }
+
     pub fn actions_call(&self, endpoint: &str, status: u16) {
         self.actions_calls
             .get_or_create(&vec![
@@ -329,7 +368,13 @@ impl Metrics {
                 .get_or_create(&one("outcome", outcome))
                 .inc_by(0);
         }
-        for reason in ["boot_deadline", "ticket_expired", "orphan_slurm_job"] {
+        for reason in [
+            "boot_deadline",
+            "ticket_expired",
+            "orphan_slurm_job",
+            "warm_rotated",
+            "warm_surplus",
+        ] {
             self.runners_reaped
                 .get_or_create(&one("reason", reason))
                 .inc_by(0);

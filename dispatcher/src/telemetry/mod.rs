@@ -8,7 +8,7 @@ mod shared;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use metrics::Metrics;
-pub use shared::{RefusedJob, SharedStatus};
+pub use shared::{RefusedJob, SharedStatus, WarmPoolStatus};
 
 /// The two together, as the control-loop stages hold them.
 #[derive(Clone)]

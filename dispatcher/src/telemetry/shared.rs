@@ -18,6 +18,23 @@ pub struct SharedStatus {
     /// Queued jobs of ours that get no runner (e.g. unmapped repository under "refuse").
     #[serde(default)]
     pub refused_jobs: Vec<RefusedJob>,
+    /// Warm pools (`min_idle`) by name: what each wants idle now and has idle.
+    #[serde(default)]
+    pub warm_pools: BTreeMap<String, WarmPoolStatus>,
+}
+
+/// A warm pool as the last scale pass saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmPoolStatus {
+    /// The configured `min_idle` (per target).
+    pub min_idle: u32,
+    /// `warm_hours` as understood (UTC), absent when always warm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<String>,
+    /// Idle runners wanted now, over all targets.
+    pub target: usize,
+    /// Idle runners online now.
+    pub idle: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -77,6 +77,25 @@ pub fn config_with(
     config
 }
 
+/// The dispatcher in this process on `config`, the simulator's webhooks sent to it; its URL.
+pub async fn start_in_process(
+    config: &DispatcherConfig,
+    sim: &Sim,
+) -> (gha_dispatcher::app::Running, String) {
+    let config = gha_dispatcher::config::Config::parse(&config.to_toml().unwrap()).unwrap();
+    let secrets = config.load_secrets().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = gha_dispatcher::app::start(config, secrets, Some(listener))
+        .await
+        .unwrap();
+    let url = format!("http://{}", running.local_addr);
+    sim.set_webhook(github_sim::model::WebhookTarget {
+        url: format!("{url}/webhook"),
+        secret: SECRET.into(),
+    });
+    (running, url)
+}
+
 /// `reconcile_interval_secs` (and `boot_deadline_secs` when given), nothing else.
 pub fn scaling(reconcile_interval_secs: u64, boot_deadline_secs: Option<u64>) -> Scaling {
     Scaling {

@@ -6,7 +6,8 @@
 //! side by side. One module per phase: one job at a time ([`sequential`]: latencies and API
 //! calls per job, per intake), an idle window ([`idle`]: API calls per hour per target), a
 //! burst of queued webhooks ([`burst`]) or of listened jobs ([`listener_burst`]), kill -9
-//! during a listened burst ([`crash`]) and 10,000 tracked jobs ([`tracked`]: memory).
+//! during a listened burst ([`crash`]), 10,000 tracked jobs ([`tracked`]: memory) and a warm
+//! pool's start latency beside a cold start ([`warm`]).
 //! This module owns what they share: the running [`Stack`], the pools, and the API-call count.
 
 mod burst;
@@ -15,6 +16,7 @@ mod idle;
 mod listener_burst;
 mod sequential;
 mod tracked;
+mod warm;
 
 pub use burst::{burst, BurstResult, PoolFill};
 pub use crash::{crash, CrashResult};
@@ -22,6 +24,7 @@ pub use idle::{idle, IdleResult, TargetIdle};
 pub use listener_burst::{listener_burst, ListenerBurstResult};
 pub use sequential::{sequential, Intake, SequentialResult};
 pub use tracked::{tracked, TrackedResult};
+pub use warm::{warm, WarmResult};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -138,6 +141,11 @@ impl<'a> Stack<'a> {
         let log = self.dispatcher.log_path().to_owned();
         std::fs::copy(&log, log.with_extension(format!("log.{n}")))
             .with_context(|| format!("keeping {}", log.display()))?;
+        self.start_dispatcher()
+    }
+
+    /// A new dispatcher on the same state and `spec`, webhooks relayed to it.
+    fn start_dispatcher(&mut self) -> Result<()> {
         self.dispatcher = Dispatcher::start_adjusted(
             self.cluster,
             &self.world,
@@ -147,6 +155,14 @@ impl<'a> Stack<'a> {
         )?;
         self.relay.set_target(&self.dispatcher.webhook_url());
         Ok(())
+    }
+
+    /// A graceful restart of the dispatcher on the same state with `pools` (the warm phase
+    /// adds its pool, then retires it).
+    pub fn restart_with_pools(&mut self, pools: Vec<Pool>) -> Result<()> {
+        self.dispatcher.stop()?;
+        self.spec.pools = pools;
+        self.start_dispatcher()
     }
 
     /// Webhooks on (through the relay) or off (a firewalled site receives none: the listener

@@ -17,7 +17,7 @@ use clap::Parser;
 use demo_bench::bench::cluster_jobs::{restart_cluster, run_plugin_bench, time_jobs, JobTiming};
 use demo_bench::bench::dispatch::{
     self, BurstResult, CrashResult, IdleResult, Intake, ListenerBurstResult, SequentialResult,
-    Stack, TrackedResult,
+    Stack, TrackedResult, WarmResult,
 };
 use demo_bench::bench::report::{utc_now, Machine, Report};
 use demo_bench::bench::slurm_load::{self, SlurmLoadResult};
@@ -54,6 +54,9 @@ struct Args {
     /// Jobs run one at a time through the dispatcher.
     #[arg(long, default_value_t = 20)]
     sequential_jobs: usize,
+    /// Jobs run one at a time on a warm pool (min_idle), and as many cold starts (0: skip).
+    #[arg(long, default_value_t = 20)]
+    warm_jobs: usize,
     /// Seconds the dispatcher is watched with nothing queued.
     #[arg(long, default_value_t = 90)]
     idle_secs: u64,
@@ -138,6 +141,7 @@ struct Measured {
     runner_jobs: Option<Vec<JobTiming>>,
     sequential: Option<SequentialResult>,
     sequential_listener: Option<SequentialResult>,
+    warm: Option<WarmResult>,
     idle: Option<IdleResult>,
     burst: Option<BurstResult>,
     listener_burst: Option<ListenerBurstResult>,
@@ -385,6 +389,7 @@ fn run_phases(
             })(),
         );
     }
+    problems.record("warm pool", warm_phase(args, stack, measured));
     problems.record(
         "idle window",
         (|| {
@@ -481,6 +486,19 @@ fn slurm_load_phase(
     args.slurm_load_only
 }
 
+/// Jobs on a warm pool, then as many cold starts (issue 16 part 2); none with 0.
+fn warm_phase(args: &Args, stack: &mut Stack, measured: &mut Measured) -> Result<()> {
+    if args.warm_jobs == 0 {
+        return Ok(());
+    }
+    say(format!(
+        "{} jobs on a warm pool, then as many cold starts",
+        args.warm_jobs
+    ));
+    measured.warm = Some(dispatch::warm(stack, args.warm_jobs)?);
+    Ok(())
+}
+
 /// The burst on the listener target, once the webhook burst's runners are gone.
 fn listener_burst(args: &Args, stack: &mut Stack, measured: &mut Measured) -> Result<()> {
     say("waiting for the webhook burst's runners to be gone");
@@ -557,6 +575,7 @@ fn details(m: &Measured) -> serde_json::Value {
         "cluster_runner_option_jobs": submetric(&m.runner_jobs),
         "sequential": m.sequential,
         "sequential_listener": m.sequential_listener,
+        "warm": m.warm,
         "idle": m.idle,
         "burst": m.burst,
         "listener_burst": m.listener_burst,
