@@ -169,7 +169,10 @@ mod tests {
     fn percent_picks_exactly_that_share_in_turn() {
         let picked: Vec<u64> = (0..100).filter_map(|n| percent_pick(n, 20)).collect();
         assert_eq!(picked, (0..20).collect::<Vec<_>>());
-        assert_eq!((0..1000).filter(|n| percent_pick(*n, 10).is_some()).count(), 100);
+        assert_eq!(
+            (0..1000).filter(|n| percent_pick(*n, 10).is_some()).count(),
+            100
+        );
         assert!((0..1000).all(|n| percent_pick(n, 0).is_none()));
         assert!((0..50).all(|n| percent_pick(n, 100).is_some()));
     }
