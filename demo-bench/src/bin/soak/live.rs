@@ -250,6 +250,8 @@ impl<'a> Soak<'a> {
         let mut last_report = Instant::now();
         loop {
             if stop.requested() {
+                self.not_injected
+                    .extend(schedule.iter().map(|s| s.fault.name().to_owned()));
                 return Ok(Ending::Interrupted);
             }
             self.revive_dispatcher()?;
