@@ -82,19 +82,26 @@ impl Reconciler {
     }
 
     /// Lists every webhook repository's active jobs and records them; returns the job ids
-    /// seen and the repositories listed without error.
+    /// seen and the repositories listed without error. Repositories never listed yet go
+    /// first: a rate limit fails the rest of a pass fast, and a fixed order would then never
+    /// reach the last ones.
     async fn list_webhook_repos(&self) -> (HashSet<u64>, Vec<String>) {
         let mut seen = HashSet::new();
         let mut listed = Vec::new();
-        let webhook_targets = self
+        let mut order: Vec<(&crate::config::Target, &String)> = self
             .ctx
             .config
             .github
             .targets
             .iter()
-            .filter(|t| t.intake == Intake::Webhook);
-        for target in webhook_targets {
-            for repo in &target.repositories {
+            .filter(|t| t.intake == Intake::Webhook)
+            .flat_map(|t| t.repositories.iter().map(move |r| (t, r)))
+            .collect();
+        if let Ok(progress) = self.sync_progress.lock() {
+            order.sort_by_key(|(_, repo)| progress.listed.contains(*repo));
+        }
+        for (target, repo) in order {
+            {
                 match self.ctx.github.active_jobs(&target.scope, repo).await {
                     Ok(jobs) => {
                         seen.extend(jobs.iter().map(|j| j.job_id));

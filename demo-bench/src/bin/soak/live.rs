@@ -111,8 +111,10 @@ impl<'a> Soak<'a> {
         paths
     }
 
-    /// Starts a new dispatcher on the same state (the old log kept aside first).
+    /// Starts a new dispatcher on the same state (the old log kept aside first). The old one
+    /// is reaped and gives up the ticket port first (it may have died by itself).
     fn restart_dispatcher(&mut self) -> Result<()> {
+        self.dispatcher.kill9()?;
         self.dispatcher_logs += 1;
         let kept = self
             .state_dir
