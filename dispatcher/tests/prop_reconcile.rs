@@ -414,3 +414,53 @@ async fn a_runner_job_lost_with_its_node_is_counted_and_replaced() {
     world.controller.full_pass().await;
     assert_eq!(metrics.runner_jobs_node_failed.get(), 1);
 }
+
+/// A steady share of failing GitHub calls fails some call in every pass. The dispatcher must
+/// still come to trust its database (every repository listed once, in any pass) and scale:
+/// the soak found one that waited for a pass without any error and never submitted a runner.
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_calls_in_every_pass_do_not_keep_the_dispatcher_from_scaling() {
+    let sim = support::sim().await;
+    sim.add_repo("acme", "gadgets");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let uid = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("user nobody")
+        .uid
+        .as_raw();
+    fake_slurm(dir.path(), uid);
+    let config = support::ConfigBuilder::new(dir.path())
+        .widgets_on_fake_slurm(&sim)
+        .set(
+            "github",
+            "targets",
+            r#"[{ org = "acme", repositories = ["acme/widgets", "acme/gadgets"] }]"#,
+        )
+        .pool("cpu", &["linux"], MAX_RUNNERS)
+        .build();
+    let controller = stages(&config);
+    sim.enqueue_workflow(WorkflowSpec {
+        repo: "acme/gadgets".into(),
+        name: "ci".into(),
+        jobs: vec![JobSpec::new("build", &["self-hosted", "linux"])],
+        delay_ms: 0,
+    })
+    .expect("enqueueing a run");
+    // Each pass, one repository's listing fails: widgets in odd passes, gadgets in even ones.
+    for pass in 0..4 {
+        let failing = if pass % 2 == 0 { "widgets" } else { "gadgets" };
+        sim.set_faults(github_sim::Faults {
+            server_errors: 20,
+            only_path_contains: Some(format!("/repos/acme/{failing}/")),
+            ..Default::default()
+        });
+        controller.full_pass().await;
+    }
+    let names = std::fs::read_to_string(dir.path().join("names")).unwrap_or_default();
+    assert_eq!(
+        names.lines().count(),
+        1,
+        "one runner submitted for the queued job; sbatch calls: {names:?}"
+    );
+}

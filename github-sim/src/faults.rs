@@ -26,6 +26,8 @@ pub struct Faults {
     pub secondary_rate_limit: u32,
     /// `retry-after` seconds of secondary-limit answers (0 = 60).
     pub secondary_retry_after_s: u64,
+    /// Seconds until the reset an injected primary rate limit names (0 = 60).
+    pub primary_reset_s: u64,
     /// Status of rate-limit answers: 403 (default, 0) or 429.
     pub rate_limit_status: u16,
     /// Every REST call waits this long before being handled.
@@ -34,6 +36,40 @@ pub struct Faults {
     pub rate_limit_budget: Option<u32>,
     /// Restrict the REST faults to request paths containing this string.
     pub only_path_contains: Option<String>,
+    /// Percentage (0–100) of REST calls answered with a fault besides the "next N" ones:
+    /// exactly that share (every call that moves `calls × percent / 100` past a whole number),
+    /// a server error, a secondary and a primary rate limit in turn. Counted in
+    /// `Counters::faults_injected`.
+    pub fault_percent: u32,
+    /// Percentage (0–100) of webhook deliveries given a fault, in turn: dropped, duplicated,
+    /// delayed (`delivery_delay_ms`, 0 = 2000 ms) and reordered (held for the reorder window,
+    /// so later deliveries overtake it). Counted in `Counters::faults_injected`.
+    pub delivery_fault_percent: u32,
+}
+
+/// The kinds of fault [`Faults::fault_percent`] takes turns with.
+pub const REST_FAULT_KINDS: [&str; 3] = [
+    "rest server error",
+    "rest secondary rate limit",
+    "rest primary rate limit",
+];
+
+/// The kinds of fault [`Faults::delivery_fault_percent`] takes turns with.
+pub const DELIVERY_FAULT_KINDS: [&str; 4] = [
+    "webhook dropped",
+    "webhook duplicated",
+    "webhook delayed",
+    "webhook reordered",
+];
+
+/// Deterministic "percent of calls": the `n`th call (from 0) is chosen when it moves
+/// `n × percent / 100` past a whole number, so exactly that share is chosen. Returns which
+/// chosen one it is (for taking turns among kinds).
+pub fn percent_pick(n: u64, percent: u32) -> Option<u64> {
+    let percent = u64::from(percent.min(100));
+    let before = n * percent / 100;
+    let after = (n + 1) * percent / 100;
+    (after > before).then_some(before)
 }
 
 impl Faults {
@@ -58,6 +94,23 @@ impl Faults {
             60
         } else {
             self.secondary_retry_after_s
+        }
+    }
+
+    /// The delay of a delivery the percentage delays.
+    pub fn percent_delay_ms(&self) -> u64 {
+        if self.delivery_delay_ms == 0 {
+            2000
+        } else {
+            self.delivery_delay_ms
+        }
+    }
+
+    pub fn primary_reset_s(&self) -> u64 {
+        if self.primary_reset_s == 0 {
+            60
+        } else {
+            self.primary_reset_s
         }
     }
 
@@ -106,4 +159,21 @@ pub struct ScaleSetFaults {
     /// The next N `acquirejobs` calls acquire one id fewer than asked (the last one), which is
     /// offered again in the next message.
     pub acquire_fewer: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_pick;
+
+    #[test]
+    fn percent_picks_exactly_that_share_in_turn() {
+        let picked: Vec<u64> = (0..100).filter_map(|n| percent_pick(n, 20)).collect();
+        assert_eq!(picked, (0..20).collect::<Vec<_>>());
+        assert_eq!(
+            (0..1000).filter(|n| percent_pick(*n, 10).is_some()).count(),
+            100
+        );
+        assert!((0..1000).all(|n| percent_pick(n, 0).is_none()));
+        assert!((0..50).all(|n| percent_pick(n, 100).is_some()));
+    }
 }

@@ -191,6 +191,28 @@ pub struct Counters {
     /// organization's runners and repositories cost, when several share one simulator.
     #[serde(default)]
     pub api_by_account: BTreeMap<String, BTreeMap<String, EndpointCount>>,
+    /// Every injected fault that fired, by kind (`rest server error`, `webhook dropped`,
+    /// `scale set server error`, ...): what a fault test actually got, not what it asked for.
+    #[serde(default)]
+    pub faults_injected: BTreeMap<String, u64>,
+    /// REST calls and webhook deliveries seen by the percentage faults (their turn counters).
+    #[serde(default)]
+    pub fault_candidates: FaultCandidates,
+}
+
+/// How many calls and deliveries the percentage faults have seen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct FaultCandidates {
+    pub rest_calls: u64,
+    pub deliveries: u64,
+}
+
+impl Counters {
+    /// Counts one injected fault of `kind`.
+    pub fn fault_injected(&mut self, kind: &str) {
+        *self.faults_injected.entry(kind.to_owned()).or_default() += 1;
+    }
 }
 
 /// Who ran one workflow job.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::error::SimError;
-use crate::faults::Faults;
+use crate::faults::{percent_pick, Faults, DELIVERY_FAULT_KINDS};
 use crate::model::DeliveryRecord;
 use crate::shared::{Outgoing, Shared};
 use crate::signature::{sign_sha1, sign_sha256};
@@ -149,6 +149,62 @@ async fn dispatch(shared: Arc<Shared>, o: Outgoing, duplicate: bool, delay_ms: u
     }
 }
 
+/// What happens to one delivery.
+struct DeliveryFaults {
+    drop: bool,
+    dup: bool,
+    delay: u64,
+    reorder: bool,
+    window: u64,
+    /// No more "next N" reorders: flush what is held now.
+    reorder_done: bool,
+}
+
+/// Decides one delivery's faults ("next N" first, then the percentage's turn) and counts them.
+fn delivery_faults(shared: &Shared) -> DeliveryFaults {
+    let mut w = shared.lock();
+    let f = &mut w.faults;
+    let mut out = DeliveryFaults {
+        drop: Faults::take(&mut f.drop_deliveries),
+        dup: false,
+        delay: f.delivery_delay_ms,
+        reorder: false,
+        window: f.reorder_window_ms(),
+        reorder_done: true,
+    };
+    out.dup = !out.drop && Faults::take(&mut f.duplicate_deliveries);
+    out.reorder = !out.drop && Faults::take(&mut f.reorder_deliveries);
+    out.reorder_done = f.reorder_deliveries == 0;
+    let asked = out.drop || out.dup || out.reorder;
+    let percent = f.delivery_fault_percent;
+    let percent_delay = f.percent_delay_ms();
+    if !asked && percent > 0 {
+        let n = w.counters.fault_candidates.deliveries;
+        w.counters.fault_candidates.deliveries += 1;
+        if let Some(turn) = percent_pick(n, percent) {
+            let kind = (turn % 4) as usize;
+            match kind {
+                0 => out.drop = true,
+                1 => out.dup = true,
+                2 => out.delay = percent_delay,
+                // Held for the window while later deliveries pass it.
+                _ => {
+                    out.reorder = true;
+                    out.reorder_done = false;
+                }
+            }
+            w.counters.fault_injected(DELIVERY_FAULT_KINDS[kind]);
+        }
+    }
+    if out.drop {
+        w.counters.deliveries_dropped += 1;
+    }
+    if out.dup {
+        w.counters.deliveries_duplicated += 1;
+    }
+    out
+}
+
 /// The delivery worker: one per simulator, in event order unless a fault says otherwise.
 pub async fn worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
     let mut held: Vec<(Outgoing, bool)> = Vec::new();
@@ -171,28 +227,14 @@ pub async fn worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outgoin
             }
             continue;
         };
-        let (drop, dup, delay, reorder, window, reorder_done) = {
-            let mut w = shared.lock();
-            let f = &mut w.faults;
-            let drop = Faults::take(&mut f.drop_deliveries);
-            let dup = !drop && Faults::take(&mut f.duplicate_deliveries);
-            let reorder = !drop && Faults::take(&mut f.reorder_deliveries);
-            let out = (
-                drop,
-                dup,
-                f.delivery_delay_ms,
-                reorder,
-                f.reorder_window_ms(),
-                f.reorder_deliveries == 0,
-            );
-            if drop {
-                w.counters.deliveries_dropped += 1;
-            }
-            if dup {
-                w.counters.deliveries_duplicated += 1;
-            }
-            out
-        };
+        let DeliveryFaults {
+            drop,
+            dup,
+            delay,
+            reorder,
+            window,
+            reorder_done,
+        } = delivery_faults(&shared);
         if drop {
             let guid = uuid::Uuid::new_v4().to_string();
             let body = serde_json::to_vec(&o.payload).unwrap_or_default();

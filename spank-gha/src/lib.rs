@@ -20,6 +20,7 @@ pub mod config;
 pub mod helper;
 pub mod image;
 pub mod redeem;
+pub mod sweep;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod workdir;

@@ -278,6 +278,62 @@ pub fn remove(
     Ok(removal)
 }
 
+/// The job ids that have a work dir or a record in `<base>/spank-gha/` (empty when there is no
+/// such parent, or it is not root's).
+pub fn recorded_job_ids(base: &Path) -> Vec<u32> {
+    let Ok(parent) = open_parent(base, false) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(fd_path(&parent, Path::new(""))) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|entry| job_id_of(&entry.file_name().to_string_lossy()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// `gha-<id>` or `gha-<id>.made` → `<id>`.
+fn job_id_of(name: &str) -> Option<u32> {
+    let name = name.strip_suffix(".made").unwrap_or(name);
+    let id = name.strip_prefix("gha-")?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+/// Takes the work dir of a job that is over out of the way at once: if it is the very dir
+/// [`create`] made (as its record says), it is renamed to `.gha-<id>.stale` (a name no job
+/// uses; only root renames in the parent) and its record removed; a record without a dir is
+/// removed. Returns the renamed dir, for a slow removal that nothing waits on.
+pub fn set_aside(base: &Path, job_id: u32) -> Result<Option<PathBuf>, WorkdirError> {
+    let path = JobDir::path_for(base, job_id);
+    let parent = open_parent(base, false)?;
+    let record_path = fd_path(&parent, &record_name(job_id));
+    let made = match std::fs::read_to_string(&record_path) {
+        Ok(text) => Made::parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(failed("read the record of", &path)(e)),
+    };
+    let name = PathBuf::from(format!("gha-{job_id}"));
+    let ours = match (std::fs::symlink_metadata(fd_path(&parent, &name)), made) {
+        (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => false,
+        (Ok(meta), Some(made)) if meta.is_dir() && Made::of(&meta, meta.uid()) == made => true,
+        // Not the dir the plugin made: left for the admin, as the epilog leaves it.
+        _ => return Ok(None),
+    };
+    let aside = PathBuf::from(format!(".gha-{job_id}.stale"));
+    if ours {
+        sys::rename_at(&parent, &name, &aside).map_err(failed("rename aside", &path))?;
+    }
+    std::fs::remove_file(&record_path).map_err(failed("remove the record of", &path))?;
+    Ok(ours.then(|| base.join(PARENT).join(aside)))
+}
+
 /// `rm -rf --one-file-system <path>` as root, killed after `limit`. GNU rm walks any depth
 /// with directory fds and never follows symlinks.
 fn delete_tree(path: &Path, limit: Duration) -> Result<(), WorkdirError> {

@@ -68,8 +68,9 @@ fn kill9(pid: i32) {
 }
 
 /// Brings the node back when dropped, whatever happened: slurmd started again if it is not
-/// running, the node resumed, and waited for until it is usable. The lost job's work dir goes,
-/// as with the reboot of a lost machine (its epilog never ran): later tests count work dirs.
+/// running, the node resumed, and waited for until it is usable. The lost job's work dir (its
+/// epilog never ran) is swept by the plugin when slurmd starts; if the test failed before, it
+/// is removed on drop: later tests count work dirs.
 struct NodeBack<'a> {
     cluster: &'a Cluster,
     node: String,
@@ -77,11 +78,13 @@ struct NodeBack<'a> {
 }
 
 impl NodeBack<'_> {
+    fn work_dir(&self) -> std::path::PathBuf {
+        Path::new("/tmp")
+            .join(spank_gha::workdir::PARENT)
+            .join(format!("gha-{}", self.lost_job))
+    }
+
     fn restore(&self) -> Result<(), String> {
-        let parent = Path::new("/tmp").join(spank_gha::workdir::PARENT);
-        let dir = parent.join(format!("gha-{}", self.lost_job));
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_file(parent.join(format!("gha-{}.made", self.lost_job)));
         if slurmd_pid(self.cluster).is_none() {
             let conf = self.cluster.conf().to_path_buf();
             let started = self.cluster.command("slurmd").arg("-f").arg(&conf).status();
@@ -112,6 +115,9 @@ impl Drop for NodeBack<'_> {
         if let Err(error) = self.restore() {
             eprintln!("restoring the node after the node-loss test: {error}");
         }
+        let dir = self.work_dir();
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(dir.with_extension("made"));
     }
 }
 
@@ -273,7 +279,15 @@ async fn a_lost_node_fails_the_github_job_and_the_dispatcher_counts_and_replaces
         },
     )
     .unwrap();
+    assert!(back.work_dir().is_dir(), "the lost job had no work dir");
     back.restore().unwrap();
+    // The epilog never ran; the restarted slurmd's plugin sweeps the dir of the job it lost.
+    wait_until(
+        "the lost job's work dir to be swept",
+        Duration::from_secs(60),
+        || !back.work_dir().exists(),
+    )
+    .unwrap();
 
     wait_sim("GitHub to fail the lost job", 120, || {
         let status = job_status(sim, lost);

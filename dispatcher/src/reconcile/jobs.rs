@@ -11,33 +11,40 @@ use crate::config::Intake;
 use crate::model::{JobRow, JobStatus, JobUpdate};
 use crate::store;
 
+/// What this process has read from GitHub since it started, across passes. A steady share of
+/// failing calls (GitHub's 5xx and rate limits) fails some call in nearly every pass, so "one
+/// pass without any error" may never come, and a dispatcher waiting for it never scales (the
+/// soak found this). The database is trusted once every webhook repository was listed and
+/// every queued row found at the first pass was seen in a listing or refreshed, in any passes.
+#[derive(Debug, Default)]
+pub(super) struct SyncProgress {
+    /// Webhook repositories listed without error at least once.
+    listed: HashSet<String>,
+    /// Queued rows of the first pass not yet confirmed by GitHub (`None` before it).
+    unconfirmed: Option<HashSet<u64>>,
+}
+
+impl SyncProgress {
+    /// Records one pass; true once the database may be trusted.
+    fn record(&mut self, listed: Vec<String>, queued: &[JobRow], confirmed: &HashSet<u64>) -> bool {
+        self.listed.extend(listed);
+        let unconfirmed = self
+            .unconfirmed
+            .get_or_insert_with(|| queued.iter().map(|j| j.job_id).collect());
+        unconfirmed.retain(|id| !confirmed.contains(id));
+        unconfirmed.is_empty()
+    }
+
+    fn listed_all<'a>(&self, mut repos: impl Iterator<Item = &'a String>) -> bool {
+        repos.all(|r| self.listed.contains(r))
+    }
+}
+
 impl Reconciler {
     /// Queued jobs from GitHub, so a missed webhook still creates demand, and a job whose
     /// cancellation or start we missed stops counting as demand.
     pub(super) async fn sync_jobs_from_github(&self) {
-        let mut complete = true;
-        let mut seen = HashSet::new();
-        let webhook_targets = self
-            .ctx
-            .config
-            .github
-            .targets
-            .iter()
-            .filter(|t| t.intake == Intake::Webhook);
-        for target in webhook_targets {
-            for repo in &target.repositories {
-                match self.ctx.github.active_jobs(&target.scope, repo).await {
-                    Ok(jobs) => {
-                        seen.extend(jobs.iter().map(|j| j.job_id));
-                        self.apply_updates(jobs).await;
-                    }
-                    Err(e) => {
-                        complete = false;
-                        self.ctx.telemetry.github_error("poll_jobs", &e);
-                    }
-                }
-            }
-        }
+        let (mut confirmed, listed) = self.list_webhook_repos().await;
         let queued = match self
             .ctx
             .db
@@ -50,19 +57,88 @@ impl Reconciler {
                 return;
             }
         };
+        let refreshed = self.refresh_unseen(&queued, &mut confirmed).await;
+        self.apply_updates(refreshed).await;
+        let synced = match self.sync_progress.lock() {
+            Ok(mut progress) => {
+                let rows_confirmed = progress.record(listed, &queued, &confirmed);
+                rows_confirmed && progress.listed_all(self.webhook_repos())
+            }
+            Err(_) => false,
+        };
+        if synced {
+            self.jobs_synced.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn webhook_repos(&self) -> impl Iterator<Item = &String> {
+        self.ctx
+            .config
+            .github
+            .targets
+            .iter()
+            .filter(|t| t.intake == Intake::Webhook)
+            .flat_map(|t| t.repositories.iter())
+    }
+
+    /// Lists every webhook repository's active jobs and records them; returns the job ids
+    /// seen and the repositories listed without error. Repositories never listed yet go
+    /// first: a rate limit fails the rest of a pass fast, and a fixed order would then never
+    /// reach the last ones.
+    async fn list_webhook_repos(&self) -> (HashSet<u64>, Vec<String>) {
+        let mut seen = HashSet::new();
+        let mut listed = Vec::new();
+        let mut order: Vec<(&crate::config::Target, &String)> = self
+            .ctx
+            .config
+            .github
+            .targets
+            .iter()
+            .filter(|t| t.intake == Intake::Webhook)
+            .flat_map(|t| t.repositories.iter().map(move |r| (t, r)))
+            .collect();
+        if let Ok(progress) = self.sync_progress.lock() {
+            order.sort_by_key(|(_, repo)| progress.listed.contains(*repo));
+        }
+        for (target, repo) in order {
+            {
+                match self.ctx.github.active_jobs(&target.scope, repo).await {
+                    Ok(jobs) => {
+                        seen.extend(jobs.iter().map(|j| j.job_id));
+                        listed.push(repo.clone());
+                        self.apply_updates(jobs).await;
+                    }
+                    Err(e) => self.ctx.telemetry.github_error("poll_jobs", &e),
+                }
+            }
+        }
+        (seen, listed)
+    }
+
+    /// Refreshes one by one (up to `JOB_REFRESH_PER_PASS`) the queued jobs no listing showed;
+    /// adds to `confirmed` each one GitHub answered for, and every job of a listener target
+    /// (its scale set's session says what waits, not a refresh).
+    async fn refresh_unseen(
+        &self,
+        queued: &[JobRow],
+        confirmed: &mut HashSet<u64>,
+    ) -> Vec<JobUpdate> {
         let mut refreshed = Vec::new();
         let unseen: Vec<&JobRow> = queued
             .iter()
-            .filter(|j| !seen.contains(&j.job_id))
+            .filter(|j| !confirmed.contains(&j.job_id))
             .collect();
-        complete &= unseen.len() <= JOB_REFRESH_PER_PASS;
-        for job in unseen.into_iter().take(JOB_REFRESH_PER_PASS) {
-            let Some(target) = self.ctx.config.github.target_for_repo(&job.repo) else {
+        let mut asked = 0;
+        for job in unseen {
+            let target = self.ctx.config.github.target_for_repo(&job.repo);
+            let Some(target) = target.filter(|t| t.intake != Intake::Listener) else {
+                confirmed.insert(job.job_id);
                 continue;
             };
-            if target.intake == Intake::Listener {
+            if asked == JOB_REFRESH_PER_PASS {
                 continue;
             }
+            asked += 1;
             let scope = target.scope.clone();
             match self.ctx.github.job(&scope, &job.repo, job.job_id).await {
                 Ok(Some(update)) => refreshed.push(update),
@@ -79,16 +155,13 @@ impl Reconciler {
                     started_at: None,
                 }),
                 Err(e) => {
-                    complete = false;
                     self.ctx.telemetry.github_error("refresh_job", &e);
                     break;
                 }
             }
+            confirmed.insert(job.job_id);
         }
-        self.apply_updates(refreshed).await;
-        if complete {
-            self.jobs_synced.store(true, Ordering::Relaxed);
-        }
+        refreshed
     }
 
     async fn apply_updates(&self, updates: Vec<JobUpdate>) {

@@ -35,9 +35,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub struct Reconciler {
     ctx: StageContext,
-    /// Set once queued jobs were read from GitHub without error by this process: until then
-    /// the database may hold demand that was met while we were down.
+    /// Set once queued jobs were read from GitHub by this process: until then the database
+    /// may hold demand that was met while we were down.
     jobs_synced: Arc<AtomicBool>,
+    /// What the passes read from GitHub so far, toward `jobs_synced` (see `jobs::SyncProgress`).
+    sync_progress: Arc<Mutex<jobs::SyncProgress>>,
     last_prune: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -46,6 +48,7 @@ impl Reconciler {
         Reconciler {
             ctx,
             jobs_synced: Arc::new(AtomicBool::new(false)),
+            sync_progress: Arc::new(Mutex::new(jobs::SyncProgress::default())),
             last_prune: Arc::new(Mutex::new(None)),
         }
     }

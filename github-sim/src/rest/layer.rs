@@ -15,7 +15,7 @@ use sha2::Digest;
 
 use crate::auth::rate_key;
 use crate::error::ApiError;
-use crate::faults::Faults;
+use crate::faults::{percent_pick, Faults, REST_FAULT_KINDS};
 use crate::shared::Shared;
 use crate::state::{RateBucket, World};
 
@@ -167,7 +167,7 @@ fn early_answer(s: &Shared, call: &Call) -> Option<ApiError> {
     let limit = w.faults.rate_limit_budget.unwrap_or(s.config.rate_limit);
     let status = w.faults.rate_limit_status();
     if path_matches(&w.faults, &call.path) {
-        if let Some(e) = injected_fault(&mut w.faults, limit, status) {
+        if let Some(e) = injected_fault(&mut w, limit, status) {
             return Some(e);
         }
     }
@@ -181,23 +181,44 @@ fn early_answer(s: &Shared, call: &Call) -> Option<ApiError> {
     (b.used >= limit).then(|| rate_limit_error(b.reset_epoch, limit, status, "installation"))
 }
 
-/// The next REST fault the test asked for, if any (each fires once per count).
-fn injected_fault(f: &mut Faults, limit: u32, status: u16) -> Option<ApiError> {
-    let reset = Utc::now().timestamp() + 60;
-    if Faults::take(&mut f.server_errors) {
-        let st = f.server_error_status();
-        let message = if st == 502 {
-            "Server Error"
-        } else {
-            "Internal Server Error"
-        };
-        Some(ApiError::new(st, message))
+/// The next REST fault the test asked for, if any (each "next N" fires once per count, then
+/// the percentage's turn), counted as injected.
+fn injected_fault(w: &mut World, limit: u32, status: u16) -> Option<ApiError> {
+    let f = &mut w.faults;
+    let mut kind = if Faults::take(&mut f.server_errors) {
+        Some(0)
     } else if Faults::take(&mut f.secondary_rate_limit) {
-        Some(secondary_limit_error(status, f.secondary_retry_after_s()))
+        Some(1)
     } else if Faults::take(&mut f.primary_rate_limit) {
-        Some(rate_limit_error(reset, limit, status, "installation"))
+        Some(2)
     } else {
         None
+    };
+    if kind.is_none() && f.fault_percent > 0 {
+        let n = w.counters.fault_candidates.rest_calls;
+        w.counters.fault_candidates.rest_calls += 1;
+        kind = percent_pick(n, f.fault_percent).map(|turn| (turn % 3) as usize);
+    }
+    let kind = kind?;
+    w.counters.fault_injected(REST_FAULT_KINDS[kind]);
+    Some(fault_answer(&w.faults, kind, limit, status))
+}
+
+/// The answer of REST fault kind `kind` (an index of `REST_FAULT_KINDS`).
+fn fault_answer(f: &Faults, kind: usize, limit: u32, status: u16) -> ApiError {
+    let reset = Utc::now().timestamp() + f.primary_reset_s() as i64;
+    match kind {
+        0 => {
+            let st = f.server_error_status();
+            let message = if st == 502 {
+                "Server Error"
+            } else {
+                "Internal Server Error"
+            };
+            ApiError::new(st, message)
+        }
+        1 => secondary_limit_error(status, f.secondary_retry_after_s()),
+        _ => rate_limit_error(reset, limit, status, "installation"),
     }
 }
 

@@ -42,8 +42,13 @@ fn kind_of(req: &Request) -> Kind {
 fn server_error(s: &Shared) -> bool {
     let mut w = s.lock();
     let f = &mut w.scale.faults;
-    Faults::take(&mut f.server_errors)
-        || (f.server_error_percent > 0 && rand::rng().random_range(0..100) < f.server_error_percent)
+    let fired = Faults::take(&mut f.server_errors)
+        || (f.server_error_percent > 0
+            && rand::rng().random_range(0..100) < f.server_error_percent);
+    if fired {
+        w.counters.fault_injected("scale set server error");
+    }
+    fired
 }
 
 pub(super) async fn service_layer(
