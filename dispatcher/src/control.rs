@@ -25,6 +25,11 @@ use crate::submit::Submitter;
 /// per 10 s instead of per 1.5 s.
 const SATURATED_POLL: Duration = Duration::from_secs(10);
 
+/// How soon a full pass follows one that left the queued jobs not yet read from GitHub
+/// (errors, rate limits): scaling waits for that read, so waiting a whole period between
+/// tries would leave a restarted dispatcher idle for minutes when GitHub is flaky.
+const UNSYNCED_RETRY: Duration = Duration::from_secs(3);
+
 #[derive(Clone)]
 pub struct Controller {
     reconcile: Reconciler,
@@ -73,6 +78,14 @@ impl Controller {
                     None => std::future::pending().await,
                 }
             };
+            let unsynced = !self.reconcile.jobs_synced();
+            let unsynced_retry = async move {
+                if unsynced {
+                    tokio::time::sleep(UNSYNCED_RETRY).await
+                } else {
+                    std::future::pending().await
+                }
+            };
             let saturated = self.saturated.load(Ordering::Relaxed);
             let saturated_poll = async move {
                 if saturated {
@@ -84,6 +97,7 @@ impl Controller {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => self.full_pass().await,
+                _ = unsynced_retry => self.full_pass().await,
                 _ = self.wake.notified() => self.scale_pass().await,
                 _ = retry => self.scale_pass().await,
                 _ = saturated_poll => {

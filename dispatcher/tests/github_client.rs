@@ -217,7 +217,34 @@ async fn persistent_server_errors_give_up_with_the_status() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn secondary_rate_limit_pauses_calls_for_retry_after() {
+async fn a_long_secondary_rate_limit_fails_calls_fast_until_retry_after() {
+    let sim = world().await;
+    let gh = app_client(&sim);
+    gh.list_runners(&org()).await.unwrap();
+    sim.set_faults(Faults {
+        secondary_rate_limit: 1,
+        secondary_retry_after_s: 30,
+        ..Default::default()
+    });
+    let err = gh.list_runners(&org()).await.unwrap_err();
+    assert!(
+        matches!(err, GithubError::RateLimited { wait_secs: 30, .. }),
+        "{err}"
+    );
+    // While paused, calls fail fast without reaching GitHub.
+    let calls = sim.counters().calls("GET /orgs/{org}/actions/runners");
+    assert!(matches!(
+        gh.list_runners(&org()).await,
+        Err(GithubError::RateLimited { .. })
+    ));
+    assert_eq!(
+        sim.counters().calls("GET /orgs/{org}/actions/runners"),
+        calls
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_secondary_rate_limit_is_waited_out_not_failed() {
     let sim = world().await;
     let gh = app_client(&sim);
     gh.list_runners(&org()).await.unwrap();
@@ -231,21 +258,15 @@ async fn secondary_rate_limit_pauses_calls_for_retry_after() {
         matches!(err, GithubError::RateLimited { wait_secs: 2, .. }),
         "{err}"
     );
-    // While paused, calls fail fast without reaching GitHub.
+    let pause_ends = std::time::Instant::now() + gh.blocked_for().expect("paused");
     let calls = sim.counters().calls("GET /orgs/{org}/actions/runners");
-    assert!(matches!(
-        gh.list_runners(&org()).await,
-        Err(GithubError::RateLimited { .. })
-    ));
+    // The next call sleeps through the pause, then reaches GitHub once and succeeds.
+    gh.list_runners(&org()).await.unwrap();
+    assert!(std::time::Instant::now() >= pause_ends);
     assert_eq!(
         sim.counters().calls("GET /orgs/{org}/actions/runners"),
-        calls
+        calls + 1
     );
-    support::wait_until("the pause to end", Duration::from_secs(5), || {
-        gh.blocked_for().is_none()
-    })
-    .await;
-    gh.list_runners(&org()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
