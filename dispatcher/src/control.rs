@@ -78,7 +78,7 @@ impl Controller {
                     None => std::future::pending().await,
                 }
             };
-            let unsynced = !self.reconcile.jobs_synced();
+            let unsynced = !self.reconcile.unread().is_nothing();
             let unsynced_retry = async move {
                 if unsynced {
                     tokio::time::sleep(UNSYNCED_RETRY).await
@@ -117,14 +117,10 @@ impl Controller {
 
     /// Retry held submissions, decide, cancel surplus, create runners for uncovered demand.
     pub async fn scale_pass(&self) {
-        if !self.reconcile.jobs_synced() {
-            tracing::debug!("queued jobs not yet read from GitHub since start; not scaling");
-            return;
-        }
         if self.submit.allowed() {
             self.submit.retry().await;
         }
-        let Some(plan) = self.scale.pass().await else {
+        let Some(plan) = self.scale.pass(&self.reconcile.unread()).await else {
             return;
         };
         self.saturated.store(plan.saturated, Ordering::Relaxed);

@@ -11,6 +11,7 @@ mod mapping;
 mod runner;
 mod scope;
 mod slurm_state;
+mod unread;
 
 pub use clock::{now_millis, now_secs, parse_timestamp};
 pub use job::{JobRow, JobStatus, JobUpdate};
@@ -18,6 +19,7 @@ pub use mapping::{check_key, valid_owner, valid_repo_name, Placement, RepoUser};
 pub use runner::{RunnerPhase, RunnerRow, RunnerState};
 pub use scope::Scope;
 pub use slurm_state::SlurmState;
+pub use unread::Unread;
 
 /// Text that names none of a type's states.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,18 +4,15 @@
 //! demand. Listener targets are not polled: their scale sets' sessions say what waits.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 
 use super::{Reconciler, JOB_REFRESH_PER_PASS};
 use crate::config::Intake;
-use crate::model::{JobRow, JobStatus, JobUpdate};
+use crate::model::{JobRow, JobStatus, JobUpdate, Unread};
 use crate::store;
 
-/// What this process has read from GitHub since it started, across passes. A steady share of
-/// failing calls (GitHub's 5xx and rate limits) fails some call in nearly every pass, so "one
-/// pass without any error" may never come, and a dispatcher waiting for it never scales (the
-/// soak found this). The database is trusted once every webhook repository was listed and
-/// every queued row found at the first pass was seen in a listing or refreshed, in any passes.
+/// What this process has read from GitHub since it started, across passes (see
+/// [`Unread`]): a steady share of failing calls (GitHub's 5xx and rate limits) fails some
+/// call in nearly every pass, so each repository counts once it was listed, in any pass.
 #[derive(Debug, Default)]
 pub(super) struct SyncProgress {
     /// Webhook repositories listed without error at least once.
@@ -25,18 +22,32 @@ pub(super) struct SyncProgress {
 }
 
 impl SyncProgress {
-    /// Records one pass; true once the database may be trusted.
-    fn record(&mut self, listed: Vec<String>, queued: &[JobRow], confirmed: &HashSet<u64>) -> bool {
+    /// Records one pass.
+    fn record(&mut self, listed: Vec<String>, queued: &[JobRow], confirmed: &HashSet<u64>) {
         self.listed.extend(listed);
         let unconfirmed = self
             .unconfirmed
             .get_or_insert_with(|| queued.iter().map(|j| j.job_id).collect());
         unconfirmed.retain(|id| !confirmed.contains(id));
-        unconfirmed.is_empty()
+        tracing::debug!(
+            repositories_listed = self.listed.len(),
+            rows_unconfirmed = unconfirmed.len(),
+            "reading the queued jobs from GitHub since start"
+        );
     }
 
-    fn listed_all<'a>(&self, mut repos: impl Iterator<Item = &'a String>) -> bool {
-        repos.all(|r| self.listed.contains(r))
+    /// What is still unread of `webhook_repos`.
+    pub(super) fn unread<'a>(&self, webhook_repos: impl Iterator<Item = &'a String>) -> Unread {
+        let Some(jobs) = &self.unconfirmed else {
+            return Unread::Everything;
+        };
+        Unread::Some {
+            repos: webhook_repos
+                .filter(|r| !self.listed.contains(*r))
+                .cloned()
+                .collect(),
+            jobs: jobs.clone(),
+        }
     }
 }
 
@@ -59,15 +70,16 @@ impl Reconciler {
         };
         let refreshed = self.refresh_unseen(&queued, &mut confirmed).await;
         self.apply_updates(refreshed).await;
-        let synced = match self.sync_progress.lock() {
-            Ok(mut progress) => {
-                let rows_confirmed = progress.record(listed, &queued, &confirmed);
-                rows_confirmed && progress.listed_all(self.webhook_repos())
-            }
-            Err(_) => false,
-        };
-        if synced {
-            self.jobs_synced.store(true, Ordering::Relaxed);
+        if let Ok(mut progress) = self.sync_progress.lock() {
+            progress.record(listed, &queued, &confirmed);
+        }
+    }
+
+    /// Which queued rows the demand may not count yet (see [`Unread`]).
+    pub fn unread(&self) -> Unread {
+        match self.sync_progress.lock() {
+            Ok(progress) => progress.unread(self.webhook_repos()),
+            Err(_) => Unread::Everything,
         }
     }
 
@@ -129,13 +141,15 @@ impl Reconciler {
             .filter(|j| !confirmed.contains(&j.job_id))
             .collect();
         let mut asked = 0;
+        // After an error, ask no more this pass, but still confirm listener targets' rows.
+        let mut failed = false;
         for job in unseen {
             let target = self.ctx.config.github.target_for_repo(&job.repo);
             let Some(target) = target.filter(|t| t.intake != Intake::Listener) else {
                 confirmed.insert(job.job_id);
                 continue;
             };
-            if asked == JOB_REFRESH_PER_PASS {
+            if failed || asked == JOB_REFRESH_PER_PASS {
                 continue;
             }
             asked += 1;
@@ -156,7 +170,8 @@ impl Reconciler {
                 }),
                 Err(e) => {
                     self.ctx.telemetry.github_error("refresh_job", &e);
-                    break;
+                    failed = true;
+                    continue;
                 }
             }
             confirmed.insert(job.job_id);

@@ -16,7 +16,6 @@ mod tracked;
 pub use slurm::record_job_ended;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,10 +34,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub struct Reconciler {
     ctx: StageContext,
-    /// Set once queued jobs were read from GitHub by this process: until then the database
-    /// may hold demand that was met while we were down.
-    jobs_synced: Arc<AtomicBool>,
-    /// What the passes read from GitHub so far, toward `jobs_synced` (see `jobs::SyncProgress`).
+    /// What the passes read from GitHub so far: until a repository was listed, the database
+    /// may hold its demand that was met while we were down (see `Unread`).
     sync_progress: Arc<Mutex<jobs::SyncProgress>>,
     last_prune: Arc<Mutex<Option<Instant>>>,
 }
@@ -47,15 +44,9 @@ impl Reconciler {
     pub fn new(ctx: StageContext) -> Reconciler {
         Reconciler {
             ctx,
-            jobs_synced: Arc::new(AtomicBool::new(false)),
             sync_progress: Arc::new(Mutex::new(jobs::SyncProgress::default())),
             last_prune: Arc::new(Mutex::new(None)),
         }
-    }
-
-    /// Whether demand in the database may be trusted (see `jobs_synced`).
-    pub fn jobs_synced(&self) -> bool {
-        self.jobs_synced.load(Ordering::Relaxed)
     }
 
     fn prefix(&self) -> String {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::clients::slurm::Slurm;
 use crate::config::{Config, PoolConfig};
-use crate::model::{now_secs, JobStatus, Placement, RunnerPhase, RunnerRow, RunnerState};
+use crate::model::{now_secs, JobStatus, Placement, RunnerPhase, RunnerRow, RunnerState, Unread};
 use crate::registrations::Registrations;
 use crate::scale_sets::ScaleSets;
 use crate::stage::StageContext;
@@ -78,10 +78,10 @@ impl Scaler {
         }
     }
 
-    /// Read demand, rotate warm runners due for it, publish what it saw, cancel surplus
-    /// pending runners and retire surplus idle ones; `None` when the database could not be
-    /// read.
-    pub async fn pass(&self) -> Option<Plan> {
+    /// Read demand (the queued rows `unread` allows), rotate warm runners due for it, publish
+    /// what it saw, cancel surplus pending runners and retire surplus idle ones; `None` when
+    /// the database could not be read.
+    pub async fn pass(&self, unread: &Unread) -> Option<Plan> {
         let snapshot = self
             .db
             .call(|c| {
@@ -92,13 +92,14 @@ impl Scaler {
                 ))
             })
             .await;
-        let (queued, runners, mapping) = match snapshot {
+        let (mut queued, runners, mapping) = match snapshot {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read state for scaling");
                 return None;
             }
         };
+        queued.retain(|job| unread.trusts(job));
         let now = now_secs();
         let Demand {
             mut pools,
