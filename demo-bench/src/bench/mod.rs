@@ -6,3 +6,5 @@ pub mod dispatch;
 pub mod relay;
 pub mod report;
 pub mod sbatch_timing;
+pub mod slurm_floor;
+pub mod timeline;

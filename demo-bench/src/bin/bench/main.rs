@@ -16,8 +16,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use demo_bench::bench::cluster_jobs::{restart_cluster, run_plugin_bench, time_jobs, JobTiming};
 use demo_bench::bench::dispatch::{
-    self, BurstResult, CrashResult, IdleResult, Intake, ListenerBurstResult, SequentialResult,
-    Stack, TrackedResult,
+    self, BurstResult, CrashResult, DrainResult, IdleResult, Intake, ListenerBurstResult,
+    SequentialResult, Stack, TrackedResult,
 };
 use demo_bench::bench::report::{utc_now, Machine, Report};
 use demo_bench::demo::stats::Summary;
@@ -27,8 +27,10 @@ use e2e::Cluster;
 use github_sim::SimConfig;
 use serde_json::json;
 
+mod drain_report;
 mod listener_metrics;
 mod metrics;
+use drain_report::drain_section;
 use listener_metrics::listener_metrics;
 use metrics::metrics;
 
@@ -78,6 +80,18 @@ struct Args {
     /// How long that phase waits for each share of its jobs, and for all of them.
     #[arg(long, default_value_t = 300)]
     crash_drain_secs: u64,
+    /// One-second jobs drained through 16 slots, with per-job timelines (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    drain: usize,
+    /// Bare one-second sbatch jobs timed beside the drain: Slurm's own floor (0: skip).
+    #[arg(long, default_value_t = 160)]
+    drain_floor_jobs: usize,
+    /// How long the drain (and its floor) may take.
+    #[arg(long, default_value_t = 900)]
+    drain_secs: u64,
+    /// Only the drain and its floor (no cluster restart, no other dispatcher phase).
+    #[arg(long)]
+    drain_only: bool,
     /// Jobs the dispatcher tracks for the memory measurement.
     #[arg(long, default_value_t = 10_000)]
     tracked: usize,
@@ -129,6 +143,7 @@ struct Measured {
     burst: Option<BurstResult>,
     listener_burst: Option<ListenerBurstResult>,
     crash: Option<CrashResult>,
+    drain: Option<DrainResult>,
     tracked: Option<TrackedResult>,
     leftovers: Option<String>,
     metrics_text: Option<String>,
@@ -156,7 +171,9 @@ fn run(args: &Args) -> Result<()> {
     cluster.assert_node_healthy()?;
     let mut problems = Problems::default();
     let mut measured = Measured::default();
-    measure_cluster(cluster, args, &mut measured, &mut problems)?;
+    if !args.drain_only {
+        measure_cluster(cluster, args, &mut measured, &mut problems)?;
+    }
     if !args.cluster_only {
         measure_dispatcher(cluster, args, &mut measured, &mut problems)?;
     }
@@ -172,6 +189,7 @@ fn run(args: &Args) -> Result<()> {
         listener: listener_metrics(&measured, args),
         problems: problems.0,
         details,
+        sections: measured.drain.iter().map(drain_section).collect(),
     };
     let out = report_dir(cluster, args);
     let (json_path, md_path) = report.write(&out)?;
@@ -284,7 +302,7 @@ fn measure_dispatcher(
         Err(error) => problems.record("starting the simulator and gha-dispatcher", Err(error)),
         Ok(mut stack) => run_phases(cluster, args, &mut stack, measured, problems),
     };
-    if args.crash_jobs > 0 {
+    if args.crash_jobs > 0 && !args.drain_only {
         problems.record(
             "kill -9 during a listened burst",
             crash_phase(cluster, &runtime, args, credentials, measured),
@@ -345,6 +363,10 @@ fn run_phases(
         "dispatcher up (log {})",
         stack.dispatcher.log_path().display()
     ));
+    if args.drain_only {
+        problems.record("drain", drain_phase(cluster, args, stack, measured));
+        return after_phases(cluster, args, stack, measured, problems);
+    }
     for (intake, through) in [
         (Intake::Webhook, "the dispatcher (webhooks)"),
         (Intake::Listener, "the scale set listener"),
@@ -399,6 +421,9 @@ fn run_phases(
     if args.listener_burst > 0 {
         problems.record("listener burst", listener_burst(args, stack, measured));
     }
+    if args.drain > 0 {
+        problems.record("drain", drain_phase(cluster, args, stack, measured));
+    }
     problems.record(
         "tracked jobs",
         (|| {
@@ -451,6 +476,34 @@ fn listener_burst(args: &Args, stack: &mut Stack, measured: &mut Measured) -> Re
         stack,
         args.listener_burst,
         Duration::from_secs(args.burst_drain_secs),
+    )?);
+    Ok(())
+}
+
+/// The drain and its floor, once the earlier phases' runners are gone.
+fn drain_phase(
+    cluster: &Cluster,
+    args: &Args,
+    stack: &mut Stack,
+    measured: &mut Measured,
+) -> Result<()> {
+    say("waiting for earlier runners to be gone before the drain");
+    let left = stack.wait_quiet(Duration::from_secs(120))?;
+    if !left.is_empty() {
+        say(format!("still there before the drain: {left}"));
+    }
+    say(format!(
+        "drain: {} bare 1-s jobs (Slurm's floor), then {} 1-s jobs on {} slots",
+        args.drain_floor_jobs,
+        args.drain,
+        dispatch::DRAIN_SLOTS
+    ));
+    measured.drain = Some(dispatch::drain(
+        stack,
+        args.drain,
+        args.drain_floor_jobs,
+        Duration::from_secs(args.drain_secs),
+        &report_dir(cluster, args),
     )?);
     Ok(())
 }
@@ -516,6 +569,7 @@ fn details(m: &Measured) -> serde_json::Value {
         "burst": m.burst,
         "listener_burst": m.listener_burst,
         "crash": m.crash,
+        "drain": m.drain,
         "tracked": m.tracked,
         "leftovers_after_run": m.leftovers,
         "dispatcher_metrics_submit_and_start_lines": dispatcher_histograms,

@@ -1,0 +1,59 @@
+//! The drain's section of report.md: drain time against the ideal and Slurm's floor, the
+//! stage table (where a slot's cycle goes) and the Gantt written beside the report.
+
+use std::fmt::Write as _;
+
+use demo_bench::bench::dispatch::{DrainResult, GANTT_FILE, TIMELINE_FILE};
+use demo_bench::bench::timeline::stages;
+
+/// Issue 16 §3's goal for 1,000 jobs on 16 slots.
+const GOAL_SECS_PER_1000: f64 = 160.0;
+
+pub fn drain_section(d: &DrainResult) -> String {
+    let mut out = String::from("## The time between jobs (issue 16 §3)\n\n");
+    let secs = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.1} s"));
+    let goal = GOAL_SECS_PER_1000 * d.jobs as f64 / 1000.0;
+    let _ = writeln!(
+        out,
+        "{} one-second jobs queued at once on a pool of {} slots (`max_runners` = the node's CPUs), \
+         webhook intake, ticket credentials. Drain (first queued → last completed): **{}** \
+         (goal < {goal:.0} s; ideal {:.1} s); overhead per job per slot beyond its second: {}; \
+         {} succeeded, {} other.\n",
+        d.jobs,
+        d.slots,
+        secs(d.drain_secs),
+        d.ideal_secs,
+        secs(d.overhead_per_job_slot_secs),
+        d.completed_success,
+        d.completed_other
+    );
+    if let Some(f) = &d.floor {
+        let p50 = |s: &Option<demo_bench::demo::stats::Summary>| {
+            s.as_ref().map_or("–".into(), |s| format!("{:.3} s", s.p50))
+        };
+        let per_1000 = f
+            .drain_secs
+            .map(|s| format!("{:.1} s", s * 1000.0 / f.jobs.max(1) as f64));
+        let _ = writeln!(
+            out,
+            "Slurm's own floor, same run: {} bare `sbatch --wrap 'sleep 1'` jobs submitted at once \
+             drained in {} on {} slots ({} per 1,000 jobs); slot cycle p50 {}, slot idle \
+             (end → next launch) p50 {}, submit → start p50 {}.\n",
+            f.jobs,
+            secs(f.drain_secs),
+            f.slots,
+            per_1000.unwrap_or_else(|| "–".into()),
+            p50(&f.cycle_secs),
+            p50(&f.slot_idle_secs),
+            p50(&f.submit_to_start_secs)
+        );
+    }
+    out.push_str(&stages::markdown(&d.stages));
+    let _ = writeln!(
+        out,
+        "\nThe slots over time: [{GANTT_FILE}]({GANTT_FILE}) (grey: the slot idle between a \
+         job's epilog and the next launch); every job's moments: `{TIMELINE_FILE}`.\n\n\
+         ![drain Gantt]({GANTT_FILE})"
+    );
+    out
+}
