@@ -7,4 +7,5 @@ pub mod relay;
 pub mod report;
 pub mod sbatch_timing;
 pub mod slurm_floor;
+pub mod squeue_cost;
 pub mod timeline;

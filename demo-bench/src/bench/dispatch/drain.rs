@@ -16,6 +16,7 @@ use super::burst::{drain_jobs, Observer};
 use super::{job, Stack, DRAIN, DRAIN_SLOTS, REPO};
 use crate::bench::relay::unix_now;
 use crate::bench::slurm_floor::{self, FloorResult};
+use crate::bench::squeue_cost::{self, SqueueCost};
 use crate::bench::timeline::{self, slurmd_log, stage_table, JobTimeline, Sources, StageRow};
 use crate::demo::stack::ORG;
 
@@ -38,6 +39,8 @@ pub struct DrainResult {
     pub stages: Vec<StageRow>,
     /// Bare one-second jobs, same node, same run.
     pub floor: Option<FloorResult>,
+    /// The dispatcher's Slurm question today against a narrowed one, right after the drain.
+    pub squeue_cost: Option<SqueueCost>,
 }
 
 /// Runs the floor (`floor_jobs` bare jobs; 0: skip), then the drain; writes the Gantt and
@@ -73,7 +76,11 @@ pub fn drain(
     }
     let timelines = timelines(stack, &run.job_ids)?;
     write_files(&timelines, count, out)?;
-    Ok(summarize(stack, &run.job_ids, &timelines, floor))
+    let mut result = summarize(stack, &run.job_ids, &timelines, floor);
+    if let Some(last) = timelines.iter().filter_map(|j| j.slurm_job).max() {
+        result.squeue_cost = Some(squeue_cost::measure(stack.cluster, last, 5)?);
+    }
+    Ok(result)
 }
 
 /// Every drain job's timeline from the simulator, the sbatch wrapper, squeue and slurmd's log.
@@ -173,5 +180,6 @@ fn summarize(
         completed_other: completed.len().saturating_sub(success),
         stages: stage_table(timelines),
         floor,
+        squeue_cost: None,
     }
 }

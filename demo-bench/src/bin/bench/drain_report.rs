@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use demo_bench::bench::dispatch::{DrainResult, GANTT_FILE, TIMELINE_FILE};
 use demo_bench::bench::timeline::stages;
+use demo_bench::demo::stats::Summary;
 
 /// Issue 16 §3's goal for 1,000 jobs on 16 slots.
 const GOAL_SECS_PER_1000: f64 = 160.0;
@@ -28,9 +29,8 @@ pub fn drain_section(d: &DrainResult) -> String {
         d.completed_other
     );
     if let Some(f) = &d.floor {
-        let p50 = |s: &Option<demo_bench::demo::stats::Summary>| {
-            s.as_ref().map_or("–".into(), |s| format!("{:.3} s", s.p50))
-        };
+        let p50 =
+            |s: &Option<Summary>| s.as_ref().map_or("–".into(), |s| format!("{:.3} s", s.p50));
         let per_1000 = f
             .drain_secs
             .map(|s| format!("{:.1} s", s * 1000.0 / f.jobs.max(1) as f64));
@@ -49,6 +49,20 @@ pub fn drain_section(d: &DrainResult) -> String {
         );
     }
     out.push_str(&stages::markdown(&d.stages));
+    if let Some(q) = &d.squeue_cost {
+        let p50 =
+            |s: &Option<Summary>| s.as_ref().map_or("–".into(), |s| format!("{:.3} s", s.p50));
+        let _ = writeln!(
+            out,
+            "\nThe dispatcher's Slurm question, timed right after the drain with {} jobs known to \
+             slurmctld: the whole list (`squeue --all --states=all --json`, asked today by every \
+             ticket redemption and every poll of a full pool) p50 {}; one job by id \
+             (`squeue --jobs=<id>`, the narrowed query of issue 16 §4) p50 {}.",
+            q.jobs_known,
+            p50(&q.whole_list_json_secs),
+            p50(&q.one_job_secs)
+        );
+    }
     let _ = writeln!(
         out,
         "\nThe slots over time: [{GANTT_FILE}]({GANTT_FILE}) (grey: the slot idle between a \
