@@ -81,7 +81,7 @@ fn summarize(jobs: &[JobTimeline], first: f64) -> FloorResult {
         .fold(f64::NEG_INFINITY, f64::max);
     FloorResult {
         jobs: jobs.len(),
-        drain_secs: last.is_finite().then(|| last - first),
+        drain_secs: last.is_finite().then_some(last - first),
         submit_to_start_secs: collect(&|j| Some(j.slurm_start? - j.sbatch_accepted?)),
         cycle_secs: collect(&stages::cycle),
         slot_idle_secs: collect(&|j| Some(j.slot_reused? - j.freed()?)),

@@ -1,5 +1,9 @@
 //! The drain (issue 16 §3): `count` one-second jobs queued at once on the `drain` pool, whose
-//! `max_runners` is the node's 16 CPUs, run to the last. Measured: the drain time against the
+//! `max_runners` is the node's 16 CPUs, run to the last. Through the listener by default: a
+//! webhook-intake runner gets its JIT config from REST `generate-jitconfig`, which GitHub's
+//! secondary limit holds to 180 a minute (the simulator enforces it), so a webhook drain is
+//! bounded by GitHub at 3 jobs/s (1,000 jobs: at least 333 s) whatever we do; a scale set's
+//! runners get theirs from the Actions service, which has no such budget. Measured: the drain time against the
 //! ideal (count / slots seconds) and against Slurm's own floor in the same run
 //! ([`crate::bench::slurm_floor`]), and every job's timeline ([`crate::bench::timeline`]):
 //! the stage table and a Gantt of the slots, written beside the report.
@@ -13,7 +17,7 @@ use github_sim::{TimelineKind, WorkflowSpec};
 use serde::Serialize;
 
 use super::burst::{drain_jobs, Observer};
-use super::{job, Stack, DRAIN, DRAIN_SLOTS, REPO};
+use super::{job, Intake, Stack, DRAIN, DRAIN_SLOTS, LISTEN_ORG, LISTEN_REPO, REPO};
 use crate::bench::relay::unix_now;
 use crate::bench::slurm_floor::{self, FloorResult};
 use crate::bench::squeue_cost::{self, SqueueCost};
@@ -26,6 +30,8 @@ pub const TIMELINE_FILE: &str = "drain-timeline.json";
 
 #[derive(Debug, Default, Serialize)]
 pub struct DrainResult {
+    /// `listener` (the default) or `webhook`.
+    pub intake: &'static str,
     pub jobs: usize,
     pub slots: u32,
     /// First job queued → last job completed (the simulator's clock, ms).
@@ -47,19 +53,42 @@ pub struct DrainResult {
 /// the timeline into `out`.
 pub fn drain(
     stack: &mut Stack,
-    count: usize,
-    floor_jobs: usize,
+    (count, floor_jobs): (usize, usize),
+    intake: Intake,
     timeout: Duration,
     out: &Path,
 ) -> Result<DrainResult> {
     let floor = (floor_jobs > 0)
         .then(|| slurm_floor::floor(stack.cluster, floor_jobs, timeout))
         .transpose()?;
+    let listened = intake == Intake::Listener;
+    stack.webhooks(!listened);
+    let measured = measure(stack, count, listened, timeout, out);
+    stack.webhooks(true);
+    let mut result = measured?;
+    result.floor = floor;
+    result.intake = if listened { "listener" } else { "webhook" };
+    Ok(result)
+}
+
+fn measure(
+    stack: &mut Stack,
+    count: usize,
+    listened: bool,
+    timeout: Duration,
+    out: &Path,
+) -> Result<DrainResult> {
+    let label = stack.scale_set_label("drain");
+    let (repo, runs_on) = if listened {
+        (format!("{LISTEN_ORG}/{LISTEN_REPO}"), vec![label.as_str()])
+    } else {
+        (format!("{ORG}/{REPO}"), DRAIN.to_vec())
+    };
     let jobs = (0..count)
-        .map(|i| job(format!("drain-{i}"), DRAIN, 1000, None))
+        .map(|i| job(format!("drain-{i}"), &runs_on, 1000, None))
         .collect();
     let run = stack.world.sim.enqueue_workflow(WorkflowSpec {
-        repo: format!("{ORG}/{REPO}"),
+        repo,
         name: "drain".into(),
         jobs,
         delay_ms: 0,
@@ -76,7 +105,7 @@ pub fn drain(
     }
     let timelines = timelines(stack, &run.job_ids)?;
     write_files(&timelines, count, out)?;
-    let mut result = summarize(stack, &run.job_ids, &timelines, floor);
+    let mut result = summarize(stack, &run.job_ids, &timelines);
     if let Some(last) = timelines.iter().filter_map(|j| j.slurm_job).max() {
         result.squeue_cost = Some(squeue_cost::measure(stack.cluster, last, 5)?);
     }
@@ -144,12 +173,7 @@ fn write_files(timelines: &[JobTimeline], count: usize, out: &Path) -> Result<()
     std::fs::write(&json, text).with_context(|| format!("writing {}", json.display()))
 }
 
-fn summarize(
-    stack: &Stack,
-    github_jobs: &[u64],
-    timelines: &[JobTimeline],
-    floor: Option<FloorResult>,
-) -> DrainResult {
+fn summarize(stack: &Stack, github_jobs: &[u64], timelines: &[JobTimeline]) -> DrainResult {
     let sim = stack.world.sim.timeline();
     let of_run = |kind| {
         sim.iter()
@@ -160,7 +184,7 @@ fn summarize(
     let completed: Vec<f64> = of_run(TimelineKind::JobCompleted).collect();
     let last = completed.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let all_done = completed.len() >= github_jobs.len();
-    let drain_secs = (all_done && first.is_finite()).then(|| last - first);
+    let drain_secs = (all_done && first.is_finite()).then_some(last - first);
     let snapshot = stack.world.sim.snapshot();
     let success = snapshot
         .jobs
@@ -179,7 +203,6 @@ fn summarize(
         completed_success: success,
         completed_other: completed.len().saturating_sub(success),
         stages: stage_table(timelines),
-        floor,
-        squeue_cost: None,
+        ..DrainResult::default()
     }
 }

@@ -1,14 +1,44 @@
-//! The drain's section of report.md: drain time against the ideal and Slurm's floor, the
-//! stage table (where a slot's cycle goes) and the Gantt written beside the report.
+//! The drain phase as the bench runs it, and its section of report.md: drain time against the
+//! ideal and Slurm's floor, the stage table (where a slot's cycle goes) and the Gantt written
+//! beside the report.
 
 use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
 
-use demo_bench::bench::dispatch::{DrainResult, GANTT_FILE, TIMELINE_FILE};
+use anyhow::Result;
+use demo_bench::bench::dispatch::{
+    self, DrainResult, Intake, Stack, DRAIN_SLOTS, GANTT_FILE, TIMELINE_FILE,
+};
 use demo_bench::bench::timeline::stages;
 use demo_bench::demo::stats::Summary;
 
 /// Issue 16 §3's goal for 1,000 jobs on 16 slots.
 const GOAL_SECS_PER_1000: f64 = 160.0;
+
+/// Waits for earlier runners to be gone, then runs the floor and the drain.
+pub fn run_drain(
+    stack: &mut Stack,
+    (jobs, floor_jobs): (usize, usize),
+    intake: &str,
+    limit: Duration,
+    out: &Path,
+) -> Result<DrainResult> {
+    eprintln!("[bench] waiting for earlier runners to be gone before the drain");
+    let left = stack.wait_quiet(Duration::from_secs(120))?;
+    if !left.is_empty() {
+        eprintln!("[bench] still there before the drain: {left}");
+    }
+    eprintln!(
+        "[bench] drain: {floor_jobs} bare 1-s jobs (Slurm's floor), then {jobs} 1-s jobs on \
+         {DRAIN_SLOTS} slots through the {intake}"
+    );
+    let intake = match intake {
+        "webhook" => Intake::Webhook,
+        _ => Intake::Listener,
+    };
+    dispatch::drain(stack, (jobs, floor_jobs), intake, limit, out)
+}
 
 pub fn drain_section(d: &DrainResult) -> String {
     let mut out = String::from("## The time between jobs (issue 16 §3)\n\n");
@@ -17,17 +47,25 @@ pub fn drain_section(d: &DrainResult) -> String {
     let _ = writeln!(
         out,
         "{} one-second jobs queued at once on a pool of {} slots (`max_runners` = the node's CPUs), \
-         webhook intake, ticket credentials. Drain (first queued → last completed): **{}** \
+         {} intake, ticket credentials. Drain (first queued → last completed): **{}** \
          (goal < {goal:.0} s; ideal {:.1} s); overhead per job per slot beyond its second: {}; \
          {} succeeded, {} other.\n",
         d.jobs,
         d.slots,
+        d.intake,
         secs(d.drain_secs),
         d.ideal_secs,
         secs(d.overhead_per_job_slot_secs),
         d.completed_success,
         d.completed_other
     );
+    if d.intake == "webhook" {
+        out.push_str(
+            "Webhook intake: each runner's JIT config comes from REST `generate-jitconfig`, which \
+             GitHub's secondary limit (900 points a minute per endpoint, 5 a POST) holds to 180 a \
+             minute, and the simulator enforces it: GitHub bounds such a drain at 3 jobs/s.\n\n",
+        );
+    }
     if let Some(f) = &d.floor {
         let p50 =
             |s: &Option<Summary>| s.as_ref().map_or("–".into(), |s| format!("{:.3} s", s.p50));

@@ -30,7 +30,7 @@ use serde_json::json;
 mod drain_report;
 mod listener_metrics;
 mod metrics;
-use drain_report::drain_section;
+use drain_report::{drain_section, run_drain};
 use listener_metrics::listener_metrics;
 use metrics::metrics;
 
@@ -89,6 +89,10 @@ struct Args {
     /// How long the drain (and its floor) may take.
     #[arg(long, default_value_t = 900)]
     drain_secs: u64,
+    /// The drain's intake: `listener` (scale sets) or `webhook` (REST generate-jitconfig,
+    /// which GitHub's secondary limit holds to 180 a minute).
+    #[arg(long, default_value = "listener", value_parser = ["listener", "webhook"])]
+    drain_intake: String,
     /// Only the drain and its floor (no cluster restart, no other dispatcher phase).
     #[arg(long)]
     drain_only: bool,
@@ -300,6 +304,9 @@ fn measure_dispatcher(
     };
     match Stack::start(cluster, &runtime, credentials, SimConfig::default()) {
         Err(error) => problems.record("starting the simulator and gha-dispatcher", Err(error)),
+        Ok(mut stack) if args.drain_only => {
+            drain_only(cluster, args, &mut stack, measured, problems)
+        }
         Ok(mut stack) => run_phases(cluster, args, &mut stack, measured, problems),
     };
     if args.crash_jobs > 0 && !args.drain_only {
@@ -363,10 +370,6 @@ fn run_phases(
         "dispatcher up (log {})",
         stack.dispatcher.log_path().display()
     ));
-    if args.drain_only {
-        problems.record("drain", drain_phase(cluster, args, stack, measured));
-        return after_phases(cluster, args, stack, measured, problems);
-    }
     for (intake, through) in [
         (Intake::Webhook, "the dispatcher (webhooks)"),
         (Intake::Listener, "the scale set listener"),
@@ -418,12 +421,7 @@ fn run_phases(
             Ok(())
         })(),
     );
-    if args.listener_burst > 0 {
-        problems.record("listener burst", listener_burst(args, stack, measured));
-    }
-    if args.drain > 0 {
-        problems.record("drain", drain_phase(cluster, args, stack, measured));
-    }
+    listener_burst_and_drain(cluster, args, stack, measured, problems);
     problems.record(
         "tracked jobs",
         (|| {
@@ -480,6 +478,34 @@ fn listener_burst(args: &Args, stack: &mut Stack, measured: &mut Measured) -> Re
     Ok(())
 }
 
+/// The listener burst and the drain, each unless its count is 0.
+fn listener_burst_and_drain(
+    cluster: &Cluster,
+    args: &Args,
+    stack: &mut Stack,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) {
+    if args.listener_burst > 0 {
+        problems.record("listener burst", listener_burst(args, stack, measured));
+    }
+    if args.drain > 0 {
+        problems.record("drain", drain_phase(cluster, args, stack, measured));
+    }
+}
+
+/// `--drain-only`: the drain, then what follows every run of the phases.
+fn drain_only(
+    cluster: &Cluster,
+    args: &Args,
+    stack: &mut Stack,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) {
+    problems.record("drain", drain_phase(cluster, args, stack, measured));
+    after_phases(cluster, args, stack, measured, problems);
+}
+
 /// The drain and its floor, once the earlier phases' runners are gone.
 fn drain_phase(
     cluster: &Cluster,
@@ -487,24 +513,10 @@ fn drain_phase(
     stack: &mut Stack,
     measured: &mut Measured,
 ) -> Result<()> {
-    say("waiting for earlier runners to be gone before the drain");
-    let left = stack.wait_quiet(Duration::from_secs(120))?;
-    if !left.is_empty() {
-        say(format!("still there before the drain: {left}"));
-    }
-    say(format!(
-        "drain: {} bare 1-s jobs (Slurm's floor), then {} 1-s jobs on {} slots",
-        args.drain_floor_jobs,
-        args.drain,
-        dispatch::DRAIN_SLOTS
-    ));
-    measured.drain = Some(dispatch::drain(
-        stack,
-        args.drain,
-        args.drain_floor_jobs,
-        Duration::from_secs(args.drain_secs),
-        &report_dir(cluster, args),
-    )?);
+    let counts = (args.drain, args.drain_floor_jobs);
+    let limit = Duration::from_secs(args.drain_secs);
+    let out = report_dir(cluster, args);
+    measured.drain = Some(run_drain(stack, counts, &args.drain_intake, limit, &out)?);
     Ok(())
 }
 
