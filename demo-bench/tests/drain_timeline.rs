@@ -1,10 +1,10 @@
 //! The drain's per-job timeline on the real cluster (issue 16 §3): a small drain through the
-//! listener (32 one-second jobs on the 16-slot pool) beside 16 bare jobs, and every job's
-//! moments are there, from the party that knows each: queued, sbatch accepted, Slurm start,
-//! ticket redeemed, runner online, job assigned, job done, runner exited, epilog done; the
-//! slots are at most the pool's 16, the jobs that followed another on a slot have its reuse,
-//! the stage table has every stage and the Gantt is written. Numbers are the bench's business:
-//! nothing here asserts a speed.
+//! listener (32 one-second jobs on the 16-slot pool) beside 32 bare jobs (so that slots are
+//! reused in both), and every job's moments are there, from the party that knows each:
+//! queued, sbatch accepted, Slurm start, ticket redeemed, runner online, job assigned, job
+//! done, runner exited, epilog done; the slots are at most the pool's 16, the jobs that
+//! followed another on a slot have its reuse, the stage table has every stage and the Gantt is
+//! written. Numbers are the bench's business: nothing here asserts a speed.
 
 use std::path::Path;
 use std::process::Command;
@@ -61,7 +61,7 @@ fn every_job_of_a_small_drain_has_every_moment() -> Result<()> {
     let jobs = 2 * DRAIN_SLOTS as usize;
     let drained = dispatch::drain(
         &mut stack,
-        (jobs, DRAIN_SLOTS as usize),
+        (jobs, jobs),
         Intake::Listener,
         Duration::from_secs(300),
         out.path(),
@@ -71,7 +71,7 @@ fn every_job_of_a_small_drain_has_every_moment() -> Result<()> {
     assert_eq!(result.completed_success, jobs, "{result:?}");
     assert!(result.drain_secs.is_some());
     let floor = result.floor.as_ref().context("the floor ran")?;
-    assert_eq!(floor.jobs, DRAIN_SLOTS as usize);
+    assert_eq!(floor.jobs, jobs);
     assert!(floor.cycle_secs.is_some(), "{floor:?}");
 
     let text = std::fs::read_to_string(out.path().join(TIMELINE_FILE))?;
