@@ -98,7 +98,9 @@ fn every_job_of_a_small_drain_has_every_moment() -> Result<()> {
         assert!(at("queued") <= at("sbatch_accepted") + 0.05, "{job}");
         assert!(at("slurm_start") <= at("ticket_redeemed"), "{job}");
         assert!(at("job_assigned") <= at("job_done"), "{job}");
-        assert!(at("runner_exited") <= at("epilog_done"), "{job}");
+        // The batch step's end and the epilog's are logged by different processes (slurmstepd,
+        // slurmd): a few milliseconds either way.
+        assert!(at("runner_exited") <= at("epilog_done") + 0.05, "{job}");
     }
     let reused = timelines
         .iter()
