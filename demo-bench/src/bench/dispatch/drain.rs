@@ -123,9 +123,21 @@ fn timelines(stack: &Stack, github_jobs: &[u64]) -> Result<Vec<JobTimeline>> {
         .collect();
     let slurm_ids = slurm_ids_by_name(stack)?;
     let log_path = stack.cluster.dir().join("log/slurmd.log");
-    let log = std::fs::read_to_string(&log_path)
-        .with_context(|| format!("reading {}", log_path.display()))?;
-    let node = slurmd_log::parse(&log);
+    let mut node = BTreeMap::new();
+    // The last jobs' epilogs may still run when their GitHub jobs have completed: wait (at
+    // most 30 s) until every runner job's epilog is in the log, then take what is there.
+    let _ = test_support::wait_until_every(
+        "every runner job's epilog in slurmd's log",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            node = slurmd_log::parse(&log);
+            slurm_ids
+                .values()
+                .all(|id| node.get(id).is_some_and(|m| m.epilog_done.is_some()))
+        },
+    );
     Ok(timeline::build(&Sources {
         github_jobs,
         sim: &sim,
