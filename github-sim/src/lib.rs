@@ -30,7 +30,8 @@ pub use config::SimConfig;
 pub use faults::{Faults, ScaleSetFaults};
 pub use model::{
     AppSpec, Counters, DeliveryRecord, EndpointCount, InstallationSpec, JobSpec, JobView,
-    RunCreated, RunView, RunnerView, SimSnapshot, WebhookTarget, WorkflowSpec,
+    RunCreated, RunView, RunnerView, SimSnapshot, TimelineEvent, TimelineKind, WebhookTarget,
+    WorkflowSpec,
 };
 pub use sim::Sim;
 pub use state::lost_communication;

@@ -286,3 +286,29 @@ pub struct DeliveryRecord {
     /// The exact body sent (signed bytes).
     pub body: String,
 }
+
+/// One moment of the simulated world, in milliseconds since the epoch: what a benchmark's
+/// timeline needs, finer than GitHub's whole-second timestamps. Kept for every job and runner
+/// (a few dozen bytes each).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TimelineEvent {
+    pub at_ms: i64,
+    pub what: TimelineKind,
+    pub job_id: Option<u64>,
+    pub runner: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineKind {
+    /// The job became queued (its webhook `queued` is emitted).
+    JobQueued,
+    /// A runner took the job (`in_progress`); `runner` names it.
+    JobAssigned,
+    /// The job completed, whatever its conclusion.
+    JobCompleted,
+    /// The runner opened its message session: online, ready for a job.
+    RunnerOnline,
+    /// The runner closed its session: it is exiting.
+    RunnerOffline,
+}

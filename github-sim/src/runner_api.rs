@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::model::TimelineKind;
 use crate::shared::Shared;
 
 type S = State<Arc<Shared>>;
@@ -93,7 +94,9 @@ async fn create_session(State(s): S, headers: HeaderMap) -> Response {
         r.session = Some(sid.clone());
         r.ever_connected = true;
         r.last_seen = std::time::Instant::now();
+        let name = r.name.clone();
         w.counters.runner_sessions += 1;
+        w.mark(TimelineKind::RunnerOnline, None, Some(&name));
         (
             StatusCode::OK,
             Json(SessionCreated {
@@ -113,6 +116,8 @@ async fn delete_session(State(s): S, Path(sid): Path<String>, headers: HeaderMap
         if let Some(r) = w.runners.get_mut(&id) {
             if r.session.as_deref() == Some(sid.as_str()) {
                 r.session = None;
+                let name = r.name.clone();
+                w.mark(TimelineKind::RunnerOffline, None, Some(&name));
             }
         }
     });

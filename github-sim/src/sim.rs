@@ -230,6 +230,11 @@ impl Sim {
         self.snapshot().runners
     }
 
+    /// Job and runner moments in milliseconds, oldest first (see [`TimelineEvent`]).
+    pub fn timeline(&self) -> Vec<TimelineEvent> {
+        self.shared.lock().timeline.clone()
+    }
+
     pub fn counters(&self) -> Counters {
         self.shared.lock().counters.clone()
     }

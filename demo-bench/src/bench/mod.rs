@@ -6,4 +6,7 @@ pub mod dispatch;
 pub mod relay;
 pub mod report;
 pub mod sbatch_timing;
+pub mod slurm_floor;
 pub mod slurm_load;
+pub mod squeue_cost;
+pub mod timeline;

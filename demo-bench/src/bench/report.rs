@@ -50,6 +50,9 @@ pub struct Report {
     pub problems: Vec<String>,
     /// Raw measurements per phase.
     pub details: serde_json::Value,
+    /// Sections of report.md after the tables, each Markdown with its own heading.
+    #[serde(skip)]
+    pub sections: Vec<String>,
 }
 
 fn first_line_of(program: &str, args: &[&str]) -> String {
@@ -154,6 +157,9 @@ impl Report {
             );
             table(&mut out, &self.listener);
         }
+        for section in &self.sections {
+            let _ = writeln!(out, "\n{}", section.trim_end());
+        }
         let _ = writeln!(out, "\n## How each number is measured\n");
         for metric in self.metrics.iter().chain(&self.listener) {
             let _ = writeln!(out, "- **{} {}**: {}", metric.id, metric.name, metric.how);
@@ -244,11 +250,13 @@ mod tests {
             }],
             problems: vec!["phase 5 failed: x".into()],
             details: serde_json::json!({}),
+            sections: vec!["## Extra\n\ntext".into()],
         };
         let md = report.markdown();
         assert!(md.contains("| 1 | webhook → sbatch p99 | < 50 ms | 42.1 ms | yes |"));
         assert!(md.contains("| 5 | RSS | < 50 MB | not measured | – |"));
         assert!(md.contains("phase 5 failed"));
+        assert!(md.contains("\n## Extra\n\ntext\n"));
         assert!(md.contains("## The scale set listener beside webhooks"));
         assert!(md.contains("| L1 | queued → sbatch | – | 500.0 ms | – |"));
         let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use demo_bench::demo::leftovers::{plugin_docker_mode, Leftovers};
+use demo_bench::demo::makespan::{summary_lines, PlannedRun};
 use demo_bench::demo::progress::{Board, Frame};
 use demo_bench::demo::slurm::{self, CancelOnDrop};
 use demo_bench::demo::stack::{random_hex, Dispatcher, DispatcherSpec, SimWorld};
@@ -69,6 +70,8 @@ struct Workload {
     to_cancel: Vec<RunCreated>,
     expected_cancelled: BTreeSet<u64>,
     total_jobs: usize,
+    /// The runs meant to finish, for their makespan against their critical path.
+    planned: Vec<PlannedRun>,
 }
 
 /// What the live phase saw.
@@ -247,14 +250,21 @@ fn enqueue_workload(world: &SimWorld) -> Result<Workload> {
         to_cancel: Vec::new(),
         expected_cancelled: BTreeSet::new(),
         total_jobs: 0,
+        planned: Vec::new(),
     };
     for run in workflow::runs() {
         let without_needs: Vec<bool> = run.spec.jobs.iter().map(|j| j.needs.is_empty()).collect();
         let at = Instant::now();
+        let spec = run.spec.clone();
         let created = world
             .sim
             .enqueue_workflow(run.spec)
             .context("queueing a workflow run")?;
+        if !run.cancel_when_queued {
+            workload
+                .planned
+                .push(PlannedRun::new(&spec, &created.job_ids));
+        }
         workload.total_jobs += created.job_ids.len();
         workload.tracker.enqueued(
             created
@@ -443,6 +453,9 @@ fn summarize(
             s.p50, s.p95, s.max, s.count
         ),
         None => println!("  queue → runner start: no job was taken by a runner"),
+    }
+    for line in summary_lines(&workload.planned, &world.sim.timeline()) {
+        println!("  makespan:    {line}");
     }
     print_api_calls(&counters, total_jobs);
     print_intakes(world, &counters);

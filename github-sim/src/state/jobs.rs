@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{key, Job, JobEvent, JobStatus, Run, World};
 use crate::error::SimError;
-use crate::model::{JobSpec, RunCreated, WorkflowSpec};
+use crate::model::{JobSpec, RunCreated, TimelineKind, WorkflowSpec};
 use crate::time::now_iso;
 
 /// The ids of the jobs `j` (with id `id`) needs, by name among the run's jobs.
@@ -114,13 +114,22 @@ impl World {
 
     /// Records that GitHub announces `action` for the job as it is now.
     pub(super) fn emit_job(&mut self, job_id: u64, action: &str) {
-        if let Some(job) = self.jobs.get(&job_id) {
-            let event = JobEvent {
-                action: action.to_string(),
-                job: job.clone(),
-            };
-            self.events.push(event);
-        }
+        let Some(job) = self.jobs.get(&job_id) else {
+            return;
+        };
+        let event = JobEvent {
+            action: action.to_string(),
+            job: job.clone(),
+        };
+        let runner = job.runner_name.clone();
+        self.events.push(event);
+        let kind = match action {
+            "queued" => TimelineKind::JobQueued,
+            "in_progress" => TimelineKind::JobAssigned,
+            "completed" => TimelineKind::JobCompleted,
+            _ => return,
+        };
+        self.mark(kind, Some(job_id), runner.as_deref());
     }
 
     /// Moves pending jobs whose dependencies are done to queued (or skipped/cancelled), repeatedly.

@@ -60,6 +60,8 @@ pub struct World {
     pub manifest_codes: HashMap<String, PendingManifest>,
     /// Webhook-worthy changes since the last `take_events`.
     events: Vec<JobEvent>,
+    /// Job and runner moments in milliseconds, oldest first (`Sim::timeline`).
+    pub timeline: Vec<TimelineEvent>,
 }
 
 pub fn key(s: &str) -> String {
@@ -102,7 +104,18 @@ impl World {
             issued_jit_configs: Vec::new(),
             manifest_codes: HashMap::new(),
             events: Vec::new(),
+            timeline: Vec::new(),
         }
+    }
+
+    /// Records a job or runner moment now (milliseconds since the epoch).
+    pub fn mark(&mut self, what: TimelineKind, job_id: Option<u64>, runner: Option<&str>) {
+        self.timeline.push(TimelineEvent {
+            at_ms: Utc::now().timestamp_millis(),
+            what,
+            job_id,
+            runner: runner.map(str::to_owned),
+        });
     }
 
     pub fn next_id(&mut self) -> u64 {

@@ -12,6 +12,7 @@
 
 mod burst;
 mod crash;
+mod drain;
 mod idle;
 mod listener_burst;
 mod sequential;
@@ -20,6 +21,7 @@ mod warm;
 
 pub use burst::{burst, BurstResult, PoolFill};
 pub use crash::{crash, CrashResult};
+pub use drain::{drain, DrainResult, GANTT_FILE, TIMELINE_FILE};
 pub use idle::{idle, IdleResult, TargetIdle};
 pub use listener_burst::{listener_burst, ListenerBurstResult};
 pub use sequential::{sequential, Intake, SequentialResult};
@@ -50,8 +52,12 @@ const CPU: &[&str] = &["self-hosted", "linux", "x64"];
 const LARGE: &[&str] = &["self-hosted", "linux", "x64", "large"];
 const ARM: &[&str] = &["self-hosted", "linux", "arm64"];
 const TRACKED: &[&str] = &["self-hosted", "linux", "tracked"];
+const DRAIN: &[&str] = &["self-hosted", "linux", "drain"];
+/// The drain pool's `max_runners`: the test node's CPUs (`ci/slurm-up`, GHA_CLUSTER_CPUS).
+pub const DRAIN_SLOTS: u32 = 16;
 
-/// The bench's pools: three for the burst, one small one that the 10,000 tracked jobs queue on.
+/// The bench's pools: three for the burst, one small one that the 10,000 tracked jobs queue on,
+/// and the drain's, as wide as the node.
 pub fn pools() -> Vec<Pool> {
     let mut cpu = Pool::new("cpu", &["linux", "x64"], 8);
     cpu.priority = 10;
@@ -60,6 +66,7 @@ pub fn pools() -> Vec<Pool> {
         Pool::new("large", &["linux", "x64", "large"], 4),
         Pool::new("arm", &["linux", "arm64"], 4),
         Pool::new("tracked", &["linux", "tracked"], 2),
+        Pool::new("drain", &["linux", "drain"], DRAIN_SLOTS),
     ]
 }
 

@@ -16,8 +16,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use demo_bench::bench::cluster_jobs::{restart_cluster, run_plugin_bench, time_jobs, JobTiming};
 use demo_bench::bench::dispatch::{
-    self, BurstResult, CrashResult, IdleResult, Intake, ListenerBurstResult, SequentialResult,
-    Stack, TrackedResult, WarmResult,
+    self, BurstResult, CrashResult, DrainResult, IdleResult, Intake, ListenerBurstResult,
+    SequentialResult, Stack, TrackedResult, WarmResult,
 };
 use demo_bench::bench::report::{utc_now, Machine, Report};
 use demo_bench::bench::slurm_load::{self, SlurmLoadResult};
@@ -28,10 +28,14 @@ use e2e::Cluster;
 use github_sim::SimConfig;
 use serde_json::json;
 
+mod drain_report;
 mod listener_metrics;
 mod metrics;
+mod optional_phases;
+use drain_report::drain_section;
 use listener_metrics::listener_metrics;
 use metrics::metrics;
+use optional_phases::{drain_only, drain_phase, slurm_load_phase, warm_phase};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark spank-gha on the local Slurm and the GitHub simulator")]
@@ -82,6 +86,22 @@ struct Args {
     /// How long that phase waits for each share of its jobs, and for all of them.
     #[arg(long, default_value_t = 300)]
     crash_drain_secs: u64,
+    /// One-second jobs drained through 16 slots, with per-job timelines (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    drain: usize,
+    /// Bare one-second sbatch jobs timed beside the drain: Slurm's own floor (0: skip).
+    #[arg(long, default_value_t = 160)]
+    drain_floor_jobs: usize,
+    /// How long the drain (and its floor) may take.
+    #[arg(long, default_value_t = 900)]
+    drain_secs: u64,
+    /// The drain's intake: `listener` (scale sets) or `webhook` (REST generate-jitconfig,
+    /// which GitHub's secondary limit holds to 180 a minute).
+    #[arg(long, default_value = "listener", value_parser = ["listener", "webhook"])]
+    drain_intake: String,
+    /// Only the drain and its floor (no cluster restart, no other dispatcher phase).
+    #[arg(long)]
+    drain_only: bool,
     /// Jobs the dispatcher tracks for the memory measurement.
     #[arg(long, default_value_t = 10_000)]
     tracked: usize,
@@ -147,6 +167,7 @@ struct Measured {
     listener_burst: Option<ListenerBurstResult>,
     slurm_load: Option<SlurmLoadResult>,
     crash: Option<CrashResult>,
+    drain: Option<DrainResult>,
     tracked: Option<TrackedResult>,
     leftovers: Option<String>,
     metrics_text: Option<String>,
@@ -174,7 +195,7 @@ fn run(args: &Args) -> Result<()> {
     cluster.assert_node_healthy()?;
     let mut problems = Problems::default();
     let mut measured = Measured::default();
-    if !args.slurm_load_only {
+    if !args.slurm_load_only && !args.drain_only {
         measure_cluster(cluster, args, &mut measured, &mut problems)?;
     }
     if !args.cluster_only {
@@ -195,6 +216,7 @@ fn run(args: &Args) -> Result<()> {
         listener: listener_metrics(&measured, args),
         problems: problems.0,
         details,
+        sections: measured.drain.iter().map(drain_section).collect(),
     };
     let out = report_dir(cluster, args);
     let (json_path, md_path) = report.write(&out)?;
@@ -305,9 +327,12 @@ fn measure_dispatcher(
     };
     match Stack::start(cluster, &runtime, credentials, SimConfig::default()) {
         Err(error) => problems.record("starting the simulator and gha-dispatcher", Err(error)),
+        Ok(mut stack) if args.drain_only => {
+            drain_only(cluster, args, &mut stack, measured, problems)
+        }
         Ok(mut stack) => run_phases(cluster, args, &mut stack, measured, problems),
     };
-    if args.crash_jobs > 0 && !args.slurm_load_only {
+    if args.crash_jobs > 0 && !args.slurm_load_only && !args.drain_only {
         problems.record(
             "kill -9 during a listened burst",
             crash_phase(cluster, &runtime, args, credentials, measured),
@@ -421,9 +446,7 @@ fn run_phases(
             Ok(())
         })(),
     );
-    if args.listener_burst > 0 {
-        problems.record("listener burst", listener_burst(args, stack, measured));
-    }
+    listener_burst_and_drain(cluster, args, stack, measured, problems);
     problems.record(
         "tracked jobs",
         (|| {
@@ -461,44 +484,6 @@ fn after_phases(
     }
 }
 
-/// The dispatcher's load on slurmctld, without and with `--foreign-jobs` held jobs (when
-/// given). True when nothing else is to be measured (`--slurm-load-only`).
-fn slurm_load_phase(
-    args: &Args,
-    stack: &mut Stack,
-    measured: &mut Measured,
-    problems: &mut Problems,
-) -> bool {
-    if args.foreign_jobs == 0 {
-        return false;
-    }
-    say(format!(
-        "Slurm load: {} s idle and {} jobs, then again with {} foreign held jobs",
-        args.slurm_load_idle_secs, args.slurm_load_jobs, args.foreign_jobs
-    ));
-    let result = slurm_load::slurm_load(
-        stack,
-        args.foreign_jobs,
-        Duration::from_secs(args.slurm_load_idle_secs),
-        args.slurm_load_jobs,
-    );
-    problems.record("slurm load", result.map(|r| measured.slurm_load = Some(r)));
-    args.slurm_load_only
-}
-
-/// Jobs on a warm pool, then as many cold starts (issue 16 part 2); none with 0.
-fn warm_phase(args: &Args, stack: &mut Stack, measured: &mut Measured) -> Result<()> {
-    if args.warm_jobs == 0 {
-        return Ok(());
-    }
-    say(format!(
-        "{} jobs on a warm pool, then as many cold starts",
-        args.warm_jobs
-    ));
-    measured.warm = Some(dispatch::warm(stack, args.warm_jobs)?);
-    Ok(())
-}
-
 /// The burst on the listener target, once the webhook burst's runners are gone.
 fn listener_burst(args: &Args, stack: &mut Stack, measured: &mut Measured) -> Result<()> {
     say("waiting for the webhook burst's runners to be gone");
@@ -516,6 +501,22 @@ fn listener_burst(args: &Args, stack: &mut Stack, measured: &mut Measured) -> Re
         Duration::from_secs(args.burst_drain_secs),
     )?);
     Ok(())
+}
+
+/// The listener burst and the drain, each unless its count is 0.
+fn listener_burst_and_drain(
+    cluster: &Cluster,
+    args: &Args,
+    stack: &mut Stack,
+    measured: &mut Measured,
+    problems: &mut Problems,
+) {
+    if args.listener_burst > 0 {
+        problems.record("listener burst", listener_burst(args, stack, measured));
+    }
+    if args.drain > 0 {
+        problems.record("drain", drain_phase(cluster, args, stack, measured));
+    }
 }
 
 /// Where the report goes: `--out`, relative to the repository root.
@@ -581,6 +582,7 @@ fn details(m: &Measured) -> serde_json::Value {
         "listener_burst": m.listener_burst,
         "slurm_load": m.slurm_load,
         "crash": m.crash,
+        "drain": m.drain,
         "tracked": m.tracked,
         "leftovers_after_run": m.leftovers,
         "dispatcher_metrics_submit_and_start_lines": dispatcher_histograms,

@@ -32,21 +32,8 @@ impl GithubClient {
         let mut attempt = 0;
         let mut short_waits = 0;
         loop {
-            if let Some(wait) = self.blocked_for() {
-                // A wait of a few seconds (a secondary limit's retry-after, a reset about to
-                // come) is waited out, as GitHub asks: failing fast would fail the rest of the
-                // pass, and under a steady share of such answers no pass would ever finish
-                // (the soak found this). A long wait fails fast; the loop tries again later.
-                if wait <= SHORT_RATE_LIMIT_WAIT && short_waits < SHORT_RATE_LIMIT_WAITS {
-                    short_waits += 1;
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                return Err(GithubError::RateLimited {
-                    endpoint: endpoint.into(),
-                    wait_secs: wait.as_secs().max(1),
-                });
-            }
+            self.wait_out_short_pause(endpoint, &mut short_waits)
+                .await?;
             let url = format!("{}{}", self.base, path_and_query);
             let cached = self.cached(conditional, &url);
             let etag = cached.as_ref().map(|(etag, _)| etag.as_str());
@@ -86,10 +73,7 @@ impl GithubClient {
                 // GitHub did not act on a rate-limited request, so after a short pause the
                 // same request is sent again (the top of the loop sleeps through it): a
                 // ticket redemption should not fail on a one-second secondary limit.
-                let short = self
-                    .blocked_for()
-                    .is_some_and(|wait| wait <= SHORT_RATE_LIMIT_WAIT);
-                if short && short_waits < SHORT_RATE_LIMIT_WAITS {
+                if self.pause_is_short(short_waits) {
                     continue;
                 }
                 return Err(limited);
@@ -117,6 +101,36 @@ impl GithubClient {
                 message: truncate(&message, 300),
             });
         }
+    }
+
+    /// Sleeps through a rate-limit pause of a few seconds (a secondary limit's retry-after, a
+    /// reset about to come), as GitHub asks: failing fast would fail the rest of the pass, and
+    /// under a steady share of such answers no pass would ever finish (the soak found this).
+    /// A long pause (or too many short ones) is the rate-limit error: the loop tries later.
+    async fn wait_out_short_pause(
+        &self,
+        endpoint: &str,
+        short_waits: &mut u32,
+    ) -> Result<(), GithubError> {
+        let Some(wait) = self.blocked_for() else {
+            return Ok(());
+        };
+        if self.pause_is_short(*short_waits) {
+            *short_waits += 1;
+            tokio::time::sleep(wait).await;
+            return Ok(());
+        }
+        Err(GithubError::RateLimited {
+            endpoint: endpoint.into(),
+            wait_secs: wait.as_secs().max(1),
+        })
+    }
+
+    fn pause_is_short(&self, short_waits: u32) -> bool {
+        short_waits < SHORT_RATE_LIMIT_WAITS
+            && self
+                .blocked_for()
+                .is_some_and(|wait| wait <= SHORT_RATE_LIMIT_WAIT)
     }
 
     /// The ETag and body of the last answer to `url`, for a conditional request.
