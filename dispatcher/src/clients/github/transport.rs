@@ -78,18 +78,8 @@ impl GithubClient {
                 }
                 return Err(limited);
             }
-            if status.is_server_error() {
-                attempt += 1;
-                if attempt < SERVER_ERROR_ATTEMPTS {
-                    tracing::warn!(
-                        endpoint,
-                        status = status.as_u16(),
-                        attempt,
-                        "GitHub server error; retrying"
-                    );
-                    tokio::time::sleep(backoff(attempt)).await;
-                    continue;
-                }
+            if status.is_server_error() && self.backed_off(endpoint, status, &mut attempt).await {
+                continue;
             }
             if status == StatusCode::UNAUTHORIZED {
                 // An expired or revoked installation token: mint a new one next time.
@@ -101,6 +91,22 @@ impl GithubClient {
                 message: truncate(&message, 300),
             });
         }
+    }
+
+    /// After a 5xx answer: waits the back-off and says to try again, unless attempts ran out.
+    async fn backed_off(&self, endpoint: &str, status: StatusCode, attempt: &mut u32) -> bool {
+        *attempt += 1;
+        if *attempt >= SERVER_ERROR_ATTEMPTS {
+            return false;
+        }
+        tracing::warn!(
+            endpoint,
+            status = status.as_u16(),
+            attempt = *attempt,
+            "GitHub server error; retrying"
+        );
+        tokio::time::sleep(backoff(*attempt)).await;
+        true
     }
 
     /// Sleeps through a rate-limit pause of a few seconds (a secondary limit's retry-after, a
