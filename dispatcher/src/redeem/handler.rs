@@ -20,6 +20,7 @@ use crate::clients::munge::{self, Decoded, MungeError};
 use crate::clients::slurm::{JobPlacement, SlurmError};
 use crate::clients::users;
 use crate::model::{now_secs, JobStatus, RunnerRow, RunnerState, Scope};
+use crate::registrations::REDEMPTION_ERROR_PREFIX;
 use crate::scale::demand::demand;
 use crate::scale::placement::Mapping;
 use crate::store::{self, DbError};
@@ -338,7 +339,12 @@ async fn mint_and_seal(
         Err(_) => format!("gave no answer within {} s", GITHUB_BUDGET.as_secs()),
     };
     let message = format!("generate-jitconfig {failure}");
-    let (n, recorded) = (claimed.name.clone(), format!("redemption: {message}"));
+    // The ticket is spent and the job gets no config: it ends unredeemed in effect.
+    state.metrics.tickets_unredeemed.inc();
+    let (n, recorded) = (
+        claimed.name.clone(),
+        format!("{REDEMPTION_ERROR_PREFIX}{message}"),
+    );
     state
         .db
         .record("runner error", move |c| {

@@ -199,7 +199,7 @@ impl Metrics {
         );
         registry.register(
             "tickets_unredeemed",
-            "Ticket runners whose Slurm job ended without redeeming its ticket (cancelled while pending, refused, failed before redemption)",
+            "Ticket runners whose Slurm job got no JIT config: it ended without redeeming its ticket (cancelled while pending, refused, failed before redemption), or the ticket was spent and GitHub failed the mint",
             self.tickets_unredeemed.clone(),
         );
         registry.register(

@@ -219,6 +219,14 @@ pub fn check(
         Duration::from_secs(args.cleanup_secs),
         &|| stop.requested(),
     )?;
+    // Its count of unredeemed tickets is final once it has seen every runner's job end (a
+    // surplus runner cancelled while pending is noticed at its next pass).
+    test_support::wait_until(
+        "the dispatcher to see every runner's Slurm job over",
+        Duration::from_secs(120),
+        || live_runners_gauge(&soak.dispatcher) == Some(0),
+    )
+    .context("the dispatcher still counts live runners after the cluster is quiet")?;
     soak.unredeemed_counted += unredeemed_metric(&soak.dispatcher);
     soak.dispatcher.stop().context("stopping the dispatcher")?;
     let counters = soak.world.sim.counters();
@@ -272,4 +280,16 @@ pub fn check(
         "ok": ok,
     });
     Ok(Report { text, json, ok })
+}
+
+/// The dispatcher's runners in any phase (`gha_dispatcher_runners`), `None` when unreadable.
+fn live_runners_gauge(dispatcher: &demo_bench::demo::stack::Dispatcher) -> Option<u64> {
+    let text = dispatcher.metrics().ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with("gha_dispatcher_runners{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum(),
+    )
 }

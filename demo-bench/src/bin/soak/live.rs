@@ -48,23 +48,14 @@ pub enum Ending {
 }
 
 /// The value of the dispatcher's `tickets_unredeemed` counter (0 if unreadable).
-/// Slurm jobs this dispatcher process counted as ending without a JIT config: tickets never
-/// redeemed, and redemptions refused after the ticket was claimed because GitHub failed the
-/// mint (the ticket is spent, no registration was made).
+/// Slurm jobs this dispatcher process counted as getting no JIT config (tickets never
+/// redeemed, or spent on a mint GitHub failed).
 pub fn unredeemed_metric(dispatcher: &Dispatcher) -> u64 {
     let text = dispatcher.metrics().unwrap_or_default();
-    [
-        "gha_dispatcher_tickets_unredeemed_total ",
-        "gha_dispatcher_ticket_redemptions_total{result=\"github_unavailable\"} ",
-    ]
-    .iter()
-    .filter_map(|series| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    })
-    .map(|v| v as u64)
-    .sum()
+    text.lines()
+        .find_map(|l| l.strip_prefix("gha_dispatcher_tickets_unredeemed_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }
 
 impl<'a> Soak<'a> {
