@@ -124,12 +124,6 @@ impl Registrations {
             }
         };
         let Some(id) = id else {
-            if spent_without_config(row) {
-                // Its ticket was claimed but no registration exists and no refusal was
-                // recorded: the dispatcher died between claiming and minting, so the job ran
-                // without a config. Counted like an unredeemed ticket.
-                self.telemetry.metrics.tickets_unredeemed.inc();
-            }
             self.forget(&row.name).await;
             return true;
         };
@@ -177,54 +171,5 @@ impl Registrations {
             self.db.runner(name).await,
             Ok(Some(row)) if row.never_registered()
         )
-    }
-}
-
-/// A ticket runner whose ticket was claimed while no refusal was recorded for it (a refused
-/// redemption is counted when it is refused): with no registration found, its job got no
-/// config.
-fn spent_without_config(row: &RunnerRow) -> bool {
-    row.ticket_hash.is_some()
-        && row.ticket_redeemed_at.is_some()
-        && !row
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.starts_with(REDEMPTION_ERROR_PREFIX))
-}
-
-/// How a refused redemption's reason starts in the runner's `last_error`.
-pub const REDEMPTION_ERROR_PREFIX: &str = "redemption: ";
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_claimed_ticket_without_a_recorded_refusal_got_no_config() {
-        let unclaimed = RunnerRow::running_ticket_example("r", 100);
-        assert!(
-            !spent_without_config(&unclaimed),
-            "counted when its job ends"
-        );
-        let claimed = RunnerRow {
-            ticket_redeemed_at: Some(50),
-            ..unclaimed.clone()
-        };
-        assert!(
-            spent_without_config(&claimed),
-            "died between claim and mint"
-        );
-        let refused = RunnerRow {
-            last_error: Some(format!(
-                "{REDEMPTION_ERROR_PREFIX}generate-jitconfig failed"
-            )),
-            ..claimed.clone()
-        };
-        assert!(!spent_without_config(&refused), "counted when refused");
-        let other_error = RunnerRow {
-            last_error: Some("sbatch: busy".into()),
-            ..claimed
-        };
-        assert!(spent_without_config(&other_error));
     }
 }

@@ -6,26 +6,17 @@
 use github_sim::{JobSpec, WorkflowSpec};
 
 use super::plan::SplitMix64;
+use crate::bench::dispatch::{three_pools, ARM, CPU, LARGE};
 use crate::demo::stack::ORG;
 use crate::demo::workflow::LISTENED_ORG;
 use e2e::dispatcher_config::Pool;
 
-const CPU: &[&str] = &["self-hosted", "linux", "x64"];
-const LARGE: &[&str] = &["self-hosted", "linux", "x64", "large"];
-const ARM: &[&str] = &["self-hosted", "linux", "arm64"];
-
 /// Jobs per workflow run.
 pub const JOBS_PER_RUN: usize = 10;
 
-/// The three pools (16 runners at most, the cluster's 16 CPUs).
+/// The three pools (16 runners at most, the cluster's 16 CPUs): the bench's.
 pub fn pools() -> Vec<Pool> {
-    let mut cpu = Pool::new("cpu", &["linux", "x64"], 8);
-    cpu.priority = 10;
-    vec![
-        cpu,
-        Pool::new("large", &["linux", "x64", "large"], 4),
-        Pool::new("arm", &["linux", "arm64"], 4),
-    ]
+    three_pools()
 }
 
 /// Repository names per organization: a third listened, the rest by webhook.

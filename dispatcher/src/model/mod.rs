@@ -16,7 +16,7 @@ mod unread;
 pub use clock::{now_millis, now_secs, parse_timestamp};
 pub use job::{JobRow, JobStatus, JobUpdate};
 pub use mapping::{check_key, valid_owner, valid_repo_name, Placement, RepoUser};
-pub use runner::{RunnerPhase, RunnerRow, RunnerState};
+pub use runner::{RunnerPhase, RunnerRow, RunnerState, REDEMPTION_ERROR_PREFIX};
 pub use scope::Scope;
 pub use slurm_state::SlurmState;
 pub use unread::Unread;

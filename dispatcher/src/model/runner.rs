@@ -53,6 +53,9 @@ impl RunnerState {
     }
 }
 
+/// How a refused redemption's reason starts in the runner's `last_error`.
+pub const REDEMPTION_ERROR_PREFIX: &str = "redemption: ";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerRow {
     pub name: String,
@@ -115,6 +118,23 @@ impl RunnerRow {
     /// it has no GitHub registration to look up or delete.
     pub fn never_registered(&self) -> bool {
         self.ticket_hash.is_some() && self.ticket_redeemed_at.is_none()
+    }
+
+    /// A ticket runner whose job got no JIT config: its ticket was never redeemed, or it was
+    /// claimed and nothing was minted for it and no refusal recorded (the dispatcher died
+    /// between claim and mint; a refused redemption is counted when refused). Asked when its
+    /// Slurm job ends, before its registration (if any) is removed: a minted runner still
+    /// has its id then, or has been online.
+    pub fn got_no_config(&self) -> bool {
+        let claimed_unminted = self.ticket_hash.is_some()
+            && self.ticket_redeemed_at.is_some()
+            && self.github_runner_id.is_none()
+            && !self.ever_online
+            && !self
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(REDEMPTION_ERROR_PREFIX));
+        self.never_registered() || claimed_unminted
     }
 }
 
@@ -218,6 +238,37 @@ impl RunnerPhase {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_job_got_no_config_when_its_ticket_was_never_redeemed_or_never_minted() {
+        let unclaimed = RunnerRow::running_ticket_example("r", 100);
+        assert!(unclaimed.got_no_config(), "never redeemed");
+        let claimed = RunnerRow {
+            ticket_redeemed_at: Some(50),
+            ..unclaimed.clone()
+        };
+        assert!(
+            claimed.got_no_config(),
+            "the dispatcher died between claim and mint"
+        );
+        let minted = RunnerRow {
+            github_runner_id: Some(7),
+            ..claimed.clone()
+        };
+        assert!(!minted.got_no_config());
+        let online_then_forgotten = RunnerRow {
+            ever_online: true,
+            ..claimed.clone()
+        };
+        assert!(!online_then_forgotten.got_no_config());
+        let refused = RunnerRow {
+            last_error: Some(format!(
+                "{REDEMPTION_ERROR_PREFIX}generate-jitconfig failed"
+            )),
+            ..claimed
+        };
+        assert!(!refused.got_no_config(), "counted when refused");
+    }
     use super::*;
 
     fn row(state: RunnerState) -> RunnerRow {

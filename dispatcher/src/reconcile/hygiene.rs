@@ -107,7 +107,7 @@ impl Reconciler {
             }
         }
         self.ctx.telemetry.metrics.reaped("boot_deadline");
-        if row.never_registered() {
+        if row.got_no_config() {
             self.ctx.telemetry.metrics.tickets_unredeemed.inc();
         }
         self.ctx

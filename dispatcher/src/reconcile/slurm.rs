@@ -31,9 +31,9 @@ pub async fn record_job_ended(
         .await;
     match result {
         Ok(Some(before)) if !before.state.is_final() => {
-            if before.never_registered() {
+            if before.got_no_config() {
                 metrics.tickets_unredeemed.inc();
-                tracing::info!(runner = %name, slurm_job = ?before.slurm_job_id, "Slurm job ended without redeeming its ticket");
+                tracing::info!(runner = %name, slurm_job = ?before.slurm_job_id, "Slurm job ended without a runner config (ticket unredeemed, or claimed and never minted)");
             }
             true
         }

@@ -48,9 +48,9 @@ const REPO: &str = "widgets";
 /// The organization the dispatcher listens for (runner scale sets), and its repository.
 pub const LISTEN_ORG: &str = "labs";
 const LISTEN_REPO: &str = "lab1";
-const CPU: &[&str] = &["self-hosted", "linux", "x64"];
-const LARGE: &[&str] = &["self-hosted", "linux", "x64", "large"];
-const ARM: &[&str] = &["self-hosted", "linux", "arm64"];
+pub(crate) const CPU: &[&str] = &["self-hosted", "linux", "x64"];
+pub(crate) const LARGE: &[&str] = &["self-hosted", "linux", "x64", "large"];
+pub(crate) const ARM: &[&str] = &["self-hosted", "linux", "arm64"];
 const TRACKED: &[&str] = &["self-hosted", "linux", "tracked"];
 const DRAIN: &[&str] = &["self-hosted", "linux", "drain"];
 /// The drain pool's `max_runners`: the test node's CPUs (`ci/slurm-up`, GHA_CLUSTER_CPUS).
@@ -59,14 +59,21 @@ pub const DRAIN_SLOTS: u32 = 16;
 /// The bench's pools: three for the burst, one small one that the 10,000 tracked jobs queue on,
 /// and the drain's, as wide as the node.
 pub fn pools() -> Vec<Pool> {
+    let mut pools = three_pools();
+    pools.push(Pool::new("tracked", &["linux", "tracked"], 2));
+    pools.push(Pool::new("drain", &["linux", "drain"], DRAIN_SLOTS));
+    pools
+}
+
+/// The three pools of the burst and the soak (16 runners at most, the test node's 16 CPUs),
+/// for jobs labelled [`CPU`], [`LARGE`] and [`ARM`].
+pub fn three_pools() -> Vec<Pool> {
     let mut cpu = Pool::new("cpu", &["linux", "x64"], 8);
     cpu.priority = 10;
     vec![
         cpu,
         Pool::new("large", &["linux", "x64", "large"], 4),
         Pool::new("arm", &["linux", "arm64"], 4),
-        Pool::new("tracked", &["linux", "tracked"], 2),
-        Pool::new("drain", &["linux", "drain"], DRAIN_SLOTS),
     ]
 }
 
