@@ -1,7 +1,7 @@
 //! Jobs from GitHub: queued and running jobs of every webhook target's repositories
-//! (conditional requests), plus a one-by-one refresh of queued and running jobs no list
-//! showed, so a missed webhook still creates demand, a missed cancellation or start stops
-//! counting as demand, and a missed completion does not leave a job running for good. Listener targets are not polled: their scale sets' sessions say what waits.
+//! (conditional requests), plus a one-by-one refresh of queued jobs no list showed, so a
+//! missed webhook still creates demand and a missed cancellation or start stops counting as
+//! demand. Listener targets are not polled: their scale sets' sessions say what waits.
 
 use std::collections::HashSet;
 
@@ -68,16 +68,7 @@ impl Reconciler {
                 return;
             }
         };
-        // Running jobs no listing showed either: a missed `completed` webhook (GitHub does
-        // not redeliver) would leave them running in the database for good.
-        let running = self
-            .ctx
-            .db
-            .call(|c| store::jobs_with_status(c, JobStatus::InProgress))
-            .await
-            .unwrap_or_default();
-        let candidates: Vec<JobRow> = queued.iter().chain(&running).cloned().collect();
-        let refreshed = self.refresh_unseen(&candidates, &mut confirmed).await;
+        let refreshed = self.refresh_unseen(&queued, &mut confirmed).await;
         self.apply_updates(refreshed).await;
         if let Ok(mut progress) = self.sync_progress.lock() {
             progress.record(listed, &queued, &confirmed);
