@@ -7,6 +7,7 @@
 //! slurmd, and so its dir: that process is how a live job is told from one that is over. When
 //! `/proc` cannot be read, nothing is removed.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -95,8 +96,8 @@ fn remove_detached(paths: &[PathBuf]) -> Result<(), String> {
     }
 }
 
-/// The job ids that have a slurmstepd on this node (its title is `slurmstepd: [<id>.<step>]`),
-/// or `None` when `/proc` cannot be listed.
+/// The job ids that have a slurmstepd on this node (a root process titled
+/// `slurmstepd: [<id>.<step>]`), or `None` when `/proc` cannot be listed.
 pub fn jobs_with_a_slurmstepd() -> Option<Vec<u32>> {
     let entries = std::fs::read_dir("/proc").ok()?;
     let mut ids: Vec<u32> = entries
@@ -107,6 +108,9 @@ pub fn jobs_with_a_slurmstepd() -> Option<Vec<u32>> {
                 .to_str()
                 .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
         })
+        // Only root's processes: slurmstepd runs as root, and a user could title a process
+        // of their own `slurmstepd: [<id>...` to keep a lost job's dir from being swept.
+        .filter(|entry| entry.metadata().is_ok_and(|m| m.uid() == 0))
         .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
         .filter_map(|cmdline| slurmstepd_job(&cmdline))
         .collect();
@@ -152,6 +156,33 @@ mod tests {
             .stdin(Stdio::null())
             .spawn()
             .expect("bash")
+    }
+
+    #[test]
+    fn a_users_process_titled_slurmstepd_does_not_keep_a_lost_jobs_dir() {
+        use std::os::unix::process::CommandExt;
+        let job = 3_999_003;
+        let title = format!("slurmstepd: [{job}.batch]");
+        let mut forged = Command::new("bash")
+            .args(["-c", &format!("exec -a '{title}' sleep 60")])
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("bash as nobody (the tests run as root)");
+        let pid = forged.id();
+        test_support::wait_until("the forged title", Duration::from_secs(10), || {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).starts_with(&title))
+        })
+        .unwrap();
+        let live = jobs_with_a_slurmstepd().expect("/proc readable");
+        forged.kill().unwrap();
+        let _ = forged.wait();
+        assert!(
+            !live.contains(&job),
+            "a user's process passed for a slurmstepd"
+        );
     }
 
     #[test]
