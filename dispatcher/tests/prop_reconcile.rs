@@ -135,13 +135,7 @@ impl World {
     async fn new() -> World {
         let sim = support::sim().await;
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let uid = nix::unistd::User::from_name("nobody")
-            .ok()
-            .flatten()
-            .expect("user nobody")
-            .uid
-            .as_raw();
-        fake_slurm(dir.path(), uid);
+        fake_slurm_as_nobody(dir.path());
         let config = support::ConfigBuilder::new(dir.path())
             .widgets_on_fake_slurm(&sim)
             .pool("cpu", &["linux"], MAX_RUNNERS)
@@ -227,6 +221,17 @@ impl World {
             .await
             .expect("recording a delivery");
     }
+}
+
+/// The fake Slurm in `dir`, whose jobs run as `nobody`.
+fn fake_slurm_as_nobody(dir: &Path) {
+    let uid = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("user nobody")
+        .uid
+        .as_raw();
+    fake_slurm(dir, uid);
 }
 
 fn stages(config: &gha_dispatcher::config::Config) -> Controller {
@@ -423,13 +428,7 @@ async fn failing_calls_in_every_pass_do_not_keep_the_dispatcher_from_scaling() {
     let sim = support::sim().await;
     sim.add_repo("acme", "gadgets");
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let uid = nix::unistd::User::from_name("nobody")
-        .ok()
-        .flatten()
-        .expect("user nobody")
-        .uid
-        .as_raw();
-    fake_slurm(dir.path(), uid);
+    fake_slurm_as_nobody(dir.path());
     let config = support::ConfigBuilder::new(dir.path())
         .widgets_on_fake_slurm(&sim)
         .set(
