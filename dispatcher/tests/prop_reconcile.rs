@@ -32,7 +32,8 @@ const MAX_RUNNERS: u32 = 3;
 /// The fake Slurm: `jobs` holds `id name STATE` lines; sbatch appends a PENDING job (and
 /// hangs once, after Slurm took the job, when `crash-after-sbatch` exists); scancel drops
 /// the job (with `--state=PENDING` only a pending one); both note rule breaks in
-/// `violations`. One lock serialises them.
+/// `violations`; scancel fails, doing nothing, while `scancel-fails` exists (slurmctld
+/// away). One lock serialises them.
 fn fake_slurm(d: &Path, uid: u32) {
     let sbatch = r#"exec 9>'@D@/lock'; flock 9
 name=$(printf '%s\n' "$@" | sed -n 's/^--job-name=//p')
@@ -57,6 +58,7 @@ case "$1" in
 esac"#;
     // As Slurm: `--state=PENDING` leaves a job that started alone (checked under the lock).
     let scancel = r#"exec 9>'@D@/lock'; flock 9
+[ -f '@D@/scancel-fails' ] && { echo 'scancel: error: Unable to contact slurm controller' >&2; exit 1; }
 only_pending=
 for id in "$@"; do
   case $id in --state=PENDING) only_pending=1; continue ;; *[!0-9]*) continue ;; esac
@@ -461,5 +463,85 @@ async fn failing_calls_in_every_pass_do_not_keep_the_dispatcher_from_scaling() {
         names.lines().count(),
         1,
         "one runner submitted for the queued job; sbatch calls: {names:?}"
+    );
+}
+
+/// A `completed` webhook that never arrived (GitHub does not redeliver): the job, running in
+/// the database, is absent from the next listing, refreshed one by one, and recorded completed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missed_completion_is_found_by_the_refresh() {
+    let sim = support::sim().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    fake_slurm_as_nobody(dir.path());
+    let config = support::ConfigBuilder::new(dir.path())
+        .widgets_on_fake_slurm(&sim)
+        .pool("cpu", &["linux"], MAX_RUNNERS)
+        .build();
+    let controller = stages(&config);
+    let run = sim
+        .enqueue_workflow(WorkflowSpec {
+            repo: "acme/widgets".into(),
+            name: "ci".into(),
+            jobs: vec![JobSpec::new("build", &["self-hosted", "linux"])],
+            delay_ms: 0,
+        })
+        .expect("enqueueing a run");
+    let job_id = run.job_ids[0];
+    controller.full_pass().await;
+    let db = Db::open(&config.db_path).expect("the database");
+    // Its `in_progress` webhook arrived; then GitHub ended it and the `completed` one was lost.
+    db.call(move |c| {
+        gha_dispatcher::store::apply_job_update(
+            c,
+            &JobUpdate {
+                job_id,
+                run_id: run.run_id,
+                repo: "acme/widgets".into(),
+                labels: vec!["self-hosted".into(), "linux".into()],
+                status: JobStatus::InProgress,
+                runner_name: None,
+                workflow: None,
+                created_at: None,
+                started_at: None,
+            },
+        )
+        .map(|_| ())
+    })
+    .await
+    .expect("recording the job running");
+    sim.cancel_run(run.run_id).expect("cancelling the run");
+    controller.full_pass().await;
+    let row = db
+        .call(move |c| gha_dispatcher::store::job(c, job_id))
+        .await
+        .expect("reading the job");
+    assert_eq!(row.map(|r| r.status), Some(JobStatus::Completed));
+}
+
+/// A surplus runner's cancellation did not reach Slurm (scancel failed while slurmctld was
+/// away; a crash between recording the intent and the call does the same): the next pass
+/// sends it again, or the pending job would hold a slot of `max_runners` until it started.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancellation_that_did_not_reach_slurm_is_sent_again() {
+    let mut world = World::new().await;
+    world.queue(2, 1).await;
+    world.controller.full_pass().await;
+    assert_eq!(world.count_in_slurm("PENDING"), 2, "{}", world.file("jobs"));
+    std::fs::write(world.dir.path().join("scancel-fails"), "").expect("failing scancel");
+    world.cancel(0, false).await;
+    world.controller.scale_pass().await;
+    assert_eq!(
+        world.count_in_slurm("PENDING"),
+        2,
+        "scancel failed, so both jobs still pend: {}",
+        world.file("jobs")
+    );
+    std::fs::remove_file(world.dir.path().join("scancel-fails")).expect("slurmctld back");
+    world.controller.full_pass().await;
+    assert_eq!(
+        world.count_in_slurm("PENDING"),
+        0,
+        "the surplus runners' cancellation, sent again: {}",
+        world.file("jobs")
     );
 }

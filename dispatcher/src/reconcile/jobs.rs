@@ -1,7 +1,9 @@
 //! Jobs from GitHub: queued and running jobs of every webhook target's repositories
-//! (conditional requests), plus a one-by-one refresh of queued jobs no list showed, so a
-//! missed webhook still creates demand and a missed cancellation or start stops counting as
-//! demand. Listener targets are not polled: their scale sets' sessions say what waits.
+//! (conditional requests), plus a one-by-one refresh of the queued jobs no list showed and
+//! of the running ones their repository's list left out, so a missed webhook still creates
+//! demand, a missed cancellation or start stops counting as demand, and a missed completion
+//! (GitHub does not redeliver) does not leave a job running in the database for good.
+//! Listener targets are not polled: their scale sets' sessions say what waits.
 
 use std::collections::HashSet;
 
@@ -68,10 +70,32 @@ impl Reconciler {
                 return;
             }
         };
-        let refreshed = self.refresh_unseen(&queued, &mut confirmed).await;
+        let running = self.running_missing_from(&listed, &confirmed).await;
+        let candidates: Vec<JobRow> = queued.iter().chain(&running).cloned().collect();
+        let refreshed = self.refresh_unseen(&candidates, &mut confirmed).await;
         self.apply_updates(refreshed).await;
         if let Ok(mut progress) = self.sync_progress.lock() {
             progress.record(listed, &queued, &confirmed);
+        }
+    }
+
+    /// Rows running in the database that their repository's listing this pass (in `listed`,
+    /// without error) did not show: their `completed` webhook was probably lost.
+    async fn running_missing_from(&self, listed: &[String], seen: &HashSet<u64>) -> Vec<JobRow> {
+        match self
+            .ctx
+            .db
+            .call(|c| store::jobs_with_status(c, JobStatus::InProgress))
+            .await
+        {
+            Ok(running) => running
+                .into_iter()
+                .filter(|j| listed.contains(&j.repo) && !seen.contains(&j.job_id))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read running jobs");
+                Vec::new()
+            }
         }
     }
 

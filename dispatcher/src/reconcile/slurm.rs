@@ -200,7 +200,9 @@ impl Reconciler {
     }
 
     /// A submitted (or cancelling) runner: record its job's state, or finish it when the job
-    /// is over. A cancellation that came too late (the job started) is undone.
+    /// is over. A cancellation that came too late (the job started) is undone; one whose job
+    /// still pends is sent again (the scancel failed, or the process died between recording
+    /// the intent and calling Slurm: the job would otherwise hold a slot until it started).
     async fn follow_slurm_job(
         &self,
         row: &RunnerRow,
@@ -225,5 +227,15 @@ impl Reconciler {
                 Ok(())
             })
             .await;
+        if row.state == RunnerState::Cancelling && job.state == SlurmState::Pending {
+            match self.ctx.slurm.cancel_if_pending(job.job_id).await {
+                Ok(()) => {
+                    tracing::info!(runner = %row.name, slurm_job = job.job_id, "cancellation of a pending runner sent again")
+                }
+                Err(e) => {
+                    tracing::warn!(runner = %row.name, error = %e, "scancel of a cancelling runner failed; the next pass retries")
+                }
+            }
+        }
     }
 }
