@@ -1,10 +1,16 @@
 //! The control loop: only the order of the stages and when they run.
 //!
-//! One pass at a time, so the database rows describe every runner in flight. A full pass (on
-//! a timer, and first after a start: crash recovery) reconciles with GitHub and Slurm and then
-//! scales; a webhook, a node's notice that a runner job ended (or the end of an sbatch
-//! back-off) wakes a scale-only pass; while a pool is full and jobs wait, our jobs in Slurm
-//! alone are polled for freed slots, as a fallback.
+//! One pass at a time, so the database rows describe every runner in flight. A runner pass
+//! (on a timer, and first after a start: crash recovery) reconciles our runners with GitHub
+//! and Slurm and then scales; a webhook, a node's notice that a runner job ended (or the end
+//! of an sbatch back-off) wakes a scale-only pass; while a pool is full and jobs wait, our
+//! jobs in Slurm alone are polled for freed slots, as a fallback.
+//!
+//! The GitHub job poll (queued and running jobs, one listing per repository) runs beside the
+//! loop, not in it: it writes job rows only, as the webhook intake does, and a flaky GitHub
+//! makes it slow (retries, rate-limit pauses: tens of seconds a poll at a 20% error share,
+//! measured by the soak). Inside the loop it held every pass back that long, so freed slots
+//! waited for it. Each poll wakes a scale pass.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,7 +31,7 @@ use crate::submit::Submitter;
 /// per 10 s instead of per 1.5 s.
 const SATURATED_POLL: Duration = Duration::from_secs(10);
 
-/// How soon a full pass follows one that left the queued jobs not yet read from GitHub
+/// How soon a job poll follows one that left the queued jobs not yet read from GitHub
 /// (errors, rate limits): scaling waits for that read, so waiting a whole period between
 /// tries would leave a restarted dispatcher idle for minutes when GitHub is flaky.
 const UNSYNCED_RETRY: Duration = Duration::from_secs(3);
@@ -62,11 +68,13 @@ impl Controller {
         }
     }
 
-    /// Run until `shutdown` resolves. The first pass is a full one (crash recovery).
+    /// Run until `shutdown` resolves. The first pass is a runner pass (crash recovery); the
+    /// job poll starts beside it.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let job_poll = tokio::spawn(self.clone().poll_jobs());
         // Recovery first: no scale decision on the database as a previous process left it.
-        self.full_pass().await;
+        self.runner_pass().await;
         let start = tokio::time::Instant::now() + self.period;
         let mut ticker = tokio::time::interval_at(start, self.period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -76,14 +84,6 @@ impl Controller {
                 match retry_at {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
-                }
-            };
-            let unsynced = !self.reconcile.unread().is_nothing();
-            let unsynced_retry = async move {
-                if unsynced {
-                    tokio::time::sleep(UNSYNCED_RETRY).await
-                } else {
-                    std::future::pending().await
                 }
             };
             let saturated = self.saturated.load(Ordering::Relaxed);
@@ -96,8 +96,7 @@ impl Controller {
             };
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = ticker.tick() => self.full_pass().await,
-                _ = unsynced_retry => self.full_pass().await,
+                _ = ticker.tick() => self.runner_pass().await,
                 _ = self.wake.notified() => self.scale_pass().await,
                 _ = retry => self.scale_pass().await,
                 _ = saturated_poll => {
@@ -107,9 +106,35 @@ impl Controller {
                 }
             }
         }
+        job_poll.abort();
     }
 
-    /// Reconcile everything, then scale.
+    /// The GitHub job poll, beside the loop: every period, or `UNSYNCED_RETRY` after a poll
+    /// that left queued jobs unread; each poll wakes a scale pass.
+    async fn poll_jobs(self) {
+        loop {
+            self.reconcile.sync_jobs_from_github().await;
+            self.wake.notify_one();
+            let unsynced = !self.reconcile.unread().is_nothing();
+            tokio::time::sleep(if unsynced {
+                UNSYNCED_RETRY
+            } else {
+                self.period
+            })
+            .await;
+        }
+    }
+
+    /// Reconcile our runners with GitHub and Slurm, then scale.
+    async fn runner_pass(&self) {
+        self.reconcile
+            .reconcile_runners(&self.submit.in_flight())
+            .await;
+        self.scale_pass().await;
+    }
+
+    /// Everything in one go, in order (the job poll, the runner pass): for tests that run
+    /// passes one at a time.
     pub async fn full_pass(&self) {
         self.reconcile.full_pass(&self.submit.in_flight()).await;
         self.scale_pass().await;

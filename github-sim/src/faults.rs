@@ -30,7 +30,8 @@ pub struct Faults {
     pub primary_reset_s: u64,
     /// Status of rate-limit answers: 403 (default, 0) or 429.
     pub rate_limit_status: u16,
-    /// Every REST call waits this long before being handled.
+    /// Every REST call (on a path `only_path_contains` matches) waits this long before being
+    /// handled.
     pub latency_ms: u64,
     /// Overrides the primary limit per credential and window.
     pub rate_limit_budget: Option<u32>,

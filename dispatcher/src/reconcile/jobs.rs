@@ -55,8 +55,8 @@ impl SyncProgress {
 
 impl Reconciler {
     /// Queued jobs from GitHub, so a missed webhook still creates demand, and a job whose
-    /// cancellation or start we missed stops counting as demand.
-    pub(super) async fn sync_jobs_from_github(&self) {
+    /// cancellation or start we missed stops counting as demand. Writes job rows only.
+    pub async fn sync_jobs_from_github(&self) {
         let (mut confirmed, listed) = self.list_webhook_repos().await;
         let queued = match self
             .ctx

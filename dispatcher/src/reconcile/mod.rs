@@ -2,8 +2,10 @@
 //! crash or a restart changes nothing.
 //!
 //! A full pass reads queued and running jobs from GitHub (`jobs`), our runners' registrations
-//! (`runners`) and our Slurm jobs (`tracked`: by id, none when nothing is in flight), recovers rows a crash left mid-way (`slurm`), then runs
-//! `hygiene`. Nothing is concluded from an incomplete view: a failed listing or `squeue` skips
+//! (`runners`) and our Slurm jobs (`tracked`: by id, none when nothing is in flight), recovers
+//! rows a crash left mid-way (`slurm`), then runs `hygiene`. The control loop runs the jobs'
+//! part as a poll of its own beside the loop ([`Reconciler::sync_jobs_from_github`]) and the
+//! rest in its passes ([`Reconciler::reconcile_runners`]). Nothing is concluded from an incomplete view: a failed listing or `squeue` skips
 //! the steps that would read it. In ticket mode a runner whose ticket was never redeemed has
 //! no registration, so no GitHub call is made to find or delete one.
 
@@ -53,10 +55,17 @@ impl Reconciler {
         format!("{}-", self.ctx.config.github.runner_name_prefix)
     }
 
-    /// One full reconcile pass. `in_flight`: runners whose credential submission holds for
-    /// an sbatch retry (their `submitting` rows are not crash leftovers).
+    /// One full reconcile pass: jobs, then runners. `in_flight`: runners whose credential
+    /// submission holds for an sbatch retry (their `submitting` rows are not crash leftovers).
     pub async fn full_pass(&self, in_flight: &HashSet<String>) {
         self.sync_jobs_from_github().await;
+        self.reconcile_runners(in_flight).await;
+    }
+
+    /// The runners' part of a pass: registrations from GitHub, our Slurm jobs, crash
+    /// recovery, hygiene. The control loop runs it apart from the job poll, which writes job
+    /// rows only (as the webhook intake does) and so runs beside the loop.
+    pub async fn reconcile_runners(&self, in_flight: &HashSet<String>) {
         // A registration that outlives this moment outlived its Slurm job's end.
         let listed_at = now_secs();
         let gh_runners = self.sync_runners_from_github().await;

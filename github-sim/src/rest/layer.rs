@@ -141,7 +141,17 @@ pub(super) async fn api_layer(State(s): State<Arc<Shared>>, req: Request, next: 
         }
     }
     let call = Call::of(&req);
-    let latency = s.lock().faults.latency_ms;
+    let latency = {
+        let mut w = s.lock();
+        let latency = w.faults.latency_ms;
+        if latency > 0 && path_matches(&w.faults, &call.path) {
+            // Counted on arrival: a test can tell that a call is being held.
+            w.counters.fault_injected("rest latency");
+            latency
+        } else {
+            0
+        }
+    };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
