@@ -6,11 +6,9 @@
 //! followed another on a slot have its reuse, the stage table has every stage and the Gantt is
 //! written. Numbers are the bench's business: nothing here asserts a speed.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use demo_bench::bench::dispatch::{self, Intake, Stack, DRAIN_SLOTS, GANTT_FILE, TIMELINE_FILE};
 use e2e::dispatcher_config::RunnerCredentials;
 use e2e::Cluster;
@@ -18,28 +16,7 @@ use github_sim::SimConfig;
 
 /// Builds gha-dispatcher in this test's profile and points the stack at it.
 fn use_built_dispatcher() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the workspace root")?;
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "gha-dispatcher",
-            "--bin",
-            "gha-dispatcher",
-        ])
-        .current_dir(root)
-        .status()
-        .context("running cargo build")?;
-    ensure!(status.success(), "building gha-dispatcher failed");
-    let exe = std::env::current_exe().context("the test binary")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the profile directory")?;
-    std::env::set_var("GHA_DISPATCHER_BIN", profile_dir.join("gha-dispatcher"));
+    std::env::set_var("GHA_DISPATCHER_BIN", e2e::built::dispatcher()?);
     Ok(())
 }
 

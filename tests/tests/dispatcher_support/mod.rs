@@ -108,24 +108,7 @@ pub fn scaling(reconcile_interval_secs: u64, boot_deadline_secs: Option<u64>) ->
 /// The `gha-dispatcher` binary, built if needed, from this test's profile directory: the crash
 /// and identity tests run it as a separate process, as an admin would.
 pub fn dispatcher_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "gha-dispatcher",
-            "--bin",
-            "gha-dispatcher",
-        ])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building gha-dispatcher failed");
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("gha-dispatcher");
-    assert!(bin.is_file(), "{} missing", bin.display());
-    bin
+    e2e::built::dispatcher().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A Slurm job as `squeue` lists it.
