@@ -159,7 +159,10 @@ impl Controller {
             );
             return;
         }
-        if let Some(wait) = self.github.blocked_for() {
+        // A runner started now redeems its ticket for a config from GitHub: not while calls
+        // are paused for long (it would fail). A short pause, which a redemption waits out,
+        // holds nothing back: under a steady share of rate limits one is nearly always on.
+        if let Some(wait) = self.github.blocked_long() {
             tracing::debug!(
                 wait_secs = wait.as_secs(),
                 "GitHub rate limited; demand kept for later"

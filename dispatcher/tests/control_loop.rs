@@ -1,13 +1,16 @@
-//! The running control loop (`app::start`, a fake Slurm, the GitHub simulator): what runs
-//! beside what. The GitHub job poll runs beside the loop's passes, so a slow GitHub (retries
-//! and rate-limit pauses; the soak measured passes of about 40 s at a 20% error share) does
-//! not hold back the scale pass that a webhook or a freed slot wakes.
+//! The running control loop (`app::start`, a fake Slurm, the GitHub simulator): a slow GitHub
+//! does not hold back the scale pass that a webhook or a freed slot wakes. The GitHub job poll
+//! runs beside the loop's passes (the soak measured polls of about 40 s at a 20% error share,
+//! and slots idled behind them). (That a short rate-limit pause does not stop submission is
+//! `GithubClient::blocked_long`'s test in github_client.rs: here the loop's own runner pass,
+//! every second, would wait the pause out too.)
 
 use std::path::Path;
 use std::time::Duration;
 
+use gha_dispatcher::app::Running;
 use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
-use github_sim::Faults;
+use github_sim::{Faults, Sim};
 use support::script;
 
 mod support;
@@ -33,15 +36,17 @@ fn fake_slurm(d: &Path) {
     script(&d.join("scancel"), "true");
 }
 
-fn listings(sim: &github_sim::Sim) -> u64 {
+fn listings(sim: &Sim) -> u64 {
     sim.counters()
         .api
         .get("GET /repos/{owner}/{repo}/actions/runs")
         .map_or(0, |count| count.calls)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_slow_job_poll_does_not_hold_back_scaling() {
+/// The dispatcher (ticket mode, the fake Slurm, a pool of 2, a 1-s reconcile period) with the
+/// simulator's webhooks pointed at it, once its first job poll listed `acme/widgets` (from
+/// then on that repository's webhook jobs count as demand).
+async fn start_loop() -> (Sim, tempfile::TempDir, Running) {
     let sim = support::sim().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     fake_slurm(dir.path());
@@ -56,23 +61,14 @@ async fn a_slow_job_poll_does_not_hold_back_scaling() {
         url: format!("http://{}/webhook", running.local_addr),
         secret: SECRET.into(),
     });
-    // The first poll lists the repository: from then on its webhook jobs count as demand.
     support::wait_until("the first job poll", Duration::from_secs(20), || {
         listings(&sim) > 0
     })
     .await;
-    sim.set_faults(Faults {
-        latency_ms: SLOW_LISTING.as_millis() as u64,
-        only_path_contains: Some("/actions/runs".into()),
-        ..Faults::default()
-    });
-    support::wait_until("a job poll held by GitHub", Duration::from_secs(20), || {
-        sim.counters().faults_injected.contains_key("rest latency")
-    })
-    .await;
-    // The poll is sequential: no listing is answered until the held one is.
-    let answered_before = listings(&sim);
+    (sim, dir, running)
+}
 
+fn queue_one_job(sim: &Sim) {
     sim.enqueue_workflow(WorkflowSpec {
         repo: "acme/widgets".into(),
         name: "ci".into(),
@@ -80,11 +76,37 @@ async fn a_slow_job_poll_does_not_hold_back_scaling() {
         delay_ms: 0,
     })
     .expect("enqueueing a run");
-    let names = dir.path().join("names");
+}
+
+/// Whether the fake sbatch ran.
+fn submitted(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("names")).is_ok_and(|n| !n.is_empty())
+}
+
+fn fault_fired(sim: &Sim, kind: &str) -> bool {
+    sim.counters().faults_injected.contains_key(kind)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_job_poll_does_not_hold_back_scaling() {
+    let (sim, dir, _running) = start_loop().await;
+    sim.set_faults(Faults {
+        latency_ms: SLOW_LISTING.as_millis() as u64,
+        only_path_contains: Some("/actions/runs".into()),
+        ..Faults::default()
+    });
+    support::wait_until("a job poll held by GitHub", Duration::from_secs(20), || {
+        fault_fired(&sim, "rest latency")
+    })
+    .await;
+    // The poll is sequential: no listing is answered until the held one is.
+    let answered_before = listings(&sim);
+
+    queue_one_job(&sim);
     support::wait_until(
         "a runner submitted for the webhook's job while the poll waits",
         Duration::from_secs(20),
-        || std::fs::read_to_string(&names).is_ok_and(|n| !n.is_empty()),
+        || submitted(dir.path()),
     )
     .await;
     assert_eq!(

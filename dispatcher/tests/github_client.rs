@@ -231,6 +231,8 @@ async fn a_long_secondary_rate_limit_fails_calls_fast_until_retry_after() {
         matches!(err, GithubError::RateLimited { wait_secs: 30, .. }),
         "{err}"
     );
+    // A long pause holds runner submission back (a runner started now could not redeem).
+    assert!(gh.blocked_long().is_some());
     // While paused, calls fail fast without reaching GitHub.
     let calls = sim.counters().calls("GET /orgs/{org}/actions/runners");
     assert!(matches!(
@@ -256,7 +258,19 @@ async fn a_short_secondary_rate_limit_is_waited_out_and_the_call_sent_again() {
     let calls = sim.counters().calls("GET /orgs/{org}/actions/runners");
     let started = std::time::Instant::now();
     // The limited call sleeps through the pause, is sent again, and succeeds.
-    gh.list_runners(&org()).await.unwrap();
+    let gh = Arc::new(gh);
+    let call = tokio::spawn({
+        let gh = gh.clone();
+        async move { gh.list_runners(&org()).await }
+    });
+    support::wait_until("the pause", Duration::from_secs(10), || {
+        gh.blocked_for().is_some()
+    })
+    .await;
+    // Not a long pause: runner submission goes on through it (a redemption waits it out;
+    // under a steady share of rate limits one is nearly always on).
+    assert_eq!(gh.blocked_long(), None);
+    call.await.expect("the call's task").unwrap();
     assert!(started.elapsed() >= Duration::from_secs(2));
     assert_eq!(
         sim.counters().calls("GET /orgs/{org}/actions/runners"),

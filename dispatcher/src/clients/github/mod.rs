@@ -233,6 +233,13 @@ impl GithubClient {
     pub fn blocked_for(&self) -> Option<Duration> {
         lock(&self.blocked_until).and_then(|until| until.checked_duration_since(Instant::now()))
     }
+
+    /// [`Self::blocked_for`], when longer than a pause that calls wait out by themselves
+    /// (a few seconds: GitHub's usual `retry-after` for a burst).
+    pub fn blocked_long(&self) -> Option<Duration> {
+        self.blocked_for()
+            .filter(|wait| *wait > transport::SHORT_RATE_LIMIT_WAIT)
+    }
 }
 
 /// The HTTP client every GitHub call goes through: rustls trusting the system's authorities

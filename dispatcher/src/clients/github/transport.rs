@@ -14,7 +14,7 @@ use super::{
 use crate::model::Scope;
 
 /// The longest rate-limit wait a call sleeps through instead of failing fast.
-const SHORT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
+pub(super) const SHORT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
 /// How many such waits one call takes before it gives up with the rate-limit error.
 const SHORT_RATE_LIMIT_WAITS: u32 = 3;
 
