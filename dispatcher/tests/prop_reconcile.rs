@@ -470,47 +470,18 @@ async fn failing_calls_in_every_pass_do_not_keep_the_dispatcher_from_scaling() {
 /// the database, is absent from the next listing, refreshed one by one, and recorded completed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missed_completion_is_found_by_the_refresh() {
-    let sim = support::sim().await;
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    fake_slurm_as_nobody(dir.path());
-    let config = support::ConfigBuilder::new(dir.path())
-        .widgets_on_fake_slurm(&sim)
-        .pool("cpu", &["linux"], MAX_RUNNERS)
-        .build();
-    let controller = stages(&config);
-    let run = sim
-        .enqueue_workflow(WorkflowSpec {
-            repo: "acme/widgets".into(),
-            name: "ci".into(),
-            jobs: vec![JobSpec::new("build", &["self-hosted", "linux"])],
-            delay_ms: 0,
-        })
-        .expect("enqueueing a run");
-    let job_id = run.job_ids[0];
-    controller.full_pass().await;
-    let db = Db::open(&config.db_path).expect("the database");
+    let mut world = World::new().await;
+    world.queue(1, 1).await;
+    world.controller.full_pass().await;
+    let (run_id, jobs) = world.runs[0].clone();
     // Its `in_progress` webhook arrived; then GitHub ended it and the `completed` one was lost.
-    db.call(move |c| {
-        gha_dispatcher::store::apply_job_update(
-            c,
-            &JobUpdate {
-                job_id,
-                run_id: run.run_id,
-                repo: "acme/widgets".into(),
-                labels: vec!["self-hosted".into(), "linux".into()],
-                status: JobStatus::InProgress,
-                runner_name: None,
-                workflow: None,
-                created_at: None,
-                started_at: None,
-            },
-        )
-        .map(|_| ())
-    })
-    .await
-    .expect("recording the job running");
-    sim.cancel_run(run.run_id).expect("cancelling the run");
-    controller.full_pass().await;
+    world
+        .deliver(jobs[0], run_id, JobStatus::InProgress, None)
+        .await;
+    world.sim.cancel_run(run_id).expect("cancelling the run");
+    world.controller.full_pass().await;
+    let db = Db::open(&world.config.db_path).expect("the database");
+    let job_id = jobs[0];
     let row = db
         .call(move |c| gha_dispatcher::store::job(c, job_id))
         .await
