@@ -18,8 +18,9 @@ pub struct Samples {
     pub tickets: BTreeSet<String>,
     /// `scontrol show job` texts of running runner jobs.
     pub slurm_records: Vec<String>,
-    /// `(program, environment)` of the job user's processes; the runner's own process is
-    /// marked, since it is started with the config in its environment by design.
+    /// `(command line, environment)` of the job user's processes; the runner's own process
+    /// is told apart ([`is_runner_process`]), since it is started with the config in its
+    /// environment by design.
     pub environments: Vec<(String, Vec<u8>)>,
     pub memory: BTreeMap<u32, Memory>,
 }
@@ -90,8 +91,7 @@ impl Samples {
         let user = cluster.test_user();
         for (pid, cmdline) in cluster.processes_of(user).unwrap_or_default() {
             if let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) {
-                let program = cmdline.split(' ').next().unwrap_or_default().to_owned();
-                self.environments.push((program, environ));
+                self.environments.push((cmdline, environ));
             }
         }
     }
@@ -111,14 +111,33 @@ impl Samples {
     }
 }
 
-/// Is `program` the runner itself (started with its config in the environment, which it
-/// removes at once; `/proc/PID/environ` still shows what it started with)?
-pub fn is_runner_process(program: &str) -> bool {
-    let name = Path::new(program)
+/// Is the process with `cmdline` the runner itself, started with its config in the
+/// environment (which it removes at once; `/proc/PID/environ` still shows what it started
+/// with)? The job script starts it as `setsid ./run.sh`; `run.sh`, a bash script, runs as
+/// `/bin/bash ./run.sh` until it execs the listener (the real runner's stays, with its
+/// `run-helper.sh`, for the whole job). A shell running anything else is not the runner.
+pub fn is_runner_process(cmdline: &str) -> bool {
+    let mut words = cmdline.split(' ').map(file_name);
+    let first = words.next().unwrap_or_default();
+    if RUNNER_PROGRAMS.contains(&first.as_str()) {
+        return true;
+    }
+    let launches_runner = matches!(first.as_str(), "setsid" | "bash" | "sh");
+    launches_runner
+        && words
+            .next()
+            .is_some_and(|w| RUNNER_SCRIPTS.contains(&w.as_str()))
+}
+
+/// The runner's programs and its entry scripts.
+const RUNNER_PROGRAMS: [&str; 2] = ["Runner.Listener", "fake-runner"];
+const RUNNER_SCRIPTS: [&str; 2] = ["run.sh", "run-helper.sh"];
+
+fn file_name(word: &str) -> String {
+    Path::new(word)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    matches!(name.as_str(), "run.sh" | "Runner.Listener" | "fake-runner")
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -130,7 +149,26 @@ mod tests {
         let ticket = "a".repeat(redeem_contract::ISSUED_TICKET_LEN);
         let env = format!("X=1\0SLURM_SPANK__SLURM_SPANK_OPTION_spank_gha_gha_runner=ticket:{ticket}\0ticket:short\0");
         assert_eq!(tickets_in(env.as_bytes()), vec![ticket]);
-        assert!(is_runner_process("/tmp/x/runner/bin/Runner.Listener"));
-        assert!(!is_runner_process("/bin/sh"));
+    }
+
+    #[test]
+    fn the_runner_is_told_from_other_processes_by_its_command_line() {
+        for runner in [
+            "/tmp/x/runner/bin/Runner.Listener run",
+            "setsid ./run.sh",
+            "/bin/bash ./run.sh",
+            "/bin/bash /home/u/runner/run-helper.sh",
+        ] {
+            assert!(is_runner_process(runner), "{runner}");
+        }
+        for other in [
+            "/bin/sh",
+            "/bin/bash /usr/libexec/spank-gha/gha-runner-job",
+            "setsid dockerd-rootless.sh",
+            "/bin/bash -c ./run.sh",
+            "run.sh-not",
+        ] {
+            assert!(!is_runner_process(other), "{other}");
+        }
     }
 }

@@ -108,13 +108,14 @@ fn search_secrets(soak: &Soak, comments: &[String]) -> Row {
     }
     let mut runner_env_hits = 0;
     let mut other_envs = 0;
-    for (program, environ) in &soak.samples.environments {
+    for (cmdline, environ) in &soak.samples.environments {
         let hits = secrets.found_in(environ);
-        if is_runner_process(program) {
+        if is_runner_process(cmdline) {
             runner_env_hits += hits.len();
             continue;
         }
         other_envs += 1;
+        let program = cmdline.split(' ').next().unwrap_or_default();
         found.extend(
             hits.iter()
                 .map(|k| format!("environment of {program}: {k}")),
