@@ -149,11 +149,7 @@ pub fn processes() -> Vec<Process> {
             let zombie = status
                 .lines()
                 .any(|line| line.starts_with("State:") && line.contains('Z'));
-            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .trim()
-                .to_owned();
+            let cmdline = cmdline(pid).unwrap_or_default();
             Some(Process {
                 pid,
                 uid,
@@ -162,4 +158,15 @@ pub fn processes() -> Vec<Process> {
             })
         })
         .collect()
+}
+
+/// Process `pid`'s arguments joined by spaces (`None` once it is gone).
+pub fn cmdline(pid: u32) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim()
+            .to_owned(),
+    )
 }

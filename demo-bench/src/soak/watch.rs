@@ -90,7 +90,13 @@ impl Samples {
     pub fn sample_environments(&mut self, cluster: &Cluster) {
         let user = cluster.test_user();
         for (pid, cmdline) in cluster.processes_of(user).unwrap_or_default() {
-            if let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) {
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            // A process that exec'd between the reads (the job script's subshell becoming
+            // the runner, say) has an environment of another program than `cmdline`: which
+            // one is unknown, so the sample is dropped (the next round takes it again).
+            if e2e::procfs::cmdline(pid).as_deref() == Some(cmdline.as_str()) {
                 self.environments.push((cmdline, environ));
             }
         }

@@ -107,17 +107,24 @@ impl Reconciler {
             }
         }
         self.ctx.telemetry.metrics.reaped("boot_deadline");
-        if row.got_no_config() {
-            self.ctx.telemetry.metrics.tickets_unredeemed.inc();
-        }
-        self.ctx
+        // The scancel ends the job, and its end notice may finish the row first: whoever
+        // ends it counts it (the row as it was when this swap ended it).
+        let name = row.name.clone();
+        let ended = self
+            .ctx
             .db
-            .set_runner_state_logged(
-                &row.name,
-                RunnerState::Abandoned,
-                Some("did not come online within the boot deadline".into()),
-            )
+            .call(move |c| {
+                let why = "did not come online within the boot deadline";
+                store::swap_runner_state(c, &name, RunnerState::Abandoned, Some(why))
+            })
             .await;
+        match ended {
+            Ok(Some(before)) if !before.state.is_final() && before.got_no_config() => {
+                self.ctx.telemetry.metrics.tickets_unredeemed.inc();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(runner = %row.name, error = %e, "cannot record runner state"),
+        }
         self.ctx.registrations.delete(row, "boot_deadline").await;
     }
 

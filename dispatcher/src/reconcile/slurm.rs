@@ -26,7 +26,7 @@ pub async fn record_job_ended(
     let result = db
         .call(move |c| {
             store::set_runner_slurm_state(c, &n, state)?;
-            store::swap_runner_state(c, &n, RunnerState::Finished)
+            store::swap_runner_state(c, &n, RunnerState::Finished, None)
         })
         .await;
     match result {

@@ -338,18 +338,23 @@ async fn mint_and_seal(
         Err(_) => format!("gave no answer within {} s", GITHUB_BUDGET.as_secs()),
     };
     let message = format!("generate-jitconfig {failure}");
-    // The ticket is spent and the job gets no config: it ends unredeemed in effect.
-    state.metrics.tickets_unredeemed.inc();
+    // The ticket is spent and the job gets no config: it ends unredeemed in effect. Counted
+    // here unless its end was recorded first (which counted it: no refusal was on record).
     let (n, recorded) = (
         claimed.name.clone(),
         format!("{REDEMPTION_ERROR_PREFIX}{message}"),
     );
-    state
+    match state
         .db
-        .record("runner error", move |c| {
-            store::set_runner_error(c, &n, &recorded)
-        })
-        .await;
+        .call(move |c| store::record_redemption_failure(c, &n, &recorded))
+        .await
+    {
+        Ok(true) => {
+            state.metrics.tickets_unredeemed.inc();
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(runner = %claimed.name, error = %e, "cannot record the refusal"),
+    }
     Err(refuse(RefusalCode::GithubUnavailable, message))
 }
 

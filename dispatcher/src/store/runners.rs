@@ -265,16 +265,35 @@ pub fn mark_unlisted_offline(
 }
 
 /// Sets a runner's state and returns the row as it was before (one transaction).
+/// Sets a runner's state (and `error`, if given) and returns the row as it was, in one
+/// transaction: of two parties ending a runner at once (a node's end notice, hygiene), only
+/// the one that saw it live acts on its end (counts an unredeemed ticket, say).
 pub fn swap_runner_state(
     conn: &mut Connection,
     name: &str,
     state: RunnerState,
+    error: Option<&str>,
 ) -> rusqlite::Result<Option<RunnerRow>> {
     let tx = conn.transaction()?;
     let before = runner(&tx, name)?;
-    set_runner_state(&tx, name, state, None)?;
+    set_runner_state(&tx, name, state, error)?;
     tx.commit()?;
     Ok(before)
+}
+
+/// Records why a claimed ticket got no config; true when the runner was still live, i.e. its
+/// end has not been recorded (and counted) yet. One transaction, for the same reason as
+/// [`swap_runner_state`].
+pub fn record_redemption_failure(
+    conn: &mut Connection,
+    name: &str,
+    error: &str,
+) -> rusqlite::Result<bool> {
+    let tx = conn.transaction()?;
+    let live = runner(&tx, name)?.is_some_and(|r| !r.state.is_final());
+    set_runner_error(&tx, name, error)?;
+    tx.commit()?;
+    Ok(live)
 }
 
 /// What GitHub listed about our runners: (name, runner id, online, busy), in one transaction.

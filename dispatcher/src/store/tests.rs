@@ -346,3 +346,40 @@ fn a_final_runners_job_is_watched_until_seen_over() {
     })
     .unwrap();
 }
+
+/// A claimed ticket that got no config is counted unredeemed by exactly one party: the
+/// redemption's refusal or the runner's end (a node's notice, hygiene), whichever is recorded
+/// first; two parties ending one runner see it live only once.
+#[test]
+fn an_unredeemed_ticket_is_counted_by_one_party() {
+    let refused = format!(
+        "{}generate-jitconfig failed",
+        crate::model::REDEMPTION_ERROR_PREFIX
+    );
+    let claimed = |c: &mut Connection, name: &str, hash: &str, job: u64| {
+        insert_ticket_runner(c, name, "cpu", "org:a", None, hash, 1000)?;
+        set_runner_submitted(c, name, job)?;
+        mark_ticket_redeemed(c, name, 10).map(|_| ())
+    };
+    let db = Db::open_in_memory().unwrap();
+    db.with(|c| {
+        // Refusal first: it counts; the end then sees a refusal on record and does not.
+        claimed(c, "a", "h1", 41)?;
+        assert!(record_redemption_failure(c, "a", &refused)?);
+        let before = swap_runner_state(c, "a", RunnerState::Finished, None)?.unwrap();
+        assert!(!before.got_no_config());
+        // End first: it counts (nothing refused on record); the late refusal does not.
+        claimed(c, "b", "h2", 42)?;
+        let before = swap_runner_state(c, "b", RunnerState::Finished, None)?.unwrap();
+        assert!(!before.state.is_final() && before.got_no_config());
+        assert!(!record_redemption_failure(c, "b", &refused)?);
+        // Hygiene's boot deadline and the end notice of the job it cancelled.
+        claimed(c, "c", "h3", 43)?;
+        let why = Some("did not come online within the boot deadline");
+        let first = swap_runner_state(c, "c", RunnerState::Abandoned, why)?.unwrap();
+        let second = swap_runner_state(c, "c", RunnerState::Finished, None)?.unwrap();
+        assert!(!first.state.is_final() && second.state.is_final());
+        Ok(())
+    })
+    .unwrap();
+}
