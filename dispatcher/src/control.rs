@@ -72,7 +72,9 @@ impl Controller {
     /// job poll starts beside it.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let job_poll = tokio::spawn(self.clone().poll_jobs());
+        // A set, so the poll stops with the loop however it ends (dropped, too).
+        let mut job_poll = tokio::task::JoinSet::new();
+        job_poll.spawn(self.clone().poll_jobs());
         // Recovery first: no scale decision on the database as a previous process left it.
         self.runner_pass().await;
         let start = tokio::time::Instant::now() + self.period;
@@ -106,7 +108,7 @@ impl Controller {
                 }
             }
         }
-        job_poll.abort();
+        job_poll.abort_all();
     }
 
     /// The GitHub job poll, beside the loop: every period, or `UNSYNCED_RETRY` after a poll

@@ -56,6 +56,31 @@ fn labels() -> Vec<String> {
     vec!["self-hosted".into(), "linux".into()]
 }
 
+/// Calls at the same moment (the job poll runs beside the control loop) share one token mint
+/// and one installation lookup: the end-to-end call budget counted two of each.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_calls_share_one_installation_token() {
+    let sim = world().await;
+    let gh = app_client(&sim);
+    let scope = org();
+    let (a, b, c) = tokio::join!(
+        gh.list_runners(&scope),
+        gh.list_runners(&scope),
+        gh.list_runners(&scope)
+    );
+    for listed in [a, b, c] {
+        listed.unwrap();
+    }
+    let counters = sim.counters();
+    assert_eq!(
+        (
+            counters.calls("POST /app/installations/{installation_id}/access_tokens"),
+            counters.calls("GET /orgs/{org}/installation"),
+        ),
+        (1, 1)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn app_auth_mints_jit_configs_and_caches_the_installation_token() {
     let sim = world().await;

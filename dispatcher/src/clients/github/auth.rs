@@ -34,6 +34,7 @@ impl GithubClient {
             Credentials::App {
                 installation_id, ..
             } => {
+                let _one_at_a_time = self.app_auth.lock().await;
                 let installation = match installation_id {
                     Some(id) => *id,
                     None => self.installation_for(scope).await?,

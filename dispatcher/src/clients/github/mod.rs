@@ -141,6 +141,9 @@ pub struct GithubClient {
     credentials: Credentials,
     metrics: Arc<Metrics>,
     tokens: Mutex<HashMap<u64, CachedToken>>,
+    /// Held while an App's installation is looked up or its token minted, so callers at the
+    /// same moment (the job poll runs beside the loop) share one mint.
+    app_auth: tokio::sync::Mutex<()>,
     installations: Mutex<HashMap<String, u64>>,
     etags: Mutex<HashMap<String, (String, Value)>>,
     blocked_until: Mutex<Option<Instant>>,
@@ -216,6 +219,7 @@ impl GithubClient {
             credentials,
             metrics,
             tokens: Mutex::new(HashMap::new()),
+            app_auth: tokio::sync::Mutex::new(()),
             installations: Mutex::new(HashMap::new()),
             etags: Mutex::new(HashMap::new()),
             blocked_until: Mutex::new(None),
