@@ -62,6 +62,11 @@ cluster_up() {
         pidfile_alive "$GHA_CLUSTER_DIR/run/slurmd.pid" slurmd
 }
 
+# The target directory cargo profile $1 builds into (`dev` builds into `debug`).
+profile_dir() {
+    if [ "$1" = dev ]; then echo debug; else echo "$1"; fi
+}
+
 # A missing Rust toolchain is a clear failure rather than a confusing one later.
 ensure_cargo() {
     command -v cargo >/dev/null || die "cargo is not on PATH; install Rust with rustup first"
