@@ -17,20 +17,23 @@ use std::time::Duration;
 
 use gha_dispatcher::clients::github::Credentials;
 use gha_dispatcher::control::Controller;
-use gha_dispatcher::model::{JobStatus, JobUpdate};
+use gha_dispatcher::model::{JobStatus, JobUpdate, RunnerState};
 use gha_dispatcher::store::{Db, Delivery};
 use gha_dispatcher::telemetry::Metrics;
 use github_sim::model::{JobSpec, WorkflowSpec};
 use github_sim::Sim;
 use proptest::prelude::*;
 use support::script;
+use test_support::wait_until_async;
 
 mod support;
 
 const MAX_RUNNERS: u32 = 3;
 
-/// The fake Slurm: `jobs` holds `id name STATE` lines; sbatch appends a PENDING job (and
-/// hangs once, after Slurm took the job, when `crash-after-sbatch` exists); scancel drops
+/// The fake Slurm: `jobs` holds `id name STATE` lines; sbatch appends a PENDING job (and,
+/// after Slurm took the job, hangs once when `crash-after-sbatch` exists, or fails once when
+/// `fail-after-sbatch` does; its id counter is replaced whole, so a kill cannot leave it
+/// empty); scancel drops
 /// the job (with `--state=PENDING` only a pending one); both note rule breaks in
 /// `violations`; scancel fails, doing nothing, while `scancel-fails` exists (slurmctld
 /// away). One lock serialises them.
@@ -39,9 +42,13 @@ fn fake_slurm(d: &Path, uid: u32) {
 name=$(printf '%s\n' "$@" | sed -n 's/^--job-name=//p')
 grep -qx "$name" '@D@/names' 2>/dev/null && echo "sbatch twice for $name" >> '@D@/violations'
 echo "$name" >> '@D@/names'
-id=$(cat '@D@/next-id' 2>/dev/null || echo 100); echo $((id + 1)) > '@D@/next-id'
+id=$(cat '@D@/next-id' 2>/dev/null || echo 100)
+echo $((id + 1)) > '@D@/next-id.new'; mv '@D@/next-id.new' '@D@/next-id'
 echo "$id $name PENDING" >> '@D@/jobs'
 if [ -f '@D@/crash-after-sbatch' ]; then rm -f '@D@/crash-after-sbatch'; flock -u 9; sleep 60; fi
+if [ -f '@D@/fail-after-sbatch' ]; then
+  rm -f '@D@/fail-after-sbatch'; echo 'sbatch: error: Socket timed out on send/recv operation' >&2; exit 1
+fi
 echo "$id""#;
     // As Slurm 22.05 answers the dispatcher's two queries: one job id (unknown: an error), or
     // one user's jobs with some names. Anything else is a rule break (a whole-queue dump).
@@ -200,28 +207,38 @@ impl World {
     }
 
     async fn deliver(&mut self, job_id: u64, run_id: u64, status: JobStatus, id: Option<String>) {
+        let update = job_update("acme/widgets", job_id, run_id, status);
+        self.deliver_update(update, id).await;
+    }
+
+    async fn deliver_update(&mut self, update: JobUpdate, id: Option<String>) {
         self.deliveries += 1;
         let delivery = Delivery {
             delivery_id: id.unwrap_or_else(|| format!("d-{}", self.deliveries)),
             event: "workflow_job".into(),
-            action: Some(status.as_str().to_string()),
-            update: Some(JobUpdate {
-                job_id,
-                run_id,
-                repo: "acme/widgets".into(),
-                labels: vec!["self-hosted".into(), "linux".into()],
-                status,
-                runner_name: None,
-                workflow: None,
-                created_at: None,
-                started_at: None,
-            }),
+            action: Some(update.status.as_str().to_string()),
+            update: Some(update),
             body_sha256: None,
         };
         let db = Db::open(&self.config.db_path).expect("the database");
         db.record_delivery(delivery)
             .await
             .expect("recording a delivery");
+    }
+}
+
+/// A `workflow_job` webhook's content (no runner named).
+fn job_update(repo: &str, job_id: u64, run_id: u64, status: JobStatus) -> JobUpdate {
+    JobUpdate {
+        job_id,
+        run_id,
+        repo: repo.into(),
+        labels: vec!["self-hosted".into(), "linux".into()],
+        status,
+        runner_name: None,
+        workflow: None,
+        created_at: None,
+        started_at: None,
     }
 }
 
@@ -489,6 +506,58 @@ async fn a_missed_completion_is_found_by_the_refresh() {
     assert_eq!(row.map(|r| r.status), Some(JobStatus::Completed));
 }
 
+/// A job of a repository no pass lists (an organization's webhook covers more repositories
+/// than `targets` polls) lost its `completed` webhook: nothing is asked while its runner
+/// lives; once the runner is over, the job is refreshed and recorded completed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missed_completion_in_an_unlisted_repository_is_found_once_its_runner_ended() {
+    let mut world = World::new().await;
+    world.sim.add_repo("acme", "gadgets");
+    let created = world
+        .sim
+        .enqueue_workflow(WorkflowSpec {
+            repo: "acme/gadgets".into(),
+            name: "ci".into(),
+            jobs: vec![JobSpec::new("build", &["self-hosted", "linux"])],
+            delay_ms: 0,
+        })
+        .expect("enqueueing a run");
+    let (job_id, run_id) = (created.job_ids[0], created.run_id);
+    let queued = job_update("acme/gadgets", job_id, run_id, JobStatus::Queued);
+    world.deliver_update(queued, None).await;
+    world.controller.full_pass().await;
+    let runner = world.file("names").trim().to_string();
+    assert!(!runner.is_empty(), "a runner submitted for the job");
+    world.move_slurm_job(0, "PENDING", Some("RUNNING"));
+    let started = JobUpdate {
+        runner_name: Some(runner),
+        ..job_update("acme/gadgets", job_id, run_id, JobStatus::InProgress)
+    };
+    world.deliver_update(started, None).await;
+    // GitHub ends it; the `completed` webhook is lost.
+    world.sim.cancel_run(run_id).expect("cancelling the run");
+    let status = |world: &World| {
+        let db = Db::open(&world.config.db_path).expect("the database");
+        async move {
+            db.call(move |c| gha_dispatcher::store::job(c, job_id))
+                .await
+                .expect("reading the job")
+                .map(|row| row.status)
+        }
+    };
+    world.controller.full_pass().await;
+    assert_eq!(
+        status(&world).await,
+        Some(JobStatus::InProgress),
+        "its runner still runs"
+    );
+
+    world.move_slurm_job(0, "RUNNING", None);
+    world.controller.full_pass().await;
+    world.controller.full_pass().await;
+    assert_eq!(status(&world).await, Some(JobStatus::Completed));
+}
+
 /// A surplus runner's cancellation did not reach Slurm (scancel failed while slurmctld was
 /// away; a crash between recording the intent and the call does the same): the next pass
 /// sends it again, or the pending job would hold a slot of `max_runners` until it started.
@@ -514,5 +583,40 @@ async fn a_cancellation_that_did_not_reach_slurm_is_sent_again() {
         0,
         "the surplus runners' cancellation, sent again: {}",
         world.file("jobs")
+    );
+}
+
+/// sbatch failed after Slurm took the job (a socket timeout: slurmctld accepted it, the
+/// answer was lost). The retry finds the job by the runner's name and adopts it: a second
+/// sbatch would start two jobs for one runner and one credential.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sbatch_that_failed_after_slurm_took_the_job_is_not_sent_again() {
+    let mut world = World::new().await;
+    world.queue(1, 1).await;
+    std::fs::write(world.dir.path().join("fail-after-sbatch"), "").expect("arming the failure");
+    world.controller.full_pass().await;
+    assert_eq!(world.count_in_slurm("PENDING"), 1, "{}", world.file("jobs"));
+
+    // Passes until the back-off (at least a second) lets the retry run.
+    let db = Db::open(&world.config.db_path).expect("the database");
+    let (controller, db) = (&world.controller, &db);
+    let rows = wait_until_async("the retry", Duration::from_secs(30), || async move {
+        controller.scale_pass().await;
+        let rows = db
+            .call(|c| gha_dispatcher::store::live_runners(c))
+            .await
+            .expect("reading the runners");
+        let retried = rows.iter().all(|r| r.state != RunnerState::Submitting);
+        retried.then_some(rows)
+    })
+    .await
+    .expect("the held submission retried");
+    assert_eq!(world.file("violations"), "");
+    assert_eq!(world.file("names").lines().count(), 1);
+    let adopted: Vec<_> = rows.iter().map(|r| (r.state, r.slurm_job_id)).collect();
+    assert_eq!(
+        adopted,
+        [(RunnerState::Submitted, Some(100))],
+        "the runner owns the job Slurm took"
     );
 }

@@ -12,7 +12,7 @@ use gha_dispatcher::api::{self, AppState};
 use gha_dispatcher::clients::github::{Credentials, GithubClient};
 use gha_dispatcher::clients::slurm::Slurm;
 use gha_dispatcher::config::Config;
-use gha_dispatcher::model::{now_secs, JobStatus, JobUpdate, SlurmState};
+use gha_dispatcher::model::{now_secs, JobStatus, JobUpdate, RunnerState, SlurmState};
 use gha_dispatcher::redeem::Ticket;
 use gha_dispatcher::registrations::Registrations;
 use gha_dispatcher::scale_sets::ScaleSets;
@@ -308,6 +308,26 @@ async fn a_ticket_is_redeemed_once_by_its_running_job_on_its_node() {
         server.refused(cred(&third, 44)).await,
         (403, "wrong_job".into())
     );
+    // Not counted unredeemed: crash recovery adopts a live row's job by name, and its end
+    // counts it. A row recovery gave up before Slurm had its job (a crash lost the sbatch's
+    // answer) has no end to come: its job's refusal counts it, once.
+    assert_eq!(server.metrics.tickets_unredeemed.get(), 0);
+    server
+        .db
+        .with(|c| {
+            db::set_runner_state(
+                c,
+                "slurm-cpu-3",
+                RunnerState::Abandoned,
+                Some("credential lost before sbatch"),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        server.refused(cred(&third, 44)).await,
+        (403, "wrong_job".into())
+    );
+    assert_eq!(server.metrics.tickets_unredeemed.get(), 1);
 
     // The real thing: a sealed JIT config, for root only.
     slurm_says(42, "slurm-cpu-1", "RUNNING", "127.0.0.1");

@@ -100,10 +100,11 @@ async fn run_browser(env: &[(&str, String)], log: &Path, sim: &github_sim::Sim) 
         let tail: Vec<&str> = logged.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         panic!(
-            "the browser test failed:\n{}\n{stdout}\nSlurm jobs: {:?}\nsimulator jobs: {:?}\ndispatcher log (last lines):\n{}",
+            "the browser test failed:\n{}\n{stdout}\nSlurm jobs: {:?}\nsimulator jobs: {:?}\nwebhook deliveries: {:?}\ndispatcher log (last lines):\n{}",
             String::from_utf8_lossy(&out.stderr),
             dispatcher_support::slurm_jobs(PREFIX),
             sim.jobs().iter().map(|j| (j.id, j.status.clone(), j.runner_name.clone())).collect::<Vec<_>>(),
+            sim.deliveries().iter().map(|d| (d.job_id, d.action.clone(), d.outcome.clone(), d.status.clone())).collect::<Vec<_>>(),
             tail.join("\n")
         );
     }

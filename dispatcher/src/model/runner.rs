@@ -91,6 +91,12 @@ pub struct RunnerRow {
 }
 
 impl RunnerRow {
+    /// The Unix user its Slurm job runs as: its mapped user, else `service_user`
+    /// (`slurm.user`). `None`: the dispatcher's own user.
+    pub fn job_user<'a>(&'a self, service_user: Option<&'a str>) -> Option<&'a str> {
+        self.run_as.as_deref().or(service_user)
+    }
+
     /// Where the runner is in its life, as far as scaling (and ticket redemption) cares.
     pub fn phase(&self) -> RunnerPhase {
         match self.state {

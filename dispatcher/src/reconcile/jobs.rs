@@ -1,8 +1,9 @@
 //! Jobs from GitHub: queued and running jobs of every webhook target's repositories
 //! (conditional requests), plus a one-by-one refresh of the queued jobs no list showed and
-//! of the running ones their repository's list left out, so a missed webhook still creates
-//! demand, a missed cancellation or start stops counting as demand, and a missed completion
-//! (GitHub does not redeliver) does not leave a job running in the database for good.
+//! of the running ones their repository's list left out or whose runner is over, so a
+//! missed webhook still creates demand, a missed cancellation or start stops counting as
+//! demand, and a missed completion (GitHub does not redeliver) does not leave a job running
+//! in the database for good.
 //! Listener targets are not polled: their scale sets' sessions say what waits.
 
 use std::collections::HashSet;
@@ -79,19 +80,29 @@ impl Reconciler {
         }
     }
 
-    /// Rows running in the database that their repository's listing this pass (in `listed`,
-    /// without error) did not show: their `completed` webhook was probably lost.
+    /// Rows running in the database that no listing this pass showed, and that either
+    /// their repository's listing (in `listed`, without error) left out, or whose runner is
+    /// over (a repository an organization's webhook covers but no pass lists): their
+    /// `completed` webhook was probably lost.
     async fn running_missing_from(&self, listed: &[String], seen: &HashSet<u64>) -> Vec<JobRow> {
-        match self
+        let rows = self
             .ctx
             .db
-            .call(|c| store::jobs_with_status(c, JobStatus::InProgress))
-            .await
-        {
-            Ok(running) => running
-                .into_iter()
-                .filter(|j| listed.contains(&j.repo) && !seen.contains(&j.job_id))
-                .collect(),
+            .call(|c| {
+                let running = store::jobs_with_status(c, JobStatus::InProgress)?;
+                let runner_ended = store::running_jobs_of_ended_runners(c)?;
+                Ok((running, runner_ended))
+            })
+            .await;
+        match rows {
+            Ok((running, runner_ended)) => {
+                let runner_ended: HashSet<u64> = runner_ended.iter().map(|j| j.job_id).collect();
+                running
+                    .into_iter()
+                    .filter(|j| !seen.contains(&j.job_id))
+                    .filter(|j| listed.contains(&j.repo) || runner_ended.contains(&j.job_id))
+                    .collect()
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read running jobs");
                 Vec::new()

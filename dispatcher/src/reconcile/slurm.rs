@@ -122,11 +122,7 @@ impl Reconciler {
 
     /// The uid `row`'s Slurm job runs as (its mapped user, else the service user).
     pub(super) fn runner_uid(&self, row: &RunnerRow) -> Option<u32> {
-        let user = row
-            .run_as
-            .as_deref()
-            .or(self.ctx.config.slurm.user.as_deref())?;
-        users::uid_of(user)
+        users::uid_of(row.job_user(self.ctx.config.slurm.user.as_deref())?)
     }
 
     /// Bring rows in line with the Slurm queue, and recover rows a crash left mid-way.
@@ -137,8 +133,19 @@ impl Reconciler {
         listed: Option<&Listed>,
         in_flight: &HashSet<String>,
     ) {
-        let by_name: HashMap<&str, &QueuedJob> =
-            queue.iter().map(|j| (j.name.as_str(), j)).collect();
+        // Of several jobs by one name, the first submitted: a copy of a runner's ticket can
+        // only be had from its job, so any other job by its name came later.
+        let mut by_name: HashMap<&str, &QueuedJob> = HashMap::new();
+        for job in queue {
+            by_name
+                .entry(job.name.as_str())
+                .and_modify(|kept| {
+                    if job.job_id < kept.job_id {
+                        *kept = job;
+                    }
+                })
+                .or_insert(job);
+        }
         let rows = match self.ctx.db.call(|c| store::live_runners(c)).await {
             Ok(rows) => rows,
             Err(e) => {

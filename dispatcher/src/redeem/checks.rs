@@ -50,8 +50,9 @@ pub trait Facts {
 }
 
 /// Every check, in the contract's order, stopping at the first refusal: the credential
-/// (root, well-formed payload), the ticket (known, unused, unexpired, and the job the
-/// dispatcher's own sbatch returned), the job (the runner's user's, running, on one node), the host (the credential comes from that node), the need (the
+/// (root, well-formed payload), the ticket (known, unused, unexpired, and not for another
+/// job), the job (the one the dispatcher's own sbatch returned, the runner's user's,
+/// running, on one node), the host (the credential comes from that node), the need (the
 /// runner is still wanted). The claimed runner row when all pass.
 pub async fn run(facts: &mut impl Facts, now: i64) -> Result<RunnerRow, Refusal> {
     let decoded = facts.credential().await?;
@@ -60,6 +61,7 @@ pub async fn run(facts: &mut impl Facts, now: i64) -> Result<RunnerRow, Refusal>
     let row = check_ticket(holder, &req, now)?;
     let job = facts.slurm_job(&req).await?;
     let uid = facts.runner_uid(&row);
+    check_recorded_job(&row, &req, job.as_ref(), uid)?;
     let node = check_job(&req, job.as_ref(), uid)?;
     let node_ips = facts.node_addresses(node).await?;
     check_host(decoded.encode_host, node, &node_ips)?;
@@ -71,12 +73,16 @@ pub async fn run(facts: &mut impl Facts, now: i64) -> Result<RunnerRow, Refusal>
 pub struct Refusal {
     pub code: RefusalCode,
     pub message: String,
+    /// The refused job is one of ours that no runner's end will count as unredeemed: the
+    /// refusal counts it (see [`check_recorded_job`]).
+    pub counts_unredeemed: bool,
 }
 
 pub(super) fn refuse(code: RefusalCode, message: impl Into<String>) -> Refusal {
     Refusal {
         code,
         message: message.into(),
+        counts_unredeemed: false,
     }
 }
 
@@ -125,19 +131,41 @@ pub fn check_ticket(
         ));
     }
     match row.slurm_job_id {
-        Some(id) if id == u64::from(req.job_id) => Ok(row),
-        Some(id) => Err(refuse(
+        Some(id) if id != u64::from(req.job_id) => Err(refuse(
             RefusalCode::WrongJob,
             format!("the ticket belongs to Slurm job {id}, not {}", req.job_id),
         )),
-        None => Err(refuse(
+        // No job recorded: refused by `check_recorded_job`, once Slurm said whose job it is.
+        _ => Ok(row),
+    }
+}
+
+/// The ticket is good only for the job the dispatcher's own sbatch returned: a runner with
+/// none recorded redeems for no job (one merely named like it, as its user, may be anyone's
+/// copy of the ticket). When the job is named like the runner and runs as its user, and the
+/// runner is over, the job is most likely the runner's own whose sbatch answer a crash lost
+/// after recovery had given the row up: no runner's end will count it, so the refusal does.
+/// (A live row's job is adopted by name by crash recovery, and counted when it ends.)
+pub fn check_recorded_job(
+    row: &RunnerRow,
+    req: &RedeemRequest,
+    job: Option<&JobPlacement>,
+    runner_uid: Option<u32>,
+) -> Result<(), Refusal> {
+    if row.slurm_job_id.is_some() {
+        return Ok(());
+    }
+    let named_like_it = job.is_some_and(|j| j.name == row.name && Some(j.user_id) == runner_uid);
+    Err(Refusal {
+        counts_unredeemed: named_like_it && row.state.is_final(),
+        ..refuse(
             RefusalCode::WrongJob,
             format!(
                 "no Slurm job is recorded for runner {}, so not {}",
                 row.name, req.job_id
             ),
-        )),
-    }
+        )
+    })
 }
 
 /// The job must run as the runner's user (`runner_uid`) and be running now; the node running
@@ -319,6 +347,48 @@ mod tests {
             .block_on(future)
     }
 
+    /// A runner with no Slurm job recorded redeems for none. Its refused job is counted as
+    /// unredeemed by the refusal only when no runner's end will count it: the job is named
+    /// like the runner, runs as its user, and the runner is over (given up by crash recovery
+    /// before Slurm had the job).
+    #[test]
+    fn a_runner_with_no_job_recorded_redeems_for_none() {
+        let refused = |state: RunnerState, job_name: &str, job_uid: u32| {
+            let mut f = good();
+            let r = f.row.as_mut().unwrap();
+            r.slurm_job_id = None;
+            r.state = state;
+            let j = f.job.as_mut().unwrap();
+            j.name = job_name.into();
+            j.user_id = job_uid;
+            block_on(run(&mut f, NOW))
+                .map(drop)
+                .map_err(|r| (r.code, r.counts_unredeemed))
+        };
+        let wrong_job = |counted| Err((RefusalCode::WrongJob, counted));
+        assert_eq!(
+            refused(RunnerState::Submitting, "r", RUNNER_UID),
+            wrong_job(false)
+        );
+        assert_eq!(
+            refused(RunnerState::Abandoned, "r", RUNNER_UID),
+            wrong_job(true)
+        );
+        assert_eq!(
+            refused(RunnerState::Finished, "r", RUNNER_UID),
+            wrong_job(true)
+        );
+        // Someone else's job, or a job of another name: not one of ours.
+        assert_eq!(
+            refused(RunnerState::Abandoned, "r", RUNNER_UID + 1),
+            wrong_job(false)
+        );
+        assert_eq!(
+            refused(RunnerState::Abandoned, "other", RUNNER_UID),
+            wrong_job(false)
+        );
+    }
+
     #[test]
     fn every_refusal_in_the_contract_order() {
         assert_eq!(decide(good()), Ok(()));
@@ -478,8 +548,11 @@ mod tests {
             state: RunnerState::Submitting,
             ..row("r")
         };
+        let named_like_it = job("RUNNING");
         assert_eq!(
-            check_ticket(Some(unrecorded), &req, NOW).unwrap_err().code,
+            check_recorded_job(&unrecorded, &req, Some(&named_like_it), Some(RUNNER_UID))
+                .unwrap_err()
+                .code,
             RefusalCode::WrongJob
         );
         // The job of another user (or of a user that cannot be looked up).

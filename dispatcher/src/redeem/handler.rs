@@ -88,6 +88,9 @@ pub async fn redeem(
         }
         Err(refusal) => {
             metrics.ticket_redemption(refusal.code.as_str());
+            if refusal.counts_unredeemed {
+                metrics.tickets_unredeemed.inc();
+            }
             tracing::warn!(runner, slurm_job = %job, error = refusal.code.as_str(), message = %refusal.message, "ticket refused");
             refusal.into_response()
         }
@@ -193,11 +196,7 @@ impl checks::Facts for Live {
     }
 
     fn runner_uid(&mut self, row: &RunnerRow) -> Option<u32> {
-        let user = row
-            .run_as
-            .as_deref()
-            .or(self.state.config.slurm.user.as_deref())?;
-        users::uid_of(user)
+        users::uid_of(row.job_user(self.state.config.slurm.user.as_deref())?)
     }
 
     async fn slurm_job(&mut self, req: &RedeemRequest) -> Result<Option<JobPlacement>, Refusal> {

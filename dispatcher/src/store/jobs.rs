@@ -102,6 +102,18 @@ pub fn jobs_with_status(conn: &Connection, status: JobStatus) -> rusqlite::Resul
     rows.collect()
 }
 
+/// Jobs running in the database whose runner (one of ours) is over: an ephemeral runner
+/// runs one job, so GitHub has ended it too, and its `completed` webhook may have been lost.
+pub fn running_jobs_of_ended_runners(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'in_progress' AND runner_name IN
+         (SELECT name FROM runners WHERE state IN ('finished', 'abandoned'))
+         ORDER BY queued_ms, job_id"
+    ))?;
+    let rows = stmt.query_map([], job_from_row)?;
+    rows.collect()
+}
+
 /// A job with its times, for the console's jobs view and timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobTimes {

@@ -23,7 +23,10 @@ use rusqlite::{params, Connection};
 use crate::model::{RunnerRow, RunnerState};
 
 pub use deliveries::{record_delivery, record_delivery_in, Delivery, DeliveryOutcome};
-pub use jobs::{apply_job_update, job, jobs_since, jobs_with_status, JobTimes, JobTransition};
+pub use jobs::{
+    apply_job_update, job, jobs_since, jobs_with_status, running_jobs_of_ended_runners, JobTimes,
+    JobTransition,
+};
 pub use repo_users::{replace_repositories, repo_users, repositories_of, seed_repo_users};
 pub use runners::*;
 pub use scale_sets::{apply_message, scale_set, upsert_scale_set, ScaleSetRow};

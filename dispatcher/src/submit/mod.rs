@@ -90,8 +90,9 @@ impl Submitter {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// sbatch again every runner whose credential is held; stop at the first
-    /// failure (the back-off says when to try again).
+    /// sbatch again every runner whose credential is held, unless Slurm took its last
+    /// sbatch after all (then its job is adopted); stop at the first failure (the back-off
+    /// says when to try again).
     pub async fn retry(&self) {
         let names: Vec<String> = self.credentials().keys().cloned().collect();
         for name in names {
@@ -103,7 +104,15 @@ impl Submitter {
                 self.give_up(&name).await;
                 continue;
             }
-            if !self.submit(&name).await {
+            let sent = match self.adopt_if_taken(&name).await {
+                Ok(true) => continue,
+                Ok(false) => self.submit(&name).await,
+                Err(e) => {
+                    self.sbatch_failed(&name, e.to_string()).await;
+                    false
+                }
+            };
+            if !sent {
                 break; // still failing: wait for the next back-off step
             }
         }

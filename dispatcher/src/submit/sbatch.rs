@@ -3,9 +3,9 @@
 //! Slurm job, failure backs off.
 
 use super::Submitter;
-use crate::clients::slurm::SubmitRequest;
+use crate::clients::slurm::{SlurmError, SubmitRequest};
 use crate::clients::users;
-use crate::model::{now_millis, RunnerRow};
+use crate::model::{now_millis, RunnerRow, RunnerState};
 use crate::store;
 
 impl Submitter {
@@ -22,10 +22,7 @@ impl Submitter {
             tracing::error!(runner = %name, pool = %row.pool, "pool no longer configured");
             return false;
         };
-        let user = row
-            .run_as
-            .as_deref()
-            .or(self.ctx.config.slurm.user.as_deref());
+        let user = row.job_user(self.ctx.config.slurm.user.as_deref());
         // The service user runs with `slurm.group`; a mapped user with its primary group.
         let group = match user {
             Some(u) if Some(u) != self.ctx.config.slurm.user.as_deref() => {
@@ -53,6 +50,37 @@ impl Submitter {
                 false
             }
         }
+    }
+
+    /// Before sbatch is tried again: did Slurm take the failed one after all? sbatch can
+    /// fail after slurmctld accepted the job (no answer within the timeout, a reply cut
+    /// short), and a second sbatch would start two jobs for one runner and one credential.
+    /// A job by the runner's name, of the runner's user, is adopted instead (true).
+    pub(super) async fn adopt_if_taken(&self, name: &str) -> Result<bool, SlurmError> {
+        let Ok(Some(row)) = self.ctx.db.runner(name).await else {
+            return Ok(false);
+        };
+        if row.state != RunnerState::Submitting {
+            // Recorded meanwhile (recovery adopted its job, or it was given up).
+            self.credentials().remove(name);
+            return Ok(true);
+        }
+        let service_user = self.ctx.config.slurm.user.as_deref();
+        let Some(uid) = row.job_user(service_user).and_then(users::uid_of) else {
+            return Ok(false);
+        };
+        let taken = self
+            .ctx
+            .slurm
+            .jobs_named(uid, std::slice::from_ref(&row.name))
+            .await?;
+        // The first submitted, as crash recovery chooses.
+        let Some(job) = taken.iter().min_by_key(|j| j.job_id) else {
+            return Ok(false);
+        };
+        tracing::warn!(runner = %name, slurm_job = job.job_id, "Slurm took a submission whose sbatch failed; adopting its job");
+        self.submitted(&row, job.job_id).await;
+        Ok(true)
     }
 
     async fn submitted(&self, row: &RunnerRow, slurm_job: u64) {
@@ -84,7 +112,7 @@ impl Submitter {
     }
 
     /// The message is already scrubbed of the credential (the Slurm client's promise).
-    async fn sbatch_failed(&self, name: &str, message: String) {
+    pub(super) async fn sbatch_failed(&self, name: &str, message: String) {
         self.ctx.telemetry.metrics.sbatch_failures.inc();
         let delay = self
             .backoff()
