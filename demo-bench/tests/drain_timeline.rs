@@ -75,9 +75,11 @@ fn every_job_of_a_small_drain_has_every_moment() -> Result<()> {
         assert!(at("queued") <= at("sbatch_accepted") + 0.05, "{job}");
         assert!(at("slurm_start") <= at("ticket_redeemed"), "{job}");
         assert!(at("job_assigned") <= at("job_done"), "{job}");
-        // The batch step's end and the epilog's are logged by different processes (slurmstepd,
-        // slurmd): a few milliseconds either way.
-        assert!(at("runner_exited") <= at("epilog_done") + 0.05, "{job}");
+        // The batch step's end and the epilog's are logged by different processes: slurmstepd
+        // logs "done with job" after its own cleanup, and the epilog (which slurmd starts once
+        // slurmctld heard of the end) can finish before that; a CI run saw it 83 ms earlier.
+        // Within a second, both marks are this job's (a misread time would be hours off).
+        assert!(at("runner_exited") <= at("epilog_done") + 1.0, "{job}");
     }
     let reused = timelines
         .iter()
