@@ -72,10 +72,13 @@ async fn restart_recovers_every_interrupted_runner_state() {
     .unwrap();
     let org = Scope::Org("acme".into());
     let labels = config.pools[0].labels.clone();
+    // Unique, as the dispatcher's own names are: slurmctld remembers ended jobs for an hour,
+    // and recovery adopts the first job submitted by a name.
+    let unique = e2e::sim_world::random_hex(8).unwrap();
     let (minting, lost, adopt) = (
-        format!("{PREFIX}-cpu-minting"),
-        format!("{PREFIX}-cpu-lost"),
-        format!("{PREFIX}-cpu-adopt"),
+        format!("{PREFIX}-cpu-minting-{unique}"),
+        format!("{PREFIX}-cpu-lost-{unique}"),
+        format!("{PREFIX}-cpu-adopt-{unique}"),
     );
     let mut minted = Vec::new();
     for name in [&minting, &lost, &adopt] {
@@ -216,12 +219,17 @@ async fn restart_recovers_every_interrupted_runner_state() {
         "the Slurm job was adopted"
     );
     assert_eq!(rows.2.state, RunnerState::Finished);
-    // 3 before the restart, and one new runner for the job the adopted one did not take.
-    assert_eq!(sim.counters().jit_configs_issued, 4);
     let served_by: Vec<String> = ids
         .iter()
         .map(|id| sim.job(*id).unwrap().runner_name.unwrap())
         .collect();
+    // 3 before the restart, and one new runner for the job the adopted one did not take.
+    assert_eq!(
+        sim.counters().jit_configs_issued,
+        4,
+        "jobs served by {served_by:?}; the simulator's timeline: {:?}",
+        sim.timeline()
+    );
     assert!(served_by.contains(&adopt), "{served_by:?}");
 }
 
