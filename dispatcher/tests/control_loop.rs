@@ -45,7 +45,10 @@ fn listings(sim: &Sim) -> u64 {
 
 /// The dispatcher (ticket mode, the fake Slurm, a pool of 2, a 1-s reconcile period) with the
 /// simulator's webhooks pointed at it, once its first job poll listed `acme/widgets` (from
-/// then on that repository's webhook jobs count as demand).
+/// then on that repository's webhook jobs count as demand). A poll lists the queued runs,
+/// then the running ones, and the simulator counts a call once answered: the third answer
+/// (the next poll's) means the first poll is done. After only the first, a fault set then
+/// could hold the first poll's second listing, and the webhook's job would never count.
 async fn start_loop() -> (Sim, tempfile::TempDir, Running) {
     let sim = support::sim().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -62,7 +65,7 @@ async fn start_loop() -> (Sim, tempfile::TempDir, Running) {
         secret: SECRET.into(),
     });
     support::wait_until("the first job poll", Duration::from_secs(20), || {
-        listings(&sim) > 0
+        listings(&sim) >= 3
     })
     .await;
     (sim, dir, running)
