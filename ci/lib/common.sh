@@ -76,7 +76,8 @@ ensure_cargo() {
 pidfile_alive() {
     local pidfile=$1 prog=$2 pid
     [ -s "$pidfile" ] || return 1
-    pid=$(cat "$pidfile")
+    # The daemon may exit (and remove its pidfile) after the test above.
+    pid=$(cat "$pidfile" 2>/dev/null) || return 1
     [ -d "/proc/$pid" ] || return 1
     # A zombie has exited already; only its parent has not reaped it yet.
     [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1

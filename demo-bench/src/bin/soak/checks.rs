@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use demo_bench::bench::timeline::slurmd_log;
 use demo_bench::demo::leftovers::Leftovers;
 use demo_bench::demo::stopping::Stop;
-use demo_bench::soak::invariants::{self, Causes, EndedSlurmJob, Row};
+use demo_bench::soak::invariants::{self, Causes, EndedSlurmJob, Row, Tickets};
 use demo_bench::soak::plan::Plan;
 use demo_bench::soak::secrets::Secrets;
 use demo_bench::soak::watch::is_runner_process;
@@ -24,6 +25,21 @@ pub struct Report {
     pub text: String,
     pub json: serde_json::Value,
     pub ok: bool,
+}
+
+/// The names of `jobs` whose node redeemed their ticket: the plugin logs it in slurmd's log
+/// once the sealed config is in hand. (A config GitHub issued may never reach the node, when
+/// the dispatcher is killed between the mint and its answer.)
+fn redeemed_on_the_node(cluster: &Cluster, jobs: &[EndedSlurmJob]) -> Result<BTreeSet<String>> {
+    let path = cluster.dir().join("log/slurmd.log");
+    let log =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let marks = slurmd_log::parse(&log);
+    Ok(jobs
+        .iter()
+        .filter(|job| marks.get(&job.id).is_some_and(|m| m.redeemed.is_some()))
+        .map(|job| job.name.clone())
+        .collect())
 }
 
 /// Every job of the run Slurm still knows (`MinJobAge` keeps ended ones an hour), any state.
@@ -233,14 +249,17 @@ pub fn check(
     let counters = soak.world.sim.counters();
     let jobs = soak.world.sim.jobs();
     let (slurm_jobs, comments) = ended_slurm_jobs(soak.cluster, &soak.guard.prefix)?;
-    let ran: BTreeSet<String> = jobs.iter().filter_map(|j| j.runner_name.clone()).collect();
-    let redeemed: BTreeSet<String> = soak
-        .world
-        .sim
-        .issued_jit_configs()
-        .into_iter()
-        .map(|c| c.runner_name)
-        .collect();
+    let tickets = Tickets {
+        ran: jobs.iter().filter_map(|j| j.runner_name.clone()).collect(),
+        redeemed_on_node: redeemed_on_the_node(soak.cluster, &slurm_jobs)?,
+        issued: soak
+            .world
+            .sim
+            .issued_jit_configs()
+            .into_iter()
+            .map(|c| c.runner_name)
+            .collect(),
+    };
     let causes: Causes = jobs
         .iter()
         .filter_map(|j| Some((j.id, *soak.causes_by_runner.get(j.runner_name.as_ref()?)?)))
@@ -249,7 +268,7 @@ pub fn check(
         invariants::all_final(&jobs),
         invariants::outcomes(&jobs, &causes),
         invariants::ran_at_most_once(&jobs, &counters.job_runs),
-        invariants::slurm_jobs_accounted(&slurm_jobs, &ran, &redeemed, soak.unredeemed_counted),
+        invariants::slurm_jobs_accounted(&slurm_jobs, &tickets, soak.unredeemed_counted),
         leftovers_row(&left, counters.scaleset.sessions_active),
         search_secrets(soak, &comments),
         memory_row(soak, 256.0),
