@@ -15,6 +15,7 @@ use demo_bench::soak::plan::Plan;
 use demo_bench::soak::secrets::Secrets;
 use demo_bench::soak::watch::is_runner_process;
 use e2e::Cluster;
+use github_sim::model::JobView;
 use serde_json::json;
 
 use crate::live::{unredeemed_metric, Ending, Soak};
@@ -40,6 +41,22 @@ fn redeemed_on_the_node(cluster: &Cluster, jobs: &[EndedSlurmJob]) -> Result<BTr
         .filter(|job| marks.get(&job.id).is_some_and(|m| m.redeemed.is_some()))
         .map(|job| job.name.clone())
         .collect())
+}
+
+/// What became of every runner job's ticket: ran a GitHub job, redeemed on its node, issued
+/// by GitHub.
+fn tickets(soak: &Soak, jobs: &[JobView], slurm_jobs: &[EndedSlurmJob]) -> Result<Tickets> {
+    Ok(Tickets {
+        ran: jobs.iter().filter_map(|j| j.runner_name.clone()).collect(),
+        redeemed_on_node: redeemed_on_the_node(soak.cluster, slurm_jobs)?,
+        issued: soak
+            .world
+            .sim
+            .issued_jit_configs()
+            .into_iter()
+            .map(|c| c.runner_name)
+            .collect(),
+    })
 }
 
 /// Every job of the run Slurm still knows (`MinJobAge` keeps ended ones an hour), any state.
@@ -249,17 +266,7 @@ pub fn check(
     let counters = soak.world.sim.counters();
     let jobs = soak.world.sim.jobs();
     let (slurm_jobs, comments) = ended_slurm_jobs(soak.cluster, &soak.guard.prefix)?;
-    let tickets = Tickets {
-        ran: jobs.iter().filter_map(|j| j.runner_name.clone()).collect(),
-        redeemed_on_node: redeemed_on_the_node(soak.cluster, &slurm_jobs)?,
-        issued: soak
-            .world
-            .sim
-            .issued_jit_configs()
-            .into_iter()
-            .map(|c| c.runner_name)
-            .collect(),
-    };
+    let tickets = tickets(soak, &jobs, &slurm_jobs)?;
     let causes: Causes = jobs
         .iter()
         .filter_map(|j| Some((j.id, *soak.causes_by_runner.get(j.runner_name.as_ref()?)?)))
