@@ -154,6 +154,15 @@ pub struct QueuedJob {
     pub node: Option<String>,
 }
 
+/// Of `jobs`, the first submitted named `name`: a copy of a runner's ticket can only be had
+/// from its job, so any other job by its name came later. Crash recovery and a retried
+/// sbatch adopt this one.
+pub fn first_named<'a>(jobs: &'a [QueuedJob], name: &str) -> Option<&'a QueuedJob> {
+    jobs.iter()
+        .filter(|j| j.name == name)
+        .min_by_key(|j| j.job_id)
+}
+
 /// One job as a ticket redemption needs to see it.
 pub type JobPlacement = QueuedJob;
 
@@ -545,6 +554,22 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Of several jobs by a runner's name, the first submitted is the runner's (any other
+    /// is a later copy), whatever order squeue lists them in.
+    #[test]
+    fn the_first_submitted_job_by_a_name_is_chosen() {
+        let job = |job_id, name: &str| QueuedJob {
+            job_id,
+            name: name.into(),
+            state: SlurmState::Running,
+            user_id: 1000,
+            node: None,
+        };
+        let jobs = [job(9, "r"), job(2, "other"), job(4, "r"), job(7, "r")];
+        assert_eq!(first_named(&jobs, "r").map(|j| j.job_id), Some(4));
+        assert_eq!(first_named(&jobs, "none"), None);
+    }
 
     fn pool() -> PoolConfig {
         PoolConfig {

@@ -143,7 +143,7 @@ impl Reconciler {
             // someone else named like a runner is not ours to cancel.
             let its_job = |r: &RunnerRow| match r.slurm_job_id {
                 Some(id) => id == job.job_id,
-                None => self.runner_uid(r) == Some(job.user_id),
+                None => self.ctx.runner_uid(r) == Some(job.user_id),
             };
             if row.is_some_and(|r| r.state.is_final() && !tearing_down(&r) && its_job(&r)) {
                 tracing::warn!(slurm_job = job.job_id, name = %job.name, "cancelling orphaned Slurm job");

@@ -90,19 +90,16 @@ impl Reconciler {
             .db
             .call(|c| {
                 let running = store::jobs_with_status(c, JobStatus::InProgress)?;
-                let runner_ended = store::running_jobs_of_ended_runners(c)?;
+                let runner_ended = store::running_job_ids_of_ended_runners(c)?;
                 Ok((running, runner_ended))
             })
             .await;
         match rows {
-            Ok((running, runner_ended)) => {
-                let runner_ended: HashSet<u64> = runner_ended.iter().map(|j| j.job_id).collect();
-                running
-                    .into_iter()
-                    .filter(|j| !seen.contains(&j.job_id))
-                    .filter(|j| listed.contains(&j.repo) || runner_ended.contains(&j.job_id))
-                    .collect()
-            }
+            Ok((running, runner_ended)) => running
+                .into_iter()
+                .filter(|j| !seen.contains(&j.job_id))
+                .filter(|j| listed.contains(&j.repo) || runner_ended.contains(&j.job_id))
+                .collect(),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read running jobs");
                 Vec::new()

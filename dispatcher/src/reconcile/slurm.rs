@@ -1,11 +1,10 @@
 //! Runner rows against the Slurm queue: a runner whose job is gone is finished, a row a crash
 //! left mid-way (`minting`, `submitting`) is adopted or abandoned.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::Reconciler;
-use crate::clients::slurm::QueuedJob;
-use crate::clients::users;
+use crate::clients::slurm::{self, QueuedJob};
 use crate::model::{RunnerRow, RunnerState, SlurmState};
 use crate::registrations::Listed;
 use crate::store::{self, Db};
@@ -120,11 +119,6 @@ impl Reconciler {
         }
     }
 
-    /// The uid `row`'s Slurm job runs as (its mapped user, else the service user).
-    pub(super) fn runner_uid(&self, row: &RunnerRow) -> Option<u32> {
-        users::uid_of(row.job_user(self.ctx.config.slurm.user.as_deref())?)
-    }
-
     /// Bring rows in line with the Slurm queue, and recover rows a crash left mid-way.
     /// `in_flight`: runners whose credential submission holds for an sbatch retry.
     pub(super) async fn sync_from_slurm(
@@ -133,19 +127,6 @@ impl Reconciler {
         listed: Option<&Listed>,
         in_flight: &HashSet<String>,
     ) {
-        // Of several jobs by one name, the first submitted: a copy of a runner's ticket can
-        // only be had from its job, so any other job by its name came later.
-        let mut by_name: HashMap<&str, &QueuedJob> = HashMap::new();
-        for job in queue {
-            by_name
-                .entry(job.name.as_str())
-                .and_modify(|kept| {
-                    if job.job_id < kept.job_id {
-                        *kept = job;
-                    }
-                })
-                .or_insert(job);
-        }
         let rows = match self.ctx.db.call(|c| store::live_runners(c)).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -158,7 +139,7 @@ impl Reconciler {
             // between sbatch and recording it).
             let in_queue = match row.slurm_job_id {
                 Some(id) => queue.iter().find(|j| j.job_id == id),
-                None => by_name.get(row.name.as_str()).copied(),
+                None => slurm::first_named(queue, &row.name),
             };
             match row.state {
                 RunnerState::Minting => {
@@ -186,7 +167,7 @@ impl Reconciler {
         listed: Option<&Listed>,
     ) {
         // Adopted by name only if it runs as the runner's user: anyone can name a job.
-        let Some(job) = in_queue.filter(|j| Some(j.user_id) == self.runner_uid(row)) else {
+        let Some(job) = in_queue.filter(|j| Some(j.user_id) == self.ctx.runner_uid(row)) else {
             self.abandon_after_crash(row, listed, "credential lost before sbatch")
                 .await;
             return;

@@ -55,7 +55,7 @@ impl Reconciler {
                 && r.slurm_job_id.is_none()
                 && !in_flight.contains(&r.name)
         }) {
-            if let Some(uid) = self.runner_uid(row) {
+            if let Some(uid) = self.ctx.runner_uid(row) {
                 unrecorded.entry(uid).or_default().push(row.name.clone());
             }
         }

@@ -1,6 +1,8 @@
 //! The `jobs` table: GitHub jobs we heard of, their furthest status and when they were
 //! queued and started.
 
+use std::collections::HashSet;
+
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::conversion;
@@ -102,16 +104,18 @@ pub fn jobs_with_status(conn: &Connection, status: JobStatus) -> rusqlite::Resul
     rows.collect()
 }
 
-/// Jobs running in the database whose runner (one of ours) is over: an ephemeral runner
-/// runs one job, so GitHub has ended it too, and its `completed` webhook may have been lost.
-pub fn running_jobs_of_ended_runners(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'in_progress' AND runner_name IN
-         (SELECT name FROM runners WHERE state IN ('finished', 'abandoned'))
-         ORDER BY queued_ms, job_id"
-    ))?;
-    let rows = stmt.query_map([], job_from_row)?;
-    rows.collect()
+/// The ids of jobs running in the database whose runner (one of ours) is over: an ephemeral
+/// runner runs one job, so GitHub has ended it too, and its `completed` webhook may have been
+/// lost. Each running job's runner is looked up by its key, so the poll never reads every
+/// finished runner.
+pub fn running_job_ids_of_ended_runners(conn: &Connection) -> rusqlite::Result<HashSet<u64>> {
+    let mut stmt = conn.prepare(
+        "SELECT job_id FROM jobs WHERE status = 'in_progress' AND EXISTS
+         (SELECT 1 FROM runners WHERE runners.name = jobs.runner_name
+          AND runners.state IN ('finished', 'abandoned'))",
+    )?;
+    let ids = stmt.query_map([], |r| r.get::<_, i64>(0).map(|id| id as u64))?;
+    ids.collect()
 }
 
 /// A job with its times, for the console's jobs view and timeline.

@@ -24,8 +24,8 @@ use crate::model::{RunnerRow, RunnerState};
 
 pub use deliveries::{record_delivery, record_delivery_in, Delivery, DeliveryOutcome};
 pub use jobs::{
-    apply_job_update, job, jobs_since, jobs_with_status, running_jobs_of_ended_runners, JobTimes,
-    JobTransition,
+    apply_job_update, job, jobs_since, jobs_with_status, running_job_ids_of_ended_runners,
+    JobTimes, JobTransition,
 };
 pub use repo_users::{replace_repositories, repo_users, repositories_of, seed_repo_users};
 pub use runners::*;

@@ -3,7 +3,7 @@
 //! Slurm job, failure backs off.
 
 use super::Submitter;
-use crate::clients::slurm::{SlurmError, SubmitRequest};
+use crate::clients::slurm::{self, SlurmError, SubmitRequest};
 use crate::clients::users;
 use crate::model::{now_millis, RunnerRow, RunnerState};
 use crate::store;
@@ -65,8 +65,7 @@ impl Submitter {
             self.credentials().remove(name);
             return Ok(true);
         }
-        let service_user = self.ctx.config.slurm.user.as_deref();
-        let Some(uid) = row.job_user(service_user).and_then(users::uid_of) else {
+        let Some(uid) = self.ctx.runner_uid(&row) else {
             return Ok(false);
         };
         let taken = self
@@ -74,8 +73,7 @@ impl Submitter {
             .slurm
             .jobs_named(uid, std::slice::from_ref(&row.name))
             .await?;
-        // The first submitted, as crash recovery chooses.
-        let Some(job) = taken.iter().min_by_key(|j| j.job_id) else {
+        let Some(job) = slurm::first_named(&taken, &row.name) else {
             return Ok(false);
         };
         tracing::warn!(runner = %name, slurm_job = job.job_id, "Slurm took a submission whose sbatch failed; adopting its job");
