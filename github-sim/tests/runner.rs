@@ -207,6 +207,15 @@ async fn sigterm_while_running_fails_the_job_with_the_shutdown_message() {
                 == "in_progress")
             .await
     );
+    // The simulator marks the job in progress when it hands it out; the runner has it once
+    // it made the job's `_temp`. A signal before that finds it still listening (`Exiting...`):
+    // a CI run saw it.
+    let temp = root_child.dir.path().join("_work/_temp");
+    test_support::wait_until_async("the runner to start the job", T, || {
+        std::future::ready(temp.is_dir())
+    })
+    .await
+    .unwrap();
     signal(&child, Signal::SIGTERM);
     let (code, out, _) = finish(child, T).await;
     assert_eq!(code, 0, "{out}");
