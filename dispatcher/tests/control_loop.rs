@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use gha_dispatcher::app::Running;
-use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
+use github_sim::model::WebhookTarget;
 use github_sim::{Faults, Sim};
 use support::script;
 
@@ -71,16 +71,6 @@ async fn start_loop() -> (Sim, tempfile::TempDir, Running) {
     (sim, dir, running)
 }
 
-fn queue_one_job(sim: &Sim) {
-    sim.enqueue_workflow(WorkflowSpec {
-        repo: "acme/widgets".into(),
-        name: "ci".into(),
-        jobs: vec![JobSpec::new("build", &["self-hosted", "linux"])],
-        delay_ms: 0,
-    })
-    .expect("enqueueing a run");
-}
-
 /// Whether the fake sbatch ran.
 fn submitted(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("names")).is_ok_and(|n| !n.is_empty())
@@ -105,7 +95,7 @@ async fn a_slow_job_poll_does_not_hold_back_scaling() {
     // The poll is sequential: no listing is answered until the held one is.
     let answered_before = listings(&sim);
 
-    queue_one_job(&sim);
+    support::queue_one_job(&sim);
     support::wait_until(
         "a runner submitted for the webhook's job while the poll waits",
         Duration::from_secs(20),

@@ -160,6 +160,8 @@ pub struct ScaleSetFaults {
     /// The next N `acquirejobs` calls acquire one id fewer than asked (the last one), which is
     /// offered again in the next message.
     pub acquire_fewer: u32,
+    /// The next N `acquirejobs` calls answer 503 and acquire nothing (the offers stay offered).
+    pub acquire_errors: u32,
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use test_support::wait_until_async;
+use test_support::{wait_until, wait_until_async};
 
 use crate::Cluster;
 
@@ -66,5 +66,91 @@ impl DispatcherSlot {
         })
         .await?;
         bound.with_context(|| format!("cannot listen on the dispatcher slot {}", self.addr))
+    }
+
+    /// Waits until a dispatcher could bind the slot's address; fails, naming every socket on
+    /// the port and the process that holds it, when that does not happen within 30 s. A holder
+    /// can be fleeting (a client socket that drew the port as its ephemeral one), hence the
+    /// wait; a lasting one (a dispatcher this lock does not account for) is named.
+    pub fn ensure_free(&self) -> Result<()> {
+        let what = format!("the dispatcher address {} to be free", self.addr);
+        let bound = wait_until(&what, Duration::from_secs(30), || {
+            probe_bind(self.addr).is_ok()
+        });
+        bound.map_err(|timed_out| {
+            let holders = crate::procfs::sockets_on_port(self.addr.port());
+            anyhow::anyhow!(
+                "the dispatcher address {} is in use ({timed_out}); its sockets: {}",
+                self.addr,
+                if holders.is_empty() {
+                    "none listed".to_owned()
+                } else {
+                    holders.join("; ")
+                }
+            )
+        })
+    }
+}
+
+/// Binds and listens on `addr` as the dispatcher does, then lets go. With `SO_REUSEADDR`, as
+/// tokio's `TcpListener::bind` sets it: a killed predecessor's connections linger in TIME_WAIT
+/// on the port, and they do not stop the dispatcher.
+fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    use super::probe_bind;
+
+    /// The port of a server that closed an accepted connection first and then stopped: the
+    /// server's side of that connection is in TIME_WAIT, as after a dispatcher is SIGKILLed.
+    fn port_left_in_time_wait() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let mut client = TcpStream::connect(addr).expect("connecting");
+        let (served, _) = listener.accept().expect("accepting");
+        drop(served); // the server closes first: its side goes to TIME_WAIT
+        let mut rest = Vec::new();
+        client
+            .read_to_end(&mut rest)
+            .expect("reading to the server's close");
+        drop(client);
+        drop(listener);
+        addr
+    }
+
+    #[test]
+    fn a_killed_predecessors_time_wait_connections_do_not_hold_the_slot() {
+        let addr = port_left_in_time_wait();
+        let lingering = crate::procfs::sockets_on_port(addr.port());
+        assert!(
+            lingering.iter().any(|socket| socket.contains("TIME_WAIT")),
+            "no TIME_WAIT was made, so this test shows nothing: {lingering:?}"
+        );
+        probe_bind(addr).expect("the slot is free for a dispatcher");
+    }
+
+    #[test]
+    fn a_listener_on_the_slot_is_found() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let found = probe_bind(addr).expect_err("a live listener holds the address");
+        assert_eq!(found.kind(), std::io::ErrorKind::AddrInUse);
+        let named = crate::procfs::sockets_on_port(addr.port());
+        let me = format!("pid {}", std::process::id());
+        assert!(
+            named
+                .iter()
+                .any(|s| s.contains("LISTEN") && s.contains(&me)),
+            "the listener and its process are named: {named:?}"
+        );
     }
 }

@@ -170,3 +170,65 @@ pub fn cmdline(pid: u32) -> Option<String> {
             .to_owned(),
     )
 }
+
+/// Every IPv4 TCP socket whose local port is `port`, as `<state> <local>-><remote>` and, when
+/// a process holds it, `held by pid <pid> (<cmdline>)`: what an "address in use" error names.
+pub fn sockets_on_port(port: u16) -> Vec<String> {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state, inode) = (
+                *fields.get(1)?,
+                *fields.get(2)?,
+                *fields.get(3)?,
+                *fields.get(9)?,
+            );
+            let local_port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+            (local_port == port).then(|| {
+                let holder = socket_holder(inode)
+                    .map(|(pid, cmd)| format!(" held by pid {pid} ({cmd})"))
+                    .unwrap_or_default();
+                format!("{} {local}->{remote}{holder}", tcp_state_name(state))
+            })
+        })
+        .collect()
+}
+
+/// The name of a `/proc/net/tcp` state (`st`, in hex).
+fn tcp_state_name(hex: &str) -> &'static str {
+    const NAMES: [&str; 12] = [
+        "?",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+    ];
+    let index = usize::from_str_radix(hex, 16).unwrap_or(0);
+    NAMES.get(index).copied().unwrap_or("?")
+}
+
+/// The first process with socket `inode` open, and its command line.
+fn socket_holder(inode: &str) -> Option<(u32, String)> {
+    if inode == "0" {
+        return None; // TIME_WAIT and orphans belong to no process
+    }
+    let target = format!("socket:[{inode}]");
+    processes().into_iter().find_map(|process| {
+        let fds = fs::read_dir(format!("/proc/{}/fd", process.pid)).ok()?;
+        fds.flatten()
+            .any(|fd| {
+                fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target.as_str())
+            })
+            .then_some((process.pid, process.cmdline))
+    })
+}

@@ -96,10 +96,7 @@ impl Dispatcher {
         let slot = match spec.credentials {
             RunnerCredentials::Ticket => {
                 let slot = DispatcherSlot::acquire(cluster)?;
-                // Bound and released at once: the address is free for the dispatcher.
-                let probe = std::net::TcpListener::bind(slot.addr())
-                    .with_context(|| format!("the dispatcher address {} is in use", slot.addr()))?;
-                drop(probe);
+                slot.ensure_free()?;
                 Some(slot)
             }
             RunnerCredentials::Inline => None,

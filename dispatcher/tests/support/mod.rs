@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use gha_dispatcher::app::Running;
 use gha_dispatcher::config::Config;
+use github_sim::model::{JobSpec, WorkflowSpec};
 use github_sim::{Sim, SimConfig};
 
 /// The token the simulator accepts (see [`sim`]).
@@ -230,6 +231,17 @@ pub async fn sim() -> Sim {
     sim.add_repo("acme", "widgets");
     sim.add_pat(TOKEN, &["admin:org", "repo"]);
     sim
+}
+
+/// One workflow run of one job on `acme/widgets`, `runs-on: [self-hosted, linux]`.
+pub fn queue_one_job(sim: &Sim) {
+    sim.enqueue_workflow(WorkflowSpec {
+        repo: "acme/widgets".into(),
+        name: "ci".into(),
+        jobs: vec![JobSpec::new("build", &["self-hosted", "linux"])],
+        delay_ms: 0,
+    })
+    .expect("enqueueing a run");
 }
 
 /// Waits, through the project's one wait helper, until `cond` holds; panics naming `what`

@@ -39,10 +39,12 @@ fn kind_of(req: &Request) -> Kind {
 }
 
 /// True when an injected server error answers this call.
-fn server_error(s: &Shared) -> bool {
+fn server_error(s: &Shared, kind: &Kind) -> bool {
     let mut w = s.lock();
     let f = &mut w.scale.faults;
-    let fired = Faults::take(&mut f.server_errors)
+    let acquiring = matches!(kind, Kind::Service(route) if route.ends_with("/acquirejobs"));
+    let fired = (acquiring && Faults::take(&mut f.acquire_errors))
+        || Faults::take(&mut f.server_errors)
         || (f.server_error_percent > 0
             && rand::rng().random_range(0..100) < f.server_error_percent);
     if fired {
@@ -57,7 +59,7 @@ pub(super) async fn service_layer(
     next: Next,
 ) -> Response {
     let kind = kind_of(&req);
-    let resp = if server_error(&s) {
+    let resp = if server_error(&s, &kind) {
         exception(503, "ServiceUnavailableException", "Service Unavailable")
     } else {
         next.run(req).await

@@ -1,6 +1,11 @@
 //! Applying one session message: its effects on our runners and its id in one transaction
 //! (a redelivery is recognised by its id and changes nothing), then the statistics for
-//! scaling, the acknowledgement, acquiring the jobs offered, and the accounting comments.
+//! scaling, the accounting comments and the acknowledgement; and acquiring the jobs offered.
+//!
+//! The offers outlive their message: once it is acknowledged (and its id, the next poll's
+//! `lastMessageId`, recorded) it does not come again, so an acquisition that fails is the
+//! listener's to retry (`listen` holds the offers until one succeeds). Left offered, a job
+//! counts against the set's capacity and no runner of ours may take it.
 //!
 //! `JobStarted` names the runner that took a job: it is busy, and what it ran is recorded
 //! (`accounting`). `JobCompleted` ends a runner's life (a JIT runner takes one job). Jobs
@@ -19,12 +24,13 @@ use crate::store;
 type Started = (String, RanJob, Option<u64>);
 
 impl ListenedSet {
+    /// Applies and acknowledges `message`; the runner request ids it offers, to acquire.
     pub(super) async fn handle(
         &self,
         set_id: u64,
         session: &mut Session,
         message: Message,
-    ) -> Result<(), ActionsError> {
+    ) -> Result<Vec<i64>, ActionsError> {
         let started = self.record(set_id, &message).await?;
         self.ctx
             .scale_sets
@@ -39,8 +45,7 @@ impl ListenedSet {
         }
         self.ack(set_id, session, message.id).await?;
         // Acquiring is idempotent: a redelivered offer is acquired (again) too.
-        self.acquire(set_id, session, &message).await?;
-        Ok(())
+        Ok(offers(&message))
     }
 
     /// The message's effects, once: `None` when it was applied before (a redelivery).
@@ -88,38 +93,36 @@ impl ListenedSet {
         }
     }
 
-    /// Acquire every job the message offers; a 401 refreshes the session and tries again.
-    async fn acquire(
+    /// Acquires the `offered` runner requests; they are left for another try when that fails.
+    /// (A 401 is the caller's: it refreshes the session, then tries again.)
+    pub(super) async fn acquire(
         &self,
         set_id: u64,
-        session: &mut Session,
-        message: &Message,
+        session: &Session,
+        offered: &mut Vec<i64>,
     ) -> Result<(), ActionsError> {
-        let offered: Vec<i64> = message
-            .jobs
-            .iter()
-            .filter_map(|j| match j {
-                JobMessage::Available(job) => Some(job.runner_request_id),
-                _ => None,
-            })
-            .collect();
-        if offered.is_empty() {
-            return Ok(());
-        }
-        let acquired = match self.client.acquire_jobs(set_id, session, &offered).await {
-            Err(e) if e.is_token_expired() => {
-                *session = self.client.refresh_session(set_id, session).await?;
-                self.client.acquire_jobs(set_id, session, &offered).await?
-            }
-            other => other?,
-        };
+        let acquired = self.client.acquire_jobs(set_id, session, offered).await?;
         self.ctx
             .metrics
             .listener_jobs_acquired
             .inc_by(acquired.len() as u64);
         tracing::info!(pool = %self.pool.name, offered = offered.len(), acquired = acquired.len(), "jobs acquired");
+        // Those not acquired went to another listener or were withdrawn: the service decided.
+        offered.clear();
         Ok(())
     }
+}
+
+/// The runner request ids of the jobs `message` offers.
+fn offers(message: &Message) -> Vec<i64> {
+    message
+        .jobs
+        .iter()
+        .filter_map(|j| match j {
+            JobMessage::Available(job) => Some(job.runner_request_id),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The runner rows' side of a message, inside its transaction.

@@ -5,7 +5,8 @@
 //!
 //! Faults: a 409 when opening the session means an earlier session (a crashed process's) is
 //! still active: retried with back-off until it expires, visibly (log, metric, `/status`).
-//! A 401 on the queue refreshes the session; other poll errors back off on the same session;
+//! A 401 on the queue refreshes the session; other errors back off on the same session (an
+//! acquisition that failed is tried again before the next poll);
 //! a session the service no longer knows (404) is opened again. A clean shutdown deletes the
 //! session, so the next start need not wait.
 
@@ -248,16 +249,12 @@ impl ListenedSet {
         stop: &mut watch::Receiver<bool>,
     ) -> (Ended, Session) {
         let mut failures = 0u32;
+        // Offers of acknowledged messages not acquired yet (see `apply`). A new session starts
+        // without them: the service offers again what a lost session never acquired.
+        let mut offers: Vec<i64> = Vec::new();
         loop {
-            let last = self.last_message_id(set_id).await;
-            let polled = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return (Ended::Stopped, session),
-                polled = self.client.get_message(&session, last, self.pool.max_runners) => polled,
-            };
-            let outcome = match polled {
-                Ok(None) => Ok(()),
-                Ok(Some(message)) => self.handle(set_id, &mut session, message).await,
-                Err(e) => Err(e),
+            let Some(outcome) = self.step(set_id, &mut session, &mut offers, stop).await else {
+                return (Ended::Stopped, session);
             };
             match outcome {
                 Ok(()) => failures = 0,
@@ -274,13 +271,44 @@ impl ListenedSet {
                 Err(e) => {
                     failures += 1;
                     let wait = backoff(failures);
-                    tracing::warn!(pool = %self.pool.name, scope = %self.scope, error = %e, retry_in_secs = wait.as_secs(), "message poll failed; retrying on the same session");
+                    tracing::warn!(pool = %self.pool.name, scope = %self.scope, error = %e, retry_in_secs = wait.as_secs(), offers_held = offers.len(), "message queue call failed; retrying on the same session");
                     if sleep_or_stop(wait, stop).await {
                         return (Ended::Stopped, session);
                     }
                 }
             }
         }
+    }
+
+    /// One turn of the loop: acquire the offers held, if any, else poll for a message, apply
+    /// it and acquire what it offers. `None`: stopped while polling.
+    async fn step(
+        &self,
+        set_id: u64,
+        session: &mut Session,
+        offers: &mut Vec<i64>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Result<(), ActionsError>> {
+        if offers.is_empty() {
+            let last = self.last_message_id(set_id).await;
+            let polled = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return None,
+                polled = self.client.get_message(session, last, self.pool.max_runners) => polled,
+            };
+            let message = match polled {
+                Ok(Some(message)) => message,
+                Ok(None) => return Some(Ok(())),
+                Err(e) => return Some(Err(e)),
+            };
+            match self.handle(set_id, session, message).await {
+                Ok(offered) => *offers = offered,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        if offers.is_empty() {
+            return Some(Ok(()));
+        }
+        Some(self.acquire(set_id, session, offers).await)
     }
 
     async fn last_message_id(&self, set_id: u64) -> u64 {
