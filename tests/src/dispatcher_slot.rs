@@ -69,12 +69,13 @@ impl DispatcherSlot {
     }
 
     /// Waits until a dispatcher could bind the slot's address; fails, naming every socket on
-    /// the port and the process that holds it, when that does not happen within 30 s. A holder
-    /// can be fleeting (a client socket that drew the port as its ephemeral one), hence the
-    /// wait; a lasting one (a dispatcher this lock does not account for) is named.
+    /// the port and the process that holds it, when that does not happen within 75 s. A holder
+    /// can be fleeting (a client socket that drew the port as its ephemeral one, where
+    /// `ci/`'s port reservation could not be made, holds it through TIME_WAIT's 60 s), hence
+    /// the wait; a lasting one (a dispatcher this lock does not account for) is named.
     pub fn ensure_free(&self) -> Result<()> {
         let what = format!("the dispatcher address {} to be free", self.addr);
-        let bound = wait_until(&what, Duration::from_secs(30), || {
+        let bound = wait_until(&what, Duration::from_secs(75), || {
             probe_bind(self.addr).is_ok()
         });
         bound.map_err(|timed_out| {

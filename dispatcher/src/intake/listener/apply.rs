@@ -2,10 +2,10 @@
 //! (a redelivery is recognised by its id and changes nothing), then the statistics for
 //! scaling, the accounting comments and the acknowledgement; and acquiring the jobs offered.
 //!
-//! The offers outlive their message: once it is acknowledged (and its id, the next poll's
-//! `lastMessageId`, recorded) it does not come again, so an acquisition that fails is the
-//! listener's to retry (`listen` holds the offers until one succeeds). Left offered, a job
-//! counts against the set's capacity and no runner of ours may take it.
+//! The offers outlive their message: once its id is recorded (the next poll's
+//! `lastMessageId`, which acknowledges it even if the `DELETE` failed) it does not come again,
+//! so the listener holds the offers from the moment it has the message until an acquisition
+//! succeeds. Left offered, a job counts against the set's capacity and no runner takes it.
 //!
 //! `JobStarted` names the runner that took a job: it is busy, and what it ran is recorded
 //! (`accounting`). `JobCompleted` ends a runner's life (a JIT runner takes one job). Jobs
@@ -24,13 +24,13 @@ use crate::store;
 type Started = (String, RanJob, Option<u64>);
 
 impl ListenedSet {
-    /// Applies and acknowledges `message`; the runner request ids it offers, to acquire.
+    /// Applies and acknowledges `message` (the caller holds its offers, to acquire).
     pub(super) async fn handle(
         &self,
         set_id: u64,
         session: &mut Session,
         message: Message,
-    ) -> Result<Vec<i64>, ActionsError> {
+    ) -> Result<(), ActionsError> {
         let started = self.record(set_id, &message).await?;
         self.ctx
             .scale_sets
@@ -43,9 +43,7 @@ impl ListenedSet {
             accounting::recorded(&self.ctx.slurm, &self.ctx.metrics, &runner, &ran, slurm_job)
                 .await;
         }
-        self.ack(set_id, session, message.id).await?;
-        // Acquiring is idempotent: a redelivered offer is acquired (again) too.
-        Ok(offers(&message))
+        self.ack(set_id, session, message.id).await
     }
 
     /// The message's effects, once: `None` when it was applied before (a redelivery).
@@ -93,15 +91,28 @@ impl ListenedSet {
         }
     }
 
-    /// Acquires the `offered` runner requests; they are left for another try when that fails.
-    /// (A 401 is the caller's: it refreshes the session, then tries again.)
+    /// Acquires the `offered` runner requests; they are left for another try when that fails
+    /// in a way a retry can mend (the caller refreshes the session on a 401, opens another on a
+    /// 404, backs off otherwise). Another 4xx says the service will not take them: they are
+    /// let go, for its re-offer, rather than block the polls behind them.
     pub(super) async fn acquire(
         &self,
         set_id: u64,
         session: &Session,
         offered: &mut Vec<i64>,
     ) -> Result<(), ActionsError> {
-        let acquired = self.client.acquire_jobs(set_id, session, offered).await?;
+        let acquired = match self.client.acquire_jobs(set_id, session, offered).await {
+            Ok(acquired) => acquired,
+            Err(e) => {
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 401 && s != 404)
+                {
+                    tracing::warn!(pool = %self.pool.name, offered = offered.len(), error = %e, "the service refused to hand over the offered jobs; letting them go");
+                    offered.clear();
+                }
+                return Err(e);
+            }
+        };
         self.ctx
             .metrics
             .listener_jobs_acquired
@@ -113,8 +124,9 @@ impl ListenedSet {
     }
 }
 
-/// The runner request ids of the jobs `message` offers.
-fn offers(message: &Message) -> Vec<i64> {
+/// The runner request ids of the jobs `message` offers. Acquiring is idempotent: those of a
+/// redelivered message are acquired (again) too.
+pub(super) fn offers(message: &Message) -> Vec<i64> {
     message
         .jobs
         .iter()

@@ -300,9 +300,10 @@ impl ListenedSet {
                 Ok(None) => return Some(Ok(())),
                 Err(e) => return Some(Err(e)),
             };
-            match self.handle(set_id, session, message).await {
-                Ok(offered) => *offers = offered,
-                Err(e) => return Some(Err(e)),
+            // Held before the message is applied: whatever fails from here on, they stay.
+            *offers = apply::offers(&message);
+            if let Err(e) = self.handle(set_id, session, message).await {
+                return Some(Err(e));
             }
         }
         if offers.is_empty() {
