@@ -3,8 +3,9 @@
 //! - `submitting`, registered, no Slurm job (crash before sbatch): credential lost;
 //! - `submitting`, and the Slurm job exists (crash after sbatch, before the database write).
 //!
-//! On start, the first two registrations are deleted, the third job is adopted and serves one
-//! of the two queued jobs, and exactly one new runner is made for the other.
+//! On start, the first two registrations are deleted, the third job (running, its runner
+//! online and taking one of the two queued jobs) is adopted, and exactly one new runner is
+//! made for the other job.
 
 mod dispatcher_support;
 
@@ -19,7 +20,7 @@ use gha_dispatcher::config::Config;
 use gha_dispatcher::model::{RunnerState, Scope};
 use gha_dispatcher::store::{self as db, Db};
 use gha_dispatcher::telemetry::Metrics;
-use github_sim::model::{JobSpec, WebhookTarget, WorkflowSpec};
+use github_sim::model::{JobSpec, TimelineKind, WebhookTarget, WorkflowSpec};
 use github_sim::{test_keys, Sim};
 use test_support::wait_until_async;
 
@@ -43,9 +44,31 @@ async fn setup(prefix: &str) -> (&'static Cluster, Sim, tempfile::TempDir, Confi
     (cluster, sim, dir, config)
 }
 
+/// Sends the in-process dispatcher's log (this test binary's) to `dir/dispatcher.log`; its
+/// path. The first caller in the process wins; later ones find that file named in their own.
+fn log_to(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("dispatcher.log");
+    if let Ok(file) = std::fs::File::create(&path) {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("gha_dispatcher=debug")
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    }
+    path
+}
+
+/// The last `lines` lines of the file at `path`.
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_recovers_every_interrupted_runner_state() {
-    let (cluster, sim, _dir, config) = setup(PREFIX).await;
+    let (cluster, sim, dir, config) = setup(PREFIX).await;
+    let log = log_to(dir.path());
     let jobs_dir = cluster.jobs_dir();
     let script = cluster.dir().join("libexec/gha-runner-job");
 
@@ -126,6 +149,33 @@ async fn restart_recovers_every_interrupted_runner_state() {
         .unwrap()
         .parse()
         .unwrap();
+
+    // The adopted job is healthy before the restart: a job that dies at launch (the node
+    // still settling after the previous test's node loss, say) would end before the first
+    // pass, and its replacement would make the count below wrong for a reason that is not
+    // the dispatcher's. Failing here names that reason. Its runner then takes a job at once.
+    let output = jobs_dir.join(format!("{adopt}-{adopted_job}.out"));
+    let online = wait_until_async(
+        "the adopted job's runner to come online",
+        Duration::from_secs(60),
+        || {
+            // From the timeline: the runner may be done with its job (and gone) by the next look.
+            let online = sim.timeline().iter().any(|event| {
+                event.what == TimelineKind::RunnerOnline
+                    && event.runner.as_deref() == Some(adopt.as_str())
+            });
+            std::future::ready(Ok::<bool, String>(online))
+        },
+    )
+    .await;
+    if let Err(e) = online {
+        panic!(
+            "{e}\nSlurm's record: {}\njob output ({}):\n{}",
+            cluster.job_record(adopted_job as u32).unwrap_or_default(),
+            output.display(),
+            std::fs::read_to_string(&output).unwrap_or_default()
+        );
+    }
 
     // Restart.
     let secrets = config.load_secrets().unwrap();
@@ -227,8 +277,9 @@ async fn restart_recovers_every_interrupted_runner_state() {
     assert_eq!(
         sim.counters().jit_configs_issued,
         4,
-        "jobs served by {served_by:?}; the simulator's timeline: {:?}",
-        sim.timeline()
+        "jobs served by {served_by:?}; the simulator's timeline: {:?}\nthe dispatcher's log:\n{}",
+        sim.timeline(),
+        tail(&log, 80)
     );
     assert!(served_by.contains(&adopt), "{served_by:?}");
 }

@@ -249,7 +249,7 @@ impl ListenedSet {
         stop: &mut watch::Receiver<bool>,
     ) -> (Ended, Session) {
         let mut failures = 0u32;
-        // Offers of acknowledged messages not acquired yet (see `apply`). A new session starts
+        // Offers of the messages received, not acquired yet (see `apply`). A new session starts
         // without them: the service offers again what a lost session never acquired.
         let mut offers: Vec<i64> = Vec::new();
         loop {
