@@ -85,8 +85,6 @@ pidfile_alive() {
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$prog" ]
 }
 
-# Serialises slurm-up and slurm-down: test processes may ask for the cluster at the same time.
-# The lock is inherited by slurm-down when slurm-up calls it, so it is taken only once.
 # Keeps the kernel from handing slurmctld's, slurmd's and the dispatcher's ports to outgoing
 # connections as their ephemeral source port (a machine whose ip_local_port_range starts below
 # them could, and a dispatcher restarted a moment later would find its address in use), as an
@@ -95,11 +93,13 @@ reserve_daemon_ports() {
     local file=/proc/sys/net/ipv4/ip_local_reserved_ports wanted current
     wanted="6817,6818,$GHA_DISPATCHER_PORT"
     current=$(cat "$file" 2>/dev/null) || return 0
-    if ! { [ -z "$current" ] && echo "$wanted" || echo "$current,$wanted"; } >"$file" 2>/dev/null; then
+    if ! { [ -z "$current" ] && echo "$wanted" || echo "$current,$wanted"; } 2>/dev/null >"$file"; then
         log "note: cannot reserve ports $wanted ($file is not writable here)"
     fi
 }
 
+# Serialises slurm-up and slurm-down: test processes may ask for the cluster at the same time.
+# The lock is inherited by slurm-down when slurm-up calls it, so it is taken only once.
 hold_cluster_lock() {
     [ -n "${GHA_CLUSTER_LOCK_HELD:-}" ] && return 0
     exec 9>"$GHA_CLUSTER_DIR.lock"

@@ -44,8 +44,9 @@ async fn setup(prefix: &str) -> (&'static Cluster, Sim, tempfile::TempDir, Confi
     (cluster, sim, dir, config)
 }
 
-/// Sends the in-process dispatcher's log (this test binary's) to `dir/dispatcher.log`; its
-/// path. The first caller in the process wins; later ones find that file named in their own.
+/// Sends the in-process dispatchers' log (debug) to `dir/dispatcher.log` and returns its
+/// path. The subscriber is the process's: the other test of this binary, run beside this one,
+/// logs there too (its runners are named `e2e-busy-…`).
 fn log_to(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("dispatcher.log");
     if let Ok(file) = std::fs::File::create(&path) {
