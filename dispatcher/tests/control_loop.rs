@@ -11,30 +11,12 @@ use std::time::Duration;
 use gha_dispatcher::app::Running;
 use github_sim::model::WebhookTarget;
 use github_sim::{Faults, Sim};
-use support::script;
 
 mod support;
 
 const SECRET: &str = "webhook-secret-for-the-loop";
 /// How long the slowed listings take: far longer than the test waits for the runner.
 const SLOW_LISTING: Duration = Duration::from_secs(120);
-
-/// sbatch records each job name and answers a job id; squeue knows no job (each runner's job
-/// "ended" at once, which is all this test needs); scancel does nothing.
-fn fake_slurm(d: &Path) {
-    script(
-        &d.join("sbatch"),
-        &format!(
-            "printf '%s\\n' \"$@\" | sed -n 's/^--job-name=//p' >> '{}/names'\necho 101",
-            d.display()
-        ),
-    );
-    script(
-        &d.join("squeue"),
-        "case \"$1\" in --jobs=*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1 ;; esac",
-    );
-    script(&d.join("scancel"), "true");
-}
 
 fn listings(sim: &Sim) -> u64 {
     sim.counters()
@@ -52,7 +34,7 @@ fn listings(sim: &Sim) -> u64 {
 async fn start_loop() -> (Sim, tempfile::TempDir, Running) {
     let sim = support::sim().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    fake_slurm(dir.path());
+    support::fake_slurm(dir.path());
     let config = support::ConfigBuilder::new(dir.path())
         .widgets_on_fake_slurm(&sim)
         .webhook_secret(SECRET)

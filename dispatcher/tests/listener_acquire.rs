@@ -3,24 +3,11 @@
 //! acknowledged does not come again, so an `acquirejobs` that fails must be tried again. The
 //! last full soak left two jobs queued for good behind one 503 there.
 
-use std::path::Path;
 use std::time::Duration;
 
 use github_sim::{ScaleSetFaults, Sim};
-use support::script;
 
 mod support;
-
-/// sbatch answers a job id; squeue knows no job; scancel does nothing. Nothing here needs a
-/// runner to start: the test is over once the job is acquired.
-fn fake_slurm(d: &Path) {
-    script(&d.join("sbatch"), "echo 101");
-    script(
-        &d.join("squeue"),
-        "case \"$1\" in --jobs=*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1 ;; esac",
-    );
-    script(&d.join("scancel"), "true");
-}
 
 fn acquired(sim: &Sim) -> u64 {
     sim.counters().scaleset.jobs_acquired
@@ -40,7 +27,7 @@ async fn an_acquisition_that_fails_is_retried_until_the_job_is_acquired() {
         ..ScaleSetFaults::default()
     });
     let dir = tempfile::tempdir().expect("a temporary directory");
-    fake_slurm(dir.path());
+    support::fake_slurm(dir.path());
     let config = support::ConfigBuilder::new(dir.path())
         .widgets_on_fake_slurm(&sim)
         .set(

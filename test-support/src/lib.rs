@@ -1,6 +1,7 @@
 //! test-support: what the tests of every crate share. The crate root is the one way tests, the
-//! demo and the benchmarks wait for something; [`munge`] runs MUNGE's tools. A check is
-//! polled (often at first, then every 100 ms) until it yields a value or the deadline passes;
+//! demo and the benchmarks wait for something; [`munge`] runs MUNGE's tools; [`logs`] quotes
+//! a log's last lines. A check is polled (often at first, then every 100 ms) until it yields
+//! a value or the deadline passes;
 //! the timeout error names what was awaited and the check's last complaint. Never a fixed sleep
 //! standing in for a condition.
 //!
@@ -17,6 +18,7 @@
 //! assert_eq!(value, 3);
 //! ```
 
+pub mod logs;
 pub mod munge;
 
 use std::fmt::Display;

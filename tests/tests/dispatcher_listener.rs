@@ -132,11 +132,12 @@ async fn wait_succeeded_once(sim: &Sim, ids: &[u64], prefix: &str, log: Option<&
     }
 }
 
-/// The daemon's log, its last lines first.
+/// The daemon log's last lines.
 fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(80).collect();
-    format!("daemon log, last lines first:\n{}", tail.join("\n"))
+    format!(
+        "daemon log, last lines:\n{}",
+        test_support::logs::tail(log, 80)
+    )
 }
 
 /// Our Slurm jobs (any state) as `scontrol show job -o` prints them, by job name.

@@ -59,13 +59,6 @@ fn log_to(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-/// The last `lines` lines of the file at `path`.
-fn tail(path: &std::path::Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_recovers_every_interrupted_runner_state() {
     let (cluster, sim, dir, config) = setup(PREFIX).await;
@@ -280,7 +273,7 @@ async fn restart_recovers_every_interrupted_runner_state() {
         4,
         "jobs served by {served_by:?}; the simulator's timeline: {:?}\nthe dispatcher's log:\n{}",
         sim.timeline(),
-        tail(&log, 80)
+        test_support::logs::tail(&log, 80)
     );
     assert!(served_by.contains(&adopt), "{served_by:?}");
 }

@@ -4,7 +4,6 @@
 //! SQLite state in a temporary directory), pointed at the test cluster.
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -230,12 +229,7 @@ impl Dispatcher {
 
     /// The last `lines` lines of the dispatcher's log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let mut text = String::new();
-        if let Ok(mut file) = fs::File::open(&self.log) {
-            let _ = file.read_to_string(&mut text);
-        }
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        test_support::logs::tail(&self.log, lines)
     }
 
     /// The `/metrics` text, if the dispatcher serves it.

@@ -233,6 +233,25 @@ pub async fn sim() -> Sim {
     sim
 }
 
+/// A fake Slurm in `d` (see [`ConfigBuilder::widgets_on_fake_slurm`]): sbatch records each
+/// job name in `d/names` and answers job id 101; squeue knows no job (each runner's job
+/// "ended" at once); scancel does nothing. For tests about what the dispatcher asks of
+/// GitHub and when it submits, not about runners running.
+pub fn fake_slurm(d: &Path) {
+    script(
+        &d.join("sbatch"),
+        &format!(
+            "printf '%s\\n' \"$@\" | sed -n 's/^--job-name=//p' >> '{}/names'\necho 101",
+            d.display()
+        ),
+    );
+    script(
+        &d.join("squeue"),
+        "case \"$1\" in --jobs=*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1 ;; esac",
+    );
+    script(&d.join("scancel"), "true");
+}
+
 /// One workflow run of one job on `acme/widgets`, `runs-on: [self-hosted, linux]`.
 pub fn queue_one_job(sim: &Sim) {
     sim.enqueue_workflow(WorkflowSpec {
