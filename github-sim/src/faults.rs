@@ -162,6 +162,9 @@ pub struct ScaleSetFaults {
     pub acquire_fewer: u32,
     /// The next N `acquirejobs` calls answer 503 and acquire nothing (the offers stay offered).
     pub acquire_errors: u32,
+    /// The next N message acknowledgements (`DELETE` on the queue) answer 503: the message
+    /// stays until a later poll's `lastMessageId` passes it.
+    pub ack_errors: u32,
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ fn server_error(s: &Shared, kind: &Kind) -> bool {
     let f = &mut w.scale.faults;
     let acquiring = matches!(kind, Kind::Service(route) if route.ends_with("/acquirejobs"));
     let fired = (acquiring && Faults::take(&mut f.acquire_errors))
+        || (matches!(kind, Kind::Ack) && Faults::take(&mut f.ack_errors))
         || Faults::take(&mut f.server_errors)
         || (f.server_error_percent > 0
             && rand::rng().random_range(0..100) < f.server_error_percent);
